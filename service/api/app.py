@@ -1,0 +1,74 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api import errors
+from service.api.routes import health, jobs
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Rare-skill upweighting for pretraining data: register skills, measure how
+often they appear in a corpus, build reweighted and spaced mixtures, and verify by training
+small models that they keep the skills. Authenticate with `Authorization: Bearer <key>`.
+Errors are RFC 9457 problem details (`application/problem+json`)."""
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether or not they declare a
+    Content-Length, before the application reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # An HTTPException, so FastAPI's body parsing passes it through as is.
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"The body exceeds {self.limit} bytes (SKILLMIX_MAX_BODY_BYTES)."
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.problem_response(
+            413, "payload-too-large", "Request body too large",
+            self._detail(), instance=scope.get("path"))
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
+    errors.install(app)
+    for module in (health, jobs):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn service.api.app:app` builds the app on first use, after settings are final.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

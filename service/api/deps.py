@@ -1,0 +1,70 @@
+"""Dependencies shared by the routes, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Query
+from sqlalchemy.orm import Session
+
+from service.api.errors import Problem
+from service.auth import project_for_key
+from service.db import get_sessionmaker
+from service.models import Project
+from service.settings import Settings, get_settings
+
+
+def get_db() -> Iterator[Session]:
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_current_project(
+    session: SessionDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Project:
+    if not authorization:
+        raise Problem(401, "unauthorized", "Missing API key",
+                      "Send 'Authorization: Bearer <key>'; create a key with "
+                      "'skillmix keys create --project NAME'.")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(401, "unauthorized", "Malformed Authorization header",
+                      "Expected 'Authorization: Bearer <key>'.")
+    project = project_for_key(session, key.strip())
+    if project is None:
+        raise Problem(401, "unauthorized", "Invalid API key",
+                      "The key is unknown or revoked.")
+    return project
+
+
+CurrentProject = Annotated[Project, Depends(get_current_project)]
+
+
+class PageParams:
+    def __init__(
+        self,
+        settings: SettingsDep,
+        limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
+        after: Annotated[str | None, Query(
+            max_length=64, description="Return items after this id (the previous page's "
+            "`next_after`).")] = None,
+    ) -> None:
+        if limit > settings.max_page_size:
+            raise Problem(422, "validation-error", "Page too large",
+                          f"limit must be at most {settings.max_page_size}.")
+        self.limit, self.after = limit, after
+
+
+PageDep = Annotated[PageParams, Depends()]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=255,
+    description="Retries of a POST with the same key return the first response.")]

@@ -1,0 +1,62 @@
+"""`Idempotency-Key` on POST: the first response is stored with the created resource, in
+the same transaction, and replayed for every retry with the same key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.api.errors import Problem
+from service.models import IdempotencyRecord
+
+Create = Callable[[], tuple[dict[str, Any], Callable[[], None] | None]]
+
+
+def _digest(path: str, payload: Any) -> str:
+    canonical = json.dumps([path, payload], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(session: Session, project_id: str, key: str, digest: str) -> JSONResponse | None:
+    record = session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.project_id == project_id, IdempotencyRecord.key == key))
+    if record is None:
+        return None
+    if record.request_hash != digest:
+        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
+                      "This Idempotency-Key was already used for a different request; "
+                      "use a new key for a new request.")
+    return JSONResponse(record.response_body, status_code=record.status_code,
+                        headers={"Idempotent-Replayed": "true"})
+
+
+def create_once(session: Session, *, project_id: str, key: str | None, path: str,
+                payload: Any, status_code: int, create: Create) -> JSONResponse:
+    """Run `create` (which adds rows and returns the response body and an after-commit
+    hook) unless this key was seen; commit; then run the hook (e.g. enqueue the job)."""
+    digest = _digest(path, payload)
+    if key and (replayed := _replay(session, project_id, key, digest)):
+        return replayed
+    body, after_commit = create()
+    if key:
+        session.add(IdempotencyRecord(project_id=project_id, key=key, method="POST", path=path,
+                                      request_hash=digest, status_code=status_code,
+                                      response_body=body))
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer with its response.
+        session.rollback()
+        if key and (replayed := _replay(session, project_id, key, digest)):
+            return replayed
+        raise
+    if after_commit:
+        after_commit()
+    return JSONResponse(body, status_code=status_code)

@@ -1,0 +1,148 @@
+"""Jobs: the shared lifecycle of scans, mixtures and verifications."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from sqlalchemy import select
+
+from service import jobs as job_records
+from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep, SettingsDep
+from service.api.errors import Problem, not_found
+from service.api.idempotency import create_once
+from service.api.pagination import paginate
+from service.celery_app import enqueue
+from service.db import get_sessionmaker
+from service.kinds import KINDS
+from service.models import Job, JobState, Project
+from service.schemas import ArtifactsPublic, JobCreate, JobPublic, JobsPublic
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EVENT_POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+
+
+def get_job(session: SessionDep, project: Project, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.project_id != project.id:
+        raise not_found("Job", job_id)
+    return job
+
+
+@router.post("", status_code=202, response_model=JobPublic)
+def create_job(*, body: JobCreate, request: Request, session: SessionDep,
+               project: CurrentProject, settings: SettingsDep,
+               idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Start a diagnostic job (kind `sleep`)."""
+    kind = KINDS[body.kind]
+
+    def create() -> tuple[dict, object]:
+        job = job_records.create_job(session, project_id=project.id, kind=kind.name,
+                                     queue=kind.queue, params=body.params.model_dump(),
+                                     max_attempts=settings.max_attempts)
+        session.flush()
+        session.refresh(job)
+        return JobPublic.of(job).model_dump(mode="json"), lambda: submit(session, job)
+
+    return create_once(session, project_id=project.id, key=idempotency_key,
+                       path=request.url.path, payload=body.model_dump(mode="json"),
+                       status_code=202, create=create)  # type: ignore[arg-type]
+
+
+def submit(session: SessionDep, job: Job) -> None:
+    """Hand a committed job to the broker. If the broker is down the job stays queued and
+    the sweeper sends it later, so the create still succeeds."""
+    try:
+        enqueue(job.id, job.queue)
+    except Exception:
+        return
+    job_records.mark_enqueued(session, job.id)
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(*, session: SessionDep, project: CurrentProject, page: PageDep) -> JobsPublic:
+    """List this project's jobs, newest first."""
+    rows, next_after = paginate(session, select(Job).where(Job.project_id == project.id),
+                                Job.id, page)
+    return JobsPublic(data=[JobPublic.of(j) for j in rows], has_more=next_after is not None,
+                      next_after=next_after)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def read_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> JobPublic:
+    """One job: state, progress, attempts, error, result and artifacts."""
+    return JobPublic.of(get_job(session, project, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> JobPublic:
+    """Cancel a queued or running job; a job already finished answers 409."""
+    job = get_job(session, project, job_id)
+    if not job_records.cancel(session, job):
+        raise Problem(409, "job-finished", "Job already finished",
+                      f"Job {job_id} is {job.state}; only queued or running jobs can be "
+                      "cancelled.", state=job.state)
+    return JobPublic.of(job)
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+def job_events(*, job_id: str, session: SessionDep, project: CurrentProject) -> StreamingResponse:
+    """Server-sent events: one `progress` event per change, then `end` at a final state."""
+    get_job(session, project, job_id)
+    return StreamingResponse(_event_stream(job_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _snapshot(job_id: str) -> dict | None:
+    with get_sessionmaker()() as session:
+        job = session.get(Job, job_id)
+        return JobPublic.of(job).model_dump(mode="json") if job else None
+
+
+async def _event_stream(job_id: str) -> AsyncIterator[str]:
+    last: str | None = None
+    idle = 0.0
+    while True:
+        snap = await run_in_threadpool(_snapshot, job_id)
+        if snap is None:
+            return
+        data = json.dumps(snap)
+        if data != last:
+            last, idle = data, 0.0
+            yield f"event: progress\nid: {snap['updated_at']}\ndata: {data}\n\n"
+        if JobState(snap["state"]).is_final:
+            yield f"event: end\ndata: {data}\n\n"
+            return
+        await asyncio.sleep(EVENT_POLL_SECONDS)
+        idle += EVENT_POLL_SECONDS
+        if idle >= KEEPALIVE_SECONDS:
+            idle = 0.0
+            yield ": keep-alive\n\n"
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
+def list_artifacts(*, job_id: str, session: SessionDep,
+                   project: CurrentProject) -> ArtifactsPublic:
+    """The job's named artifacts (reports, plots, manifests)."""
+    return ArtifactsPublic(data=JobPublic.of(get_job(session, project, job_id)).artifacts)
+
+
+@router.get("/{job_id}/artifacts/{name}", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_artifact(*, job_id: str, name: str, session: SessionDep,
+                      project: CurrentProject) -> FileResponse:
+    """Download one artifact by name."""
+    job = get_job(session, project, job_id)
+    for artifact in job.artifacts or []:
+        if artifact["name"] == name and Path(artifact["path"]).is_file():
+            return FileResponse(artifact["path"], media_type=artifact["media_type"],
+                                filename=name)
+    raise not_found("Artifact", name)

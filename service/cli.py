@@ -1,0 +1,147 @@
+"""`skillmix`: server verbs (serve, worker, db, keys) and the demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.settings import get_settings
+
+app = typer.Typer(help="skillmix: rare-skill upweighting for pretraining data.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Data directory for the embedded mode (default: SKILLMIX_DATA_DIR).")]
+
+
+@app.command()
+def serve(
+    embedded: Annotated[bool, typer.Option(
+        "--embedded", help="SQLite + a filesystem broker under the data dir, and a worker "
+        "in a child process: no other server needed.")] = False,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP API (and, with --embedded, a worker beside it)."""
+    import uvicorn
+
+    from service import embedded as emb
+    from service import migrate
+
+    if not embedded:
+        uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
+        return
+    emb.use_embedded(data_dir or get_settings().data_dir)
+    settings = get_settings()
+    migrate.upgrade(settings.effective_database_url)
+    worker = emb.start_worker(log_path=settings.resolved_data_dir / "worker.log")
+    typer.echo(f"embedded skillmix: data in {settings.resolved_data_dir}, worker pid "
+               f"{worker.pid} (log: worker.log), API on http://{host}:{port}")
+    try:
+        uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
+    finally:
+        emb.stop_process(worker)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] =
+    "curation,training",
+    concurrency: Annotated[int | None, typer.Option(
+        help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")] = None,
+    loglevel: str = "info",
+) -> None:
+    """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
+    from celery.signals import worker_ready
+
+    from service.celery_app import get_celery
+    from service.kinds import QUEUES
+    from service.sweeper import start_sweeper
+
+    settings = get_settings()
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise typer.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {QUEUES}")
+
+    @worker_ready.connect(weak=False)
+    def _sweep(**_: object) -> None:
+        start_sweeper(settings)
+
+    argv = ["worker", "-Q", queues, "--loglevel", loglevel,
+            "--concurrency", str(concurrency or settings.worker_concurrency),
+            "-n", f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"]
+    if settings.embedded_broker:
+        # The filesystem transport has no broadcast heartbeat worth having.
+        argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    get_celery().worker_main(argv)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from service import migrate
+
+    migrate.upgrade(get_settings().effective_database_url, revision)
+    typer.echo(f"database at {migrate.current(get_settings().effective_database_url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = "base") -> None:
+    """Revert migrations down to REVISION (default: base, an empty database)."""
+    from service import migrate
+
+    migrate.downgrade(get_settings().effective_database_url, revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from service import migrate
+
+    typer.echo(migrate.current(get_settings().effective_database_url) or "empty")
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="Project name; created if new.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an API key for PROJECT (shown once; only its hash is stored)."""
+    from service.auth import create_key
+    from service.db import session_scope
+
+    with session_scope() as session:
+        proj, key = create_key(session, project)
+        name = proj.name
+    if as_json:
+        typer.echo(json.dumps({"project": name, "key": key}))
+    else:
+        typer.echo(f"project {name}\nkey     {key}  (store it now: it is not shown again)")
+
+
+@app.command()
+def demo(data_dir: DataDir = None) -> None:
+    """Run the main job end to end on the embedded default and print the result."""
+    from service.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    target = data_dir or Path(os.environ.get("SKILLMIX_DATA_DIR", ".skillmix")) / "demo"
+    sys.exit(run_demo(target))
+
+
+if __name__ == "__main__":
+    app()

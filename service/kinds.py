@@ -1,0 +1,69 @@
+"""The registry of job kinds: which queue each runs on and the function that does the work.
+
+A handler receives a `JobContext` and returns the job's JSON result. It calls plain
+library functions (`curation`, `training`), passing `ctx.progress` as their callback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+CURATION = "curation"
+TRAINING = "training"
+QUEUES = (CURATION, TRAINING)
+
+
+class JobContext(Protocol):
+    job_id: str
+    project_id: str
+    params: dict[str, Any]
+    artifact_dir: Path
+
+    def progress(self, fraction: float, message: str = "") -> None: ...
+
+    def add_artifact(self, name: str, path: Path, media_type: str) -> None: ...
+
+
+Handler = Callable[[JobContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    queue: str
+    handler: Handler
+    description: str
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(name: str, queue: str, description: str) -> Callable[[Handler], Handler]:
+    def wrap(handler: Handler) -> Handler:
+        KINDS[name] = JobKind(name, queue, handler, description)
+        return handler
+
+    return wrap
+
+
+@register("sleep", CURATION, "Diagnostic job: sleeps in steps, reporting progress.")
+def run_sleep(ctx: JobContext) -> dict[str, Any]:
+    """Exercise the whole job path (queue, lease, progress, artifacts) with no real work."""
+    seconds = float(ctx.params.get("seconds", 0.0))
+    steps = max(int(ctx.params.get("steps", 1)), 1)
+    fail = ctx.params.get("fail")
+    for step in range(steps):
+        time.sleep(seconds / steps)
+        ctx.progress((step + 1) / steps, f"step {step + 1}/{steps}")
+    if fail:
+        raise RuntimeError(str(fail))
+    result = {"slept_seconds": seconds, "steps": steps}
+    path = ctx.artifact_dir / "result.json"
+    path.write_text(json.dumps(result, indent=2))
+    ctx.add_artifact("result.json", path, "application/json")
+    return result

@@ -1,0 +1,119 @@
+"""Runs one job attempt inside a worker: claim the lease, keep it alive, call the handler,
+record the outcome. The Celery task is a one-line call into `execute`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from service import jobs
+from service.db import session_scope
+from service.kinds import KINDS
+from service.models import Job, JobState
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("skillmix.runner")
+
+
+class JobInterrupted(Exception):
+    """The job was cancelled, or this worker lost its lease to another attempt."""
+
+
+class RunContext:
+    def __init__(self, job: Job, owner: str, settings: Settings) -> None:
+        self.job_id = job.id
+        self.project_id = job.project_id
+        self.params: dict[str, Any] = dict(job.params or {})
+        self.owner = owner
+        self.settings = settings
+        self.artifact_dir = settings.artifacts_dir / job.id
+        # An earlier, lost attempt may have left partial files; its artifacts are not ours.
+        if self.artifact_dir.exists():
+            shutil.rmtree(self.artifact_dir)
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts: list[dict[str, Any]] = []
+        self.lost = threading.Event()
+        self._last_write = 0.0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self.lost.is_set():
+            raise JobInterrupted("lease lost")
+        now = time.monotonic()
+        # Progress is advisory: write at most twice a second, but always the last step.
+        if fraction < 1.0 and now - self._last_write < 0.5:
+            return
+        self._last_write = now
+        with session_scope() as session:
+            held = jobs.report_progress(session, self.job_id, self.owner, fraction, message,
+                                        self.settings.job_lease_seconds)
+        if not held:
+            self.lost.set()
+            raise JobInterrupted("cancelled or lease lost")
+
+    def add_artifact(self, name: str, path: Path, media_type: str) -> None:
+        self.artifacts = [a for a in self.artifacts if a["name"] != name]
+        self.artifacts.append({"name": name, "path": str(path), "media_type": media_type,
+                               "size": path.stat().st_size})
+
+
+def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
+    interval = max(ctx.settings.job_lease_seconds / 3, 0.2)
+    while not stop.wait(interval):
+        try:
+            with session_scope() as session:
+                held = jobs.renew_lease(session, ctx.job_id, ctx.owner,
+                                        ctx.settings.job_lease_seconds)
+        except Exception:  # a database hiccup: try again at the next beat
+            log.exception("lease renewal failed for job %s", ctx.job_id)
+            continue
+        if not held:
+            ctx.lost.set()
+            return
+
+
+def execute(job_id: str, settings: Settings | None = None) -> str:
+    """Run one attempt of `job_id`; return what happened (for logs and tests)."""
+    settings = settings or get_settings()
+    owner = secrets.token_hex(8)
+    with session_scope() as session:
+        if not jobs.claim(session, job_id, owner, settings.job_lease_seconds):
+            job = session.get(Job, job_id)
+            if job is None:
+                return "missing"
+            if job.state == JobState.running.value and job.attempts >= job.max_attempts:
+                jobs.fail_exhausted(session, job_id)
+                return "exhausted"
+            return f"skipped ({job.state})"
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.refresh(job)
+        kind = KINDS.get(job.kind)
+        ctx = RunContext(job, owner, settings)
+    log.info("job %s attempt %s: %s", job_id, job.attempts, job.kind)
+
+    stop = threading.Event()
+    beat = threading.Thread(target=_keep_lease, args=(ctx, stop), daemon=True)
+    beat.start()
+    try:
+        if kind is None:
+            raise ValueError(f"unknown job kind {job.kind!r}")
+        result = kind.handler(ctx)
+        state, error = JobState.succeeded, None
+    except JobInterrupted:
+        return "interrupted"
+    except Exception as exc:
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        result, state, error = None, JobState.failed, f"{type(exc).__name__}: {exc}"
+    finally:
+        stop.set()
+        beat.join()
+    with session_scope() as session:
+        done = jobs.finish(session, job_id, owner, state=state, result=result, error=error,
+                           artifacts=ctx.artifacts)
+    return state.value if done else "interrupted"

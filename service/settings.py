@@ -1,0 +1,92 @@
+"""The one reader of the environment: every knob is a `SKILLMIX_*` variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKILLMIX_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".skillmix"),
+        description="Where the embedded database, broker folders and artifacts live.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file under data_dir."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL (redis://...); default: kombu's filesystem transport "
+        "under data_dir, which needs no server.",
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated roots that corpora and outputs may live under.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Job execution: a lease that a running task renews; a job whose lease has run out
+    # is taken to have lost its worker and is run again, up to max_attempts times.
+    max_attempts: int = Field(default=3, ge=1)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    requeue_queued_after_seconds: float = Field(default=600.0, gt=0)
+    # Redis redelivers an unacknowledged message after this long (kombu's default is an
+    # hour, far too long to notice a dead worker).
+    visibility_timeout_seconds: float = Field(default=300.0, gt=0)
+    worker_concurrency: int = Field(default=2, ge=1)
+
+    # API limits.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_page_size: int = Field(default=200, ge=1)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'skillmix.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.resolved_data_dir / "broker"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.resolved_data_dir / "artifacts"
+
+    @property
+    def effective_allowed_roots(self) -> list[Path]:
+        """Allowed roots, resolved; the data directory is always one of them."""
+        roots = [Path(r).expanduser().resolve() for r in self.allowed_roots]
+        data = self.resolved_data_dir
+        return roots if data in roots else [*roots, data]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,51 @@
+"""Finds jobs the database says are active but that no live worker holds, and sends them
+again (or fails them when their attempts are used up). Runs in every worker process, so a
+lost message, a dead worker or a broker restart never strands a job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from service import jobs
+from service.celery_app import enqueue
+from service.db import session_scope
+from service.settings import Settings
+
+log = logging.getLogger("skillmix.sweeper")
+
+
+def sweep_once(settings: Settings) -> dict[str, int]:
+    with session_scope() as session:
+        resend, to_fail = jobs.stranded_jobs(session, settings.requeue_queued_after_seconds)
+        failed = sum(jobs.fail_exhausted(session, job.id) for job in to_fail)
+        targets = [(job.id, job.queue) for job in resend]
+    sent = 0
+    for job_id, queue in targets:
+        try:
+            enqueue(job_id, queue)
+        except Exception:
+            log.exception("could not re-enqueue job %s", job_id)
+            continue
+        with session_scope() as session:
+            jobs.mark_enqueued(session, job_id)
+        sent += 1
+        log.info("re-enqueued stranded job %s", job_id)
+    return {"resent": sent, "failed": failed}
+
+
+def start_sweeper(settings: Settings) -> threading.Event:
+    """Sweep every `sweep_interval_seconds` in a daemon thread; set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                sweep_once(settings)
+            except Exception:
+                log.exception("sweep failed")
+            if stop.wait(settings.sweep_interval_seconds):
+                return
+
+    threading.Thread(target=loop, name="skillmix-sweeper", daemon=True).start()
+    return stop
