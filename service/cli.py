@@ -15,22 +15,34 @@ import typer
 
 from service.settings import get_settings
 
-app = typer.Typer(help="skillmix: rare-skill upweighting for pretraining data.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="skillmix: rare-skill upweighting for pretraining data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 
-DataDir = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Data directory for the embedded mode (default: SKILLMIX_DATA_DIR).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory for the embedded mode (default: SKILLMIX_DATA_DIR)."
+    ),
+]
 
 
 @app.command()
 def serve(
-    embedded: Annotated[bool, typer.Option(
-        "--embedded", help="SQLite + a filesystem broker under the data dir, and a worker "
-        "in a child process: no other server needed.")] = False,
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            "--embedded",
+            help="SQLite + a filesystem broker under the data dir, and a worker "
+            "in a child process: no other server needed.",
+        ),
+    ] = False,
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
@@ -49,8 +61,10 @@ def serve(
     settings = get_settings()
     migrate.upgrade(settings.effective_database_url)
     worker = emb.start_worker(log_path=settings.resolved_data_dir / "worker.log")
-    typer.echo(f"embedded skillmix: data in {settings.resolved_data_dir}, worker pid "
-               f"{worker.pid} (log: worker.log), API on http://{host}:{port}")
+    typer.echo(
+        f"embedded skillmix: data in {settings.resolved_data_dir}, worker pid "
+        f"{worker.pid} (log: worker.log), API on http://{host}:{port}"
+    )
     try:
         uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
     finally:
@@ -59,10 +73,12 @@ def serve(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] =
-    "curation,training",
-    concurrency: Annotated[int | None, typer.Option(
-        help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")] = None,
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to consume.")
+    ] = "curation,training",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")
+    ] = None,
     loglevel: str = "info",
 ) -> None:
     """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
@@ -81,9 +97,17 @@ def worker(
     def _sweep(**_: object) -> None:
         start_sweeper(settings)
 
-    argv = ["worker", "-Q", queues, "--loglevel", loglevel,
-            "--concurrency", str(concurrency or settings.worker_concurrency),
-            "-n", f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"]
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "--loglevel",
+        loglevel,
+        "--concurrency",
+        str(concurrency or settings.worker_concurrency),
+        "-n",
+        f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",
+    ]
     if settings.embedded_broker:
         # The filesystem transport has no broadcast heartbeat worth having.
         argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
@@ -91,10 +115,16 @@ def worker(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(
+    revision: str = "head",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the database to accept connections first.")
+    ] = 0,
+) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from service import migrate
 
+    migrate.wait_for_database(get_settings().effective_database_url, wait)
     migrate.upgrade(get_settings().effective_database_url, revision)
     typer.echo(f"database at {migrate.current(get_settings().effective_database_url)}")
 

@@ -23,7 +23,7 @@ def make_engine(url: str) -> Engine:
         # The API and the worker are separate processes writing one file: WAL lets readers
         # run beside the writer, busy_timeout makes writers queue instead of failing.
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")

@@ -34,12 +34,16 @@ def run_demo(data_dir: Path) -> int:
     with embedded_stack(data_dir) as stack:
         with session_scope() as session:
             _, key = create_key(session, "demo")
-        client = httpx.Client(base_url=stack.base_url, timeout=30,
-                              headers={"Authorization": f"Bearer {key}"})
+        client = httpx.Client(
+            base_url=stack.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+        )
         typer.echo(f"API at {stack.base_url}; submitting a diagnostic job")
-        job = client.post("/v1/jobs", json={"kind": "sleep",
-                                            "params": {"seconds": 2, "steps": 4}}).json()
+        job = client.post(
+            "/v1/jobs", json={"kind": "sleep", "params": {"seconds": 2, "steps": 4}}
+        ).json()
         job = follow(client, job["id"])
-    typer.echo(f"job {job['id']}: {job['state']} after {job['attempts']} attempt(s); "
-               f"result {json.dumps(job['result'])}")
+    typer.echo(
+        f"job {job['id']}: {job['state']} after {job['attempts']} attempt(s); "
+        f"result {json.dumps(job['result'])}"
+    )
     return 0 if job["state"] == "succeeded" else 1

@@ -47,14 +47,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_worker(queues: str = "curation,training", concurrency: int = 1,
-                 log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    queues: str = "curation,training", concurrency: int = 1, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """A `skillmix worker` child process with this process's environment."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--queues", queues,
-         "--concurrency", str(concurrency)],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -76,14 +87,14 @@ class Stack:
 
 
 @contextmanager
-def run_api(host: str = "127.0.0.1", port: int | None = None,
-            log_level: str = "warning") -> Iterator[str]:
+def run_api(
+    host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"
+) -> Iterator[str]:
     """Serve the API from a thread of this process; yield its base URL once it answers."""
     from service.api.app import create_app
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port,
-                                           log_level=log_level))
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base_url = f"http://{host}:{port}"
@@ -104,12 +115,14 @@ def run_api(host: str = "127.0.0.1", port: int | None = None,
 
 
 @contextmanager
-def embedded_stack(data_dir: Path, *, port: int | None = None, worker: bool = True,
-                   log_level: str = "warning") -> Iterator[Stack]:
+def embedded_stack(
+    data_dir: Path, *, port: int | None = None, worker: bool = True, log_level: str = "warning"
+) -> Iterator[Stack]:
     use_embedded(data_dir)
     migrate.upgrade(get_settings().effective_database_url)
-    proc = start_worker(log_path=get_settings().resolved_data_dir / "worker.log") \
-        if worker else None
+    proc = (
+        start_worker(log_path=get_settings().resolved_data_dir / "worker.log") if worker else None
+    )
     try:
         with run_api(port=port, log_level=log_level) as base_url:
             yield Stack(base_url=base_url, worker=proc)

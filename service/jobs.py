@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobState, utcnow
@@ -20,11 +20,22 @@ ACTIVE = (JobState.queued.value, JobState.running.value)
 
 
 def create_job(
-    session: Session, *, project_id: str, kind: str, queue: str, params: dict[str, Any],
+    session: Session,
+    *,
+    project_id: str,
+    kind: str,
+    queue: str,
+    params: dict[str, Any],
     max_attempts: int,
 ) -> Job:
-    job = Job(project_id=project_id, kind=kind, queue=queue, params=params,
-              max_attempts=max_attempts, state=JobState.queued.value)
+    job = Job(
+        project_id=project_id,
+        kind=kind,
+        queue=queue,
+        params=params,
+        max_attempts=max_attempts,
+        state=JobState.queued.value,
+    )
     session.add(job)
     session.flush()
     return job
@@ -58,7 +69,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bo
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _held(job_id: str, owner: str):  # type: ignore[no-untyped-def]
+def _held(job_id: str, owner: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
 
 
@@ -75,7 +86,11 @@ def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float)
 
 
 def report_progress(
-    session: Session, job_id: str, owner: str, fraction: float, message: str,
+    session: Session,
+    job_id: str,
+    owner: str,
+    fraction: float,
+    message: str,
     lease_seconds: float,
 ) -> bool:
     """Write progress (and renew the lease); False when this owner no longer holds the job."""
@@ -96,15 +111,24 @@ def report_progress(
 
 
 def finish(
-    session: Session, job_id: str, owner: str, *, state: JobState,
-    result: dict[str, Any] | None = None, error: str | None = None,
+    session: Session,
+    job_id: str,
+    owner: str,
+    *,
+    state: JobState,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
     artifacts: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Move a held job to a final state; False when the lease was lost meanwhile."""
     now = utcnow()
     values: dict[str, Any] = dict(
-        state=state.value, error=error, finished_at=now, updated_at=now,
-        lease_owner=None, lease_expires_at=None,
+        state=state.value,
+        error=error,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
     )
     if state is JobState.succeeded:
         values.update(progress=1.0, progress_message="done")
@@ -113,7 +137,9 @@ def finish(
     if artifacts is not None:
         values["artifacts"] = artifacts
     res = session.execute(
-        update(Job).where(_held(job_id, owner)).values(**values)
+        update(Job)
+        .where(_held(job_id, owner))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -126,8 +152,14 @@ def cancel(session: Session, job: Job) -> bool:
     res = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.state.in_(ACTIVE))
-        .values(state=JobState.cancelled.value, finished_at=now, updated_at=now,
-                lease_owner=None, lease_expires_at=None, progress_message="cancelled")
+        .values(
+            state=JobState.cancelled.value,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            progress_message="cancelled",
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -154,8 +186,14 @@ def fail_exhausted(session: Session, job_id: str) -> bool:
             Job.attempts >= Job.max_attempts,
             Job.lease_expires_at < now,
         )
-        .values(state=JobState.failed.value, error=error, finished_at=now, updated_at=now,
-                lease_owner=None, lease_expires_at=None)
+        .values(
+            state=JobState.failed.value,
+            error=error,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -164,7 +202,9 @@ def fail_exhausted(session: Session, job_id: str) -> bool:
 
 def mark_enqueued(session: Session, job_id: str, when: datetime | None = None) -> None:
     session.execute(
-        update(Job).where(Job.id == job_id).values(enqueued_at=when or utcnow())
+        update(Job)
+        .where(Job.id == job_id)
+        .values(enqueued_at=when or utcnow())
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -182,10 +222,14 @@ def stranded_jobs(session: Session, requeue_queued_after: float) -> tuple[list[J
     ).all()
     to_fail = [j for j in expired if j.attempts >= j.max_attempts]
     resend = [
-        j for j in expired
+        j
+        for j in expired
         if j.attempts < j.max_attempts
-        and (j.enqueued_at is None or j.lease_expires_at is None
-             or j.enqueued_at < j.lease_expires_at)
+        and (
+            j.enqueued_at is None
+            or j.lease_expires_at is None
+            or j.enqueued_at < j.lease_expires_at
+        )
     ]
     stale_before = now - timedelta(seconds=requeue_queued_after)
     resend += session.scalars(

@@ -17,6 +17,30 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def wait_for_database(url: str, timeout: float) -> None:
+    """Retry connecting until the database answers or `timeout` seconds pass."""
+    import time
+
+    from sqlalchemy import text
+
+    from service.db import make_engine
+
+    engine = make_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except Exception:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 

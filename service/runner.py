@@ -50,16 +50,18 @@ class RunContext:
             return
         self._last_write = now
         with session_scope() as session:
-            held = jobs.report_progress(session, self.job_id, self.owner, fraction, message,
-                                        self.settings.job_lease_seconds)
+            held = jobs.report_progress(
+                session, self.job_id, self.owner, fraction, message, self.settings.job_lease_seconds
+            )
         if not held:
             self.lost.set()
             raise JobInterrupted("cancelled or lease lost")
 
     def add_artifact(self, name: str, path: Path, media_type: str) -> None:
         self.artifacts = [a for a in self.artifacts if a["name"] != name]
-        self.artifacts.append({"name": name, "path": str(path), "media_type": media_type,
-                               "size": path.stat().st_size})
+        self.artifacts.append(
+            {"name": name, "path": str(path), "media_type": media_type, "size": path.stat().st_size}
+        )
 
 
 def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
@@ -67,8 +69,9 @@ def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
             with session_scope() as session:
-                held = jobs.renew_lease(session, ctx.job_id, ctx.owner,
-                                        ctx.settings.job_lease_seconds)
+                held = jobs.renew_lease(
+                    session, ctx.job_id, ctx.owner, ctx.settings.job_lease_seconds
+                )
         except Exception:  # a database hiccup: try again at the next beat
             log.exception("lease renewal failed for job %s", ctx.job_id)
             continue
@@ -114,6 +117,7 @@ def execute(job_id: str, settings: Settings | None = None) -> str:
         stop.set()
         beat.join()
     with session_scope() as session:
-        done = jobs.finish(session, job_id, owner, state=state, result=result, error=error,
-                           artifacts=ctx.artifacts)
+        done = jobs.finish(
+            session, job_id, owner, state=state, result=result, error=error, artifacts=ctx.artifacts
+        )
     return state.value if done else "interrupted"

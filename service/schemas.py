@@ -45,16 +45,28 @@ class JobPublic(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobPublic:
         return cls(
-            id=job.id, kind=job.kind, queue=job.queue, state=job.state,  # type: ignore[arg-type]
+            id=job.id,
+            kind=job.kind,
+            queue=job.queue,
+            state=job.state,  # type: ignore[arg-type]
             progress=Progress(fraction=job.progress, message=job.progress_message),
-            attempts=job.attempts, max_attempts=job.max_attempts, error=job.error,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            error=job.error,
             result=job.result,
-            artifacts=[ArtifactPublic(name=a["name"], media_type=a["media_type"],
-                                      size=a["size"],
-                                      url=f"/v1/jobs/{job.id}/artifacts/{a['name']}")
-                       for a in job.artifacts or []],
-            created_at=job.created_at, started_at=job.started_at,
-            finished_at=job.finished_at, updated_at=job.updated_at,
+            artifacts=[
+                ArtifactPublic(
+                    name=a["name"],
+                    media_type=a["media_type"],
+                    size=a["size"],
+                    url=f"/v1/jobs/{job.id}/artifacts/{a['name']}",
+                )
+                for a in job.artifacts or []
+            ],
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            updated_at=job.updated_at,
         )
 
 
@@ -71,8 +83,9 @@ class ArtifactsPublic(BaseModel):
 class SleepParams(StrictModel):
     seconds: float = Field(default=0.0, ge=0, le=3600)
     steps: int = Field(default=1, ge=1, le=10_000)
-    fail: str | None = Field(default=None, max_length=500,
-                             description="Fail with this message at the end (for tests).")
+    fail: str | None = Field(
+        default=None, max_length=500, description="Fail with this message at the end (for tests)."
+    )
 
 
 class JobCreate(StrictModel):
@@ -81,6 +94,11 @@ class JobCreate(StrictModel):
 
     kind: Literal["sleep"] = "sleep"
     params: SleepParams = SleepParams()
+    queue: Literal["curation", "training"] | None = Field(
+        default=None,
+        description="Run on this queue instead of the kind's own (to check "
+        "that a worker pool is consuming).",
+    )
 
 
 class Health(BaseModel):

@@ -52,8 +52,12 @@ class BodySizeLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = errors.problem_response(
-            413, "payload-too-large", "Request body too large",
-            self._detail(), instance=scope.get("path"))
+            413,
+            "payload-too-large",
+            "Request body too large",
+            self._detail(),
+            instance=scope.get("path"),
+        )
         await response(scope, receive, send)
 
 

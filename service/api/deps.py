@@ -32,17 +32,24 @@ def get_current_project(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Project:
     if not authorization:
-        raise Problem(401, "unauthorized", "Missing API key",
-                      "Send 'Authorization: Bearer <key>'; create a key with "
-                      "'skillmix keys create --project NAME'.")
+        raise Problem(
+            401,
+            "unauthorized",
+            "Missing API key",
+            "Send 'Authorization: Bearer <key>'; create a key with "
+            "'skillmix keys create --project NAME'.",
+        )
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise Problem(401, "unauthorized", "Malformed Authorization header",
-                      "Expected 'Authorization: Bearer <key>'.")
+        raise Problem(
+            401,
+            "unauthorized",
+            "Malformed Authorization header",
+            "Expected 'Authorization: Bearer <key>'.",
+        )
     project = project_for_key(session, key.strip())
     if project is None:
-        raise Problem(401, "unauthorized", "Invalid API key",
-                      "The key is unknown or revoked.")
+        raise Problem(401, "unauthorized", "Invalid API key", "The key is unknown or revoked.")
     return project
 
 
@@ -54,17 +61,30 @@ class PageParams:
         self,
         settings: SettingsDep,
         limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
-        after: Annotated[str | None, Query(
-            max_length=64, description="Return items after this id (the previous page's "
-            "`next_after`).")] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="Return items after this id (the previous page's `next_after`).",
+            ),
+        ] = None,
     ) -> None:
         if limit > settings.max_page_size:
-            raise Problem(422, "validation-error", "Page too large",
-                          f"limit must be at most {settings.max_page_size}.")
+            raise Problem(
+                422,
+                "validation-error",
+                "Page too large",
+                f"limit must be at most {settings.max_page_size}.",
+            )
         self.limit, self.after = limit, after
 
 
 PageDep = Annotated[PageParams, Depends()]
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=255,
-    description="Retries of a POST with the same key return the first response.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Retries of a POST with the same key return the first response.",
+    ),
+]

@@ -17,10 +17,18 @@ PROBLEM_JSON = "application/problem+json"
 
 # Stable problem types by HTTP status, for errors raised by the framework itself.
 _STATUS_TYPES = {
-    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-    405: "method-not-allowed", 409: "conflict", 413: "payload-too-large",
-    415: "unsupported-media-type", 422: "validation-error", 429: "rate-limited",
-    500: "internal-error", 503: "unavailable",
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
 }
 
 
@@ -31,22 +39,35 @@ def problem_type(slug: str) -> str:
 class Problem(Exception):
     """Raise from a handler to answer with a problem document."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str = "",
-                 **extra: Any) -> None:
+    def __init__(self, status: int, slug: str, title: str, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or title)
         self.status, self.slug, self.title, self.detail, self.extra = (
-            status, slug, title, detail, extra
+            status,
+            slug,
+            title,
+            detail,
+            extra,
         )
 
 
 def not_found(what: str, ident: str) -> Problem:
-    return Problem(404, "not-found", f"{what} not found",
-                   f"No {what.lower()} with id {ident!r} in this project.")
+    return Problem(
+        404,
+        "not-found",
+        f"{what} not found",
+        f"No {what.lower()} with id {ident!r} in this project.",
+    )
 
 
-def problem_response(status: int, slug: str, title: str, detail: str = "",
-                     instance: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str = "",
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": problem_type(slug), "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -67,34 +88,52 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.slug, exc.title, exc.detail,
-                                instance=request.url.path, **exc.extra)
+        return problem_response(
+            exc.status, exc.slug, exc.title, exc.detail, instance=request.url.path, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(400, "malformed-json", "Malformed JSON",
-                                    "The request body is not valid JSON: " +
-                                    "; ".join(e["msg"] for e in errors),
-                                    instance=request.url.path)
+            return problem_response(
+                400,
+                "malformed-json",
+                "Malformed JSON",
+                "The request body is not valid JSON: " + "; ".join(e["msg"] for e in errors),
+                instance=request.url.path,
+            )
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
-        return problem_response(422, "validation-error", "Invalid request", detail,
-                                instance=request.url.path, errors=json.loads(
-                                    json.dumps(errors, default=str)))
+        return problem_response(
+            422,
+            "validation-error",
+            "Invalid request",
+            detail,
+            instance=request.url.path,
+            errors=json.loads(json.dumps(errors, default=str)),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _STATUS_TYPES.get(exc.status_code, "error")
         title = slug.replace("-", " ").capitalize()
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return problem_response(exc.status_code, slug, title, detail,
-                                instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code,
+            slug,
+            title,
+            detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal-error", "Internal server error",
-                                "An unexpected error occurred; it has been logged.",
-                                instance=request.url.path)
+        return problem_response(
+            500,
+            "internal-error",
+            "Internal server error",
+            "An unexpected error occurred; it has been logged.",
+            instance=request.url.path,
+        )

@@ -25,20 +25,38 @@ def _digest(path: str, payload: Any) -> str:
 
 
 def _replay(session: Session, project_id: str, key: str, digest: str) -> JSONResponse | None:
-    record = session.scalar(select(IdempotencyRecord).where(
-        IdempotencyRecord.project_id == project_id, IdempotencyRecord.key == key))
+    record = session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.project_id == project_id, IdempotencyRecord.key == key
+        )
+    )
     if record is None:
         return None
     if record.request_hash != digest:
-        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
-                      "This Idempotency-Key was already used for a different request; "
-                      "use a new key for a new request.")
-    return JSONResponse(record.response_body, status_code=record.status_code,
-                        headers={"Idempotent-Replayed": "true"})
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used for a different request; "
+            "use a new key for a new request.",
+        )
+    return JSONResponse(
+        record.response_body,
+        status_code=record.status_code,
+        headers={"Idempotent-Replayed": "true"},
+    )
 
 
-def create_once(session: Session, *, project_id: str, key: str | None, path: str,
-                payload: Any, status_code: int, create: Create) -> JSONResponse:
+def create_once(
+    session: Session,
+    *,
+    project_id: str,
+    key: str | None,
+    path: str,
+    payload: Any,
+    status_code: int,
+    create: Create,
+) -> JSONResponse:
     """Run `create` (which adds rows and returns the response body and an after-commit
     hook) unless this key was seen; commit; then run the hook (e.g. enqueue the job)."""
     digest = _digest(path, payload)
@@ -46,9 +64,17 @@ def create_once(session: Session, *, project_id: str, key: str | None, path: str
         return replayed
     body, after_commit = create()
     if key:
-        session.add(IdempotencyRecord(project_id=project_id, key=key, method="POST", path=path,
-                                      request_hash=digest, status_code=status_code,
-                                      response_body=body))
+        session.add(
+            IdempotencyRecord(
+                project_id=project_id,
+                key=key,
+                method="POST",
+                path=path,
+                request_hash=digest,
+                status_code=status_code,
+                response_body=body,
+            )
+        )
     try:
         session.commit()
     except IntegrityError:

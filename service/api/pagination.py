@@ -12,8 +12,9 @@ from service.api.deps import PageParams
 T = TypeVar("T")
 
 
-def paginate(session: Session, stmt: Select[Any], id_column: Any,
-             page: PageParams) -> tuple[list[Any], str | None]:
+def paginate(
+    session: Session, stmt: Select[Any], id_column: Any, page: PageParams
+) -> tuple[list[Any], str | None]:
     """Return one page of rows and the id to pass as `after` for the next (None at the end)."""
     if page.after:
         stmt = stmt.where(id_column < page.after)

@@ -37,23 +37,40 @@ def get_job(session: SessionDep, project: Project, job_id: str) -> Job:
 
 
 @router.post("", status_code=202, response_model=JobPublic)
-def create_job(*, body: JobCreate, request: Request, session: SessionDep,
-               project: CurrentProject, settings: SettingsDep,
-               idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def create_job(
+    *,
+    body: JobCreate,
+    request: Request,
+    session: SessionDep,
+    project: CurrentProject,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Start a diagnostic job (kind `sleep`)."""
     kind = KINDS[body.kind]
 
     def create() -> tuple[dict, object]:
-        job = job_records.create_job(session, project_id=project.id, kind=kind.name,
-                                     queue=kind.queue, params=body.params.model_dump(),
-                                     max_attempts=settings.max_attempts)
+        job = job_records.create_job(
+            session,
+            project_id=project.id,
+            kind=kind.name,
+            queue=body.queue or kind.queue,
+            params=body.params.model_dump(),
+            max_attempts=settings.max_attempts,
+        )
         session.flush()
         session.refresh(job)
         return JobPublic.of(job).model_dump(mode="json"), lambda: submit(session, job)
 
-    return create_once(session, project_id=project.id, key=idempotency_key,
-                       path=request.url.path, payload=body.model_dump(mode="json"),
-                       status_code=202, create=create)  # type: ignore[arg-type]
+    return create_once(
+        session,
+        project_id=project.id,
+        key=idempotency_key,
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        status_code=202,
+        create=create,
+    )  # type: ignore[arg-type]
 
 
 def submit(session: SessionDep, job: Job) -> None:
@@ -69,10 +86,12 @@ def submit(session: SessionDep, job: Job) -> None:
 @router.get("", response_model=JobsPublic)
 def list_jobs(*, session: SessionDep, project: CurrentProject, page: PageDep) -> JobsPublic:
     """List this project's jobs, newest first."""
-    rows, next_after = paginate(session, select(Job).where(Job.project_id == project.id),
-                                Job.id, page)
-    return JobsPublic(data=[JobPublic.of(j) for j in rows], has_more=next_after is not None,
-                      next_after=next_after)
+    rows, next_after = paginate(
+        session, select(Job).where(Job.project_id == project.id), Job.id, page
+    )
+    return JobsPublic(
+        data=[JobPublic.of(j) for j in rows], has_more=next_after is not None, next_after=next_after
+    )
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -86,19 +105,29 @@ def cancel_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> 
     """Cancel a queued or running job; a job already finished answers 409."""
     job = get_job(session, project, job_id)
     if not job_records.cancel(session, job):
-        raise Problem(409, "job-finished", "Job already finished",
-                      f"Job {job_id} is {job.state}; only queued or running jobs can be "
-                      "cancelled.", state=job.state)
+        raise Problem(
+            409,
+            "job-finished",
+            "Job already finished",
+            f"Job {job_id} is {job.state}; only queued or running jobs can be cancelled.",
+            state=job.state,
+        )
     return JobPublic.of(job)
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 def job_events(*, job_id: str, session: SessionDep, project: CurrentProject) -> StreamingResponse:
     """Server-sent events: one `progress` event per change, then `end` at a final state."""
     get_job(session, project, job_id)
-    return StreamingResponse(_event_stream(job_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _event_stream(job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _snapshot(job_id: str) -> dict | None:
@@ -129,20 +158,22 @@ async def _event_stream(job_id: str) -> AsyncIterator[str]:
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
-def list_artifacts(*, job_id: str, session: SessionDep,
-                   project: CurrentProject) -> ArtifactsPublic:
+def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject) -> ArtifactsPublic:
     """The job's named artifacts (reports, plots, manifests)."""
     return ArtifactsPublic(data=JobPublic.of(get_job(session, project, job_id)).artifacts)
 
 
-@router.get("/{job_id}/artifacts/{name}", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}})
-def download_artifact(*, job_id: str, name: str, session: SessionDep,
-                      project: CurrentProject) -> FileResponse:
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_artifact(
+    *, job_id: str, name: str, session: SessionDep, project: CurrentProject
+) -> FileResponse:
     """Download one artifact by name."""
     job = get_job(session, project, job_id)
     for artifact in job.artifacts or []:
         if artifact["name"] == name and Path(artifact["path"]).is_file():
-            return FileResponse(artifact["path"], media_type=artifact["media_type"],
-                                filename=name)
+            return FileResponse(artifact["path"], media_type=artifact["media_type"], filename=name)
     raise not_found("Artifact", name)

@@ -1,0 +1,150 @@
+"""The HTTP contract of the foundation: auth, isolation, problem details, pagination,
+idempotency, limits. SQLite, no worker (jobs stay queued)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from service.db import session_scope
+from service.models import Job
+from tests.service.conftest import auth
+
+PROBLEM = "application/problem+json"
+
+
+def create(client: TestClient, key: str, **body: object) -> dict:
+    r = client.post("/v1/jobs", json=body or {"kind": "sleep"}, headers=auth(key))
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+def test_missing_wrong_and_malformed_keys_are_401(client: TestClient, key_a: str) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer sk_nope"},
+        {"Authorization": key_a},
+        {"Authorization": "Basic abc"},
+    ):
+        r = client.get("/v1/jobs", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["content-type"].startswith(PROBLEM)
+        assert r.json()["type"] == "urn:skillmix:problem:unauthorized"
+
+
+def test_another_projects_job_is_404_everywhere(client: TestClient, key_a: str, key_b: str) -> None:
+    job = create(client, key_a)
+    for method, path in [
+        ("GET", f"/v1/jobs/{job['id']}"),
+        ("POST", f"/v1/jobs/{job['id']}/cancel"),
+        ("GET", f"/v1/jobs/{job['id']}/events"),
+        ("GET", f"/v1/jobs/{job['id']}/artifacts"),
+        ("GET", f"/v1/jobs/{job['id']}/artifacts/result.json"),
+    ]:
+        r = client.request(method, path, headers=auth(key_b))
+        assert r.status_code == 404, (method, path, r.text)
+        assert job["id"] not in r.text or "No job" in r.json()["detail"]
+    assert client.get("/v1/jobs", headers=auth(key_b)).json()["data"] == []
+    assert client.get(f"/v1/jobs/{job['id']}", headers=auth(key_a)).json()["state"] == "queued"
+
+
+def test_bad_bodies_are_4xx_problems(client: TestClient, key_a: str) -> None:
+    h = {**auth(key_a), "Content-Type": "application/json"}
+    cases = [
+        (b"{not json", 400, "malformed-json"),
+        (b'{"kind": "sleep", "params": {"seconds": "soon"}}', 422, "validation-error"),
+        (b'{"kind": "sleep", "colour": "blue"}', 422, "validation-error"),
+        (b'{"kind": "train-everything"}', 422, "validation-error"),
+        (b'{"kind": "sleep", "params": {"seconds": -1}}', 422, "validation-error"),
+        (b"[]", 422, "validation-error"),
+    ]
+    for body, status, slug in cases:
+        r = client.post("/v1/jobs", content=body, headers=h)
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM)
+        assert r.json()["type"].endswith(slug)
+        assert r.json()["detail"]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_oversized_body_is_413_with_or_without_content_length(
+    client: TestClient, key_a: str
+) -> None:
+    big = b'{"kind": "sleep", "params": {"fail": "' + b"x" * 2_000_000 + b'"}}'
+    r = client.post(
+        "/v1/jobs", content=big, headers={**auth(key_a), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert r.json()["type"].endswith("payload-too-large")
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = client.post(
+        "/v1/jobs", content=chunks(), headers={**auth(key_a), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+def test_pagination_walks_every_job_once_newest_first(client: TestClient, key_a: str) -> None:
+    ids = [create(client, key_a)["id"] for _ in range(5)]
+    seen, after = [], None
+    while True:
+        params = {"limit": 2, **({"after": after} if after else {})}
+        page = client.get("/v1/jobs", params=params, headers=auth(key_a)).json()
+        seen += [j["id"] for j in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["next_after"]
+    assert seen == list(reversed(ids))
+    r = client.get("/v1/jobs", params={"limit": 10_000}, headers=auth(key_a))
+    assert r.status_code == 422
+
+
+def test_idempotency_key_replays_and_creates_once(client: TestClient, key_a: str) -> None:
+    h = {**auth(key_a), "Idempotency-Key": "retry-1"}
+    first = client.post("/v1/jobs", json={"kind": "sleep"}, headers=h)
+    second = client.post("/v1/jobs", json={"kind": "sleep"}, headers=h)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/v1/jobs", json={"kind": "sleep", "params": {"seconds": 1}}, headers=h)
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("idempotency-key-reused")
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_cancel_a_queued_job_then_409(client: TestClient, key_a: str) -> None:
+    job = create(client, key_a)
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth(key_a))
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth(key_a))
+    assert again.status_code == 409
+    assert again.json()["state"] == "cancelled"
+    events = client.get(f"/v1/jobs/{job['id']}/events", headers=auth(key_a))
+    assert "event: end" in events.text
+
+
+def test_openapi_documents_the_job_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/jobs/{job_id}/events",
+        "/v1/jobs/{job_id}/artifacts",
+        "/v1/jobs/{job_id}/artifacts/{name}",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in paths

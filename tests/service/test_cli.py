@@ -1,0 +1,49 @@
+"""The `skillmix` command as a user runs it: keys, db, and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.auth import project_for_key
+from service.db import session_scope
+
+
+def skillmix(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+
+
+def test_db_upgrade_then_keys_create_json(env: pytest.MonkeyPatch) -> None:
+    up = skillmix("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert "database at 0001" in up.stdout
+    created = skillmix("keys", "create", "--project", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    out = json.loads(created.stdout)
+    assert out["project"] == "acme" and out["key"].startswith("sk_")
+    with session_scope() as session:
+        project = project_for_key(session, out["key"])
+        assert project is not None and project.name == "acme"
+
+
+def test_unknown_queue_is_a_usage_error(env: pytest.MonkeyPatch) -> None:
+    r = skillmix("worker", "--queues", "curation,gpu-fast")
+    assert r.returncode == 2
+    assert "unknown queue" in r.stderr
+
+
+def test_demo_ends_with_a_succeeded_job(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    r = skillmix("demo", "--data-dir", str(tmp_path / "demo"), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "succeeded after 1 attempt(s)" in r.stdout

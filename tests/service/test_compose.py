@@ -1,0 +1,110 @@
+"""docker-compose.yml cannot run here (no Docker engine), so each of its services' commands
+runs locally instead, with the compose environment and its hostnames mapped to this
+machine's PostgreSQL and Redis. If the file drifts from the CLI, this fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from service.embedded import free_port, stop_process
+from tests.service.conftest import auth, new_key
+from tests.service.stack import wait_final, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+OURS = {name: svc for name, svc in COMPOSE["services"].items() if "build" in svc}
+
+
+def local_env(service: dict, pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLMIX_")}
+    compose_env = {k: str(v) for k, v in service["environment"].items()}
+    assert urlsplit(compose_env["SKILLMIX_DATABASE_URL"]).hostname == "postgres"
+    assert urlsplit(compose_env["SKILLMIX_BROKER_URL"]).hostname == "redis"
+    compose_env.update(
+        SKILLMIX_DATABASE_URL=pg_url,
+        SKILLMIX_BROKER_URL=redis_url,
+        SKILLMIX_DATA_DIR=str(data_dir),
+        SKILLMIX_ALLOWED_ROOTS=str(data_dir),
+        SKILLMIX_DEVICE="cpu",  # no GPU here; the training worker still consumes its queue
+    )
+    env.update(compose_env)
+    return env
+
+
+def command(service: dict, port: int) -> list[str]:
+    cmd = [str(part) for part in service["command"]]
+    assert cmd[0] == "skillmix"
+    cmd = [sys.executable, "-m", "service.cli", *cmd[1:]]
+    if "--port" in cmd:
+        cmd[cmd.index("--port") + 1] = str(port)
+        cmd[cmd.index("--host") + 1] = "127.0.0.1"
+    return cmd
+
+
+def test_compose_has_the_production_services() -> None:
+    assert {"postgres", "redis", "migrate", "api", "worker-curation", "worker-training"} <= set(
+        COMPOSE["services"]
+    )
+    gpu = COMPOSE["services"]["worker-training"]["deploy"]["resources"]["reservations"]
+    assert gpu["devices"][0]["driver"] == "nvidia"
+    assert "--appendonly" in COMPOSE["services"]["redis"]["command"]
+
+
+def test_every_service_command_runs_locally(
+    pg_url: str, redis_url: str, tmp_path: Path, env: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    envs = {name: local_env(svc, pg_url, redis_url, tmp_path) for name, svc in OURS.items()}
+    migrate = subprocess.run(
+        command(OURS["migrate"], port),
+        env=envs["migrate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+
+    procs = {}
+    try:
+        for name in ("api", "worker-curation", "worker-training"):
+            procs[name] = subprocess.Popen(
+                command(OURS[name], port),
+                env=envs[name],
+                start_new_session=True,
+                stdout=open(tmp_path / f"{name}.log", "wb"),  # noqa: SIM115
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, "the api service to be ready")
+        for key, value in envs["api"].items():
+            env.setenv(key, value)
+        from service.embedded import refresh_settings
+
+        refresh_settings()
+        with httpx.Client(base_url=base, headers=auth(new_key("compose")), timeout=10) as c:
+            for queue in ("curation", "training"):
+                r = c.post(
+                    "/v1/jobs", json={"kind": "sleep", "queue": queue, "params": {"seconds": 0.1}}
+                )
+                job = wait_final(c, r.json()["id"], timeout=60)
+                assert job["state"] == "succeeded", (queue, job)
+    finally:
+        for proc in procs.values():
+            stop_process(proc)
+        shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)

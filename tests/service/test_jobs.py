@@ -1,0 +1,120 @@
+"""Job records and the runner, in process: leases fence attempts, the cap ends retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from service import jobs, runner, sweeper
+from service.auth import create_key
+from service.db import session_scope
+from service.models import Job, JobState
+from service.settings import get_settings
+
+
+def make_job(params: dict | None = None, max_attempts: int = 3) -> str:
+    with session_scope() as session:
+        project, _ = create_key(session, "p")
+        job = jobs.create_job(
+            session,
+            project_id=project.id,
+            kind="sleep",
+            queue="curation",
+            params=params or {},
+            max_attempts=max_attempts,
+        )
+        return job.id
+
+
+def load(job_id: str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def expire_lease(job_id: str) -> None:
+    from datetime import timedelta
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.lease_expires_at is not None
+        job.lease_expires_at = job.lease_expires_at - timedelta(hours=1)
+
+
+def test_a_claimed_job_cannot_be_claimed_again_until_its_lease_expires(sqlite_db: str) -> None:
+    job_id = make_job()
+    with session_scope() as s:
+        assert jobs.claim(s, job_id, "w1", 60)
+        assert not jobs.claim(s, job_id, "w2", 60)
+    expire_lease(job_id)
+    with session_scope() as s:
+        assert jobs.claim(s, job_id, "w2", 60)
+        # The first worker lost its lease: its writes are refused.
+        assert not jobs.report_progress(s, job_id, "w1", 0.5, "late", 60)
+        assert not jobs.finish(s, job_id, "w1", state=JobState.succeeded)
+        assert jobs.finish(s, job_id, "w2", state=JobState.succeeded, result={"ok": 1})
+    job = load(job_id)
+    assert (job.state, job.attempts, job.result) == ("succeeded", 2, {"ok": 1})
+
+
+def test_runner_runs_a_job_and_records_result_and_artifact(sqlite_db: str) -> None:
+    job_id = make_job({"seconds": 0.2, "steps": 2})
+    assert runner.execute(job_id) == "succeeded"
+    job = load(job_id)
+    assert job.state == "succeeded" and job.progress == 1.0 and job.attempts == 1
+    assert job.result == {"slept_seconds": 0.2, "steps": 2}
+    [artifact] = job.artifacts
+    assert json.loads(Path(artifact["path"]).read_text()) == job.result
+    # A redelivered copy of a finished job does nothing.
+    assert runner.execute(job_id) == "skipped (succeeded)"
+    assert load(job_id).attempts == 1
+
+
+def test_a_handler_error_fails_the_job_once_with_its_message(sqlite_db: str) -> None:
+    job_id = make_job({"fail": "disk on fire"})
+    assert runner.execute(job_id) == "failed"
+    job = load(job_id)
+    assert job.state == "failed" and job.attempts == 1
+    assert job.error == "RuntimeError: disk on fire"
+
+
+def test_cancel_stops_a_running_job(sqlite_db: str) -> None:
+    job_id = make_job({"seconds": 5, "steps": 50})
+    outcome: list[str] = []
+    t = threading.Thread(target=lambda: outcome.append(runner.execute(job_id)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while load(job_id).state != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and jobs.cancel(s, job)
+    t.join(10)
+    assert outcome == ["interrupted"]
+    assert load(job_id).state == "cancelled"
+
+
+def test_sweeper_resends_expired_jobs_and_fails_exhausted_ones(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(sweeper, "enqueue", lambda job_id, queue: sent.append(job_id))
+    retry, exhausted = make_job(max_attempts=3), make_job(max_attempts=1)
+    with session_scope() as s:
+        assert jobs.claim(s, retry, "dead-worker", 60)
+        assert jobs.claim(s, exhausted, "dead-worker", 60)
+    expire_lease(retry)
+    expire_lease(exhausted)
+    assert sweeper.sweep_once(get_settings()) == {"resent": 1, "failed": 1}
+    assert sent == [retry]
+    # Sent once per lost lease, not on every sweep.
+    assert sweeper.sweep_once(get_settings()) == {"resent": 0, "failed": 0}
+    failed = load(exhausted)
+    assert failed.state == "failed" and "lost 1 time(s) (max_attempts=1)" in (failed.error or "")
+    assert runner.execute(retry) == "succeeded"
+    assert load(retry).attempts == 2
