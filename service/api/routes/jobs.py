@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -49,7 +50,7 @@ def create_job(
     """Start a diagnostic job (kind `sleep`)."""
     kind = KINDS[body.kind]
 
-    def create() -> tuple[dict, object]:
+    def create() -> tuple[dict[str, Any], Callable[[], None]]:
         job = job_records.create_job(
             session,
             project_id=project.id,
@@ -70,7 +71,7 @@ def create_job(
         payload=body.model_dump(mode="json"),
         status_code=202,
         create=create,
-    )  # type: ignore[arg-type]
+    )
 
 
 def submit(session: SessionDep, job: Job) -> None:
