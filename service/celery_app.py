@@ -30,6 +30,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
+            # kombu polls the folder; its 1 s default delays every job start by up to 1 s.
+            "polling_interval": 0.1,
         }
     # A message a dead worker took is redelivered after this long; running tasks keep
     # their own lease in the database, so a redelivered copy of a live task does no work.

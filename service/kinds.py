@@ -67,3 +67,7 @@ def run_sleep(ctx: JobContext) -> dict[str, Any]:
     path.write_text(json.dumps(result, indent=2))
     ctx.add_artifact("result.json", path, "application/json")
     return result
+
+
+# The real job kinds register themselves on import (after the registry exists).
+from service import handlers  # noqa: E402,F401

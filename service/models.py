@@ -128,3 +128,77 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_id", "key", name="uq_idempotency_project_key"),)
+
+
+class Skill(Base):
+    """A project's skill. Its definition lives in append-only `SkillVersion` rows: PATCH
+    adds a version, so a version a scan or mixture used can never change."""
+
+    __tablename__ = "skills"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("skill"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    # `name` while the skill is live, NULL once deleted: unique per project, so two live
+    # skills never share a name, while a deleted one frees it.
+    active_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (UniqueConstraint("project_id", "active_name", name="uq_skills_name"),)
+
+
+class SkillVersion(Base):
+    __tablename__ = "skill_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    # The definition: name, description, detector, generator, probe (curation SkillSpec).
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("skill_id", "version", name="uq_skill_versions"),)
+
+
+class Corpus(Base):
+    """A registered source, validated at registration; `fingerprint` lets a later scan tell
+    whether its files changed."""
+
+    __tablename__ = "corpora"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("corpus"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    uri: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    text_key: Mapped[str] = mapped_column(String(200))
+    id_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    files: Mapped[list[Any]] = mapped_column(default=list)
+    fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Scan(Base):
+    """A corpus profiled against skill versions; the report is the job's result."""
+
+    __tablename__ = "scans"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("scan"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    corpus_id: Mapped[str] = mapped_column(ForeignKey("corpora.id"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    # [{"id": skill id, "version": n}]: the exact versions scanned.
+    skills: Mapped[list[Any]] = mapped_column()
+    batch_tokens: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

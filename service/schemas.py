@@ -104,3 +104,149 @@ class JobCreate(StrictModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class SkillPublic(BaseModel):
+    """One version of a skill (the latest unless a version was asked for)."""
+
+    id: str
+    name: str
+    version: int
+    latest_version: int
+    description: str
+    detector: dict[str, Any]
+    generator: dict[str, Any] | None = None
+    probe: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SkillsPublic(BaseModel):
+    data: list[SkillPublic]
+    has_more: bool
+    next_after: str | None = None
+
+
+class SkillUpdate(StrictModel):
+    """Fields to change; the result is a new version. Omitted fields keep their value."""
+
+    name: str | None = None
+    description: str | None = None
+    detector: dict[str, Any] | None = None
+    generator: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+
+
+class PreviewRequest(StrictModel):
+    text: str = Field(default="", description="Text to run the skill's detector on.")
+    samples: int = Field(default=5, ge=0, le=100, description="Train-split instances.")
+    probe_samples: int = Field(default=5, ge=0, le=100, description="Held-out instances.")
+    seed: int = 0
+    version: int | None = Field(default=None, ge=1, description="Default: the latest.")
+
+
+class InstancePublic(BaseModel):
+    prompt: str
+    answer: str
+    text: str
+    key: str
+
+
+class MatchPublic(BaseModel):
+    start: int
+    end: int
+    text: str
+    key: str
+    in_probe: bool = Field(description="The matched instance belongs to the held-out set.")
+
+
+class PreviewPublic(BaseModel):
+    skill_id: str
+    version: int
+    matches: list[MatchPublic]
+    samples: list[InstancePublic]
+    probe: list[InstancePublic]
+
+
+class FamilyPublic(BaseModel):
+    family: str
+    description: str
+    params_schema: dict[str, Any]
+    finite_limit: int
+    example: dict[str, Any] | None = None
+
+
+class FamiliesPublic(BaseModel):
+    data: list[FamilyPublic]
+
+
+class CorpusCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    uri: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A path or glob under SKILLMIX_ALLOWED_ROOTS, or an fsspec "
+        "URL of an allowed protocol.",
+    )
+    format: Literal["jsonl", "jsonl.gz", "parquet", "hf_disk"]
+    text_key: str = Field(default="text", min_length=1, max_length=200)
+    id_key: str | None = Field(default=None, max_length=200)
+
+
+class CorpusPublic(BaseModel):
+    id: str
+    name: str
+    uri: str
+    format: str
+    text_key: str
+    id_key: str | None
+    files: int = Field(description="Number of files.")
+    total_bytes: int
+    fingerprint: str = Field(description="Digest of the files' paths, sizes and mtimes.")
+    created_at: datetime
+
+
+class CorporaPublic(BaseModel):
+    data: list[CorpusPublic]
+    has_more: bool
+    next_after: str | None = None
+
+
+class ScanCreate(StrictModel):
+    corpus_id: str = Field(max_length=64)
+    skill_ids: list[str] = Field(min_length=1, max_length=200)
+    batch_tokens: int = Field(
+        default=262_144,
+        ge=1,
+        le=2**40,
+        description="Tokens per training batch, for `per_batch` and gaps in batches.",
+    )
+    on_bad_record: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="`skip` drops and counts malformed records instead of failing the scan.",
+    )
+
+
+class SkillRef(BaseModel):
+    id: str
+    version: int
+    name: str
+
+
+class ScanPublic(BaseModel):
+    id: str
+    corpus_id: str
+    skills: list[SkillRef]
+    batch_tokens: int
+    on_bad_record: str
+    created_at: datetime
+    job: JobPublic
+    report: dict[str, Any] | None = Field(
+        default=None, description="The frequency report, once the job succeeded."
+    )
+
+
+class ScansPublic(BaseModel):
+    data: list[ScanPublic]
+    has_more: bool
+    next_after: str | None = None

@@ -29,7 +29,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated roots that corpora and outputs may live under.",
     )
+    allowed_protocols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["file"],
+        description="Comma-separated fsspec protocols a corpus URI may use.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Scans: datatrove tasks (ranks) and worker processes per scan job.
+    scan_tasks: int = Field(default=2, ge=1)
+    scan_workers: int = Field(default=1, ge=1)
 
     # Job execution: a lease that a running task renews; a job whose lease has run out
     # is taken to have lost its worker and is run again, up to max_attempts times.
@@ -40,13 +48,16 @@ class Settings(BaseSettings):
     # Redis redelivers an unacknowledged message after this long (kombu's default is an
     # hour, far too long to notice a dead worker).
     visibility_timeout_seconds: float = Field(default=300.0, gt=0)
+    idempotency_ttl_seconds: float = Field(
+        default=86_400.0, gt=0, description="How long a POST's Idempotency-Key is remembered."
+    )
     worker_concurrency: int = Field(default=2, ge=1)
 
     # API limits.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_page_size: int = Field(default=200, ge=1)
 
-    @field_validator("allowed_roots", mode="before")
+    @field_validator("allowed_roots", "allowed_protocols", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
@@ -70,6 +81,11 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def work_dir(self) -> Path:
+        """Job working directories: kept across attempts so a retried job can resume."""
+        return self.resolved_data_dir / "work"
 
     @property
     def broker_folder(self) -> Path:

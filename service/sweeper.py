@@ -1,15 +1,20 @@
 """Finds jobs the database says are active but that no live worker holds, and sends them
-again (or fails them when their attempts are used up). Runs in every worker process, so a
-lost message, a dead worker or a broker restart never strands a job."""
+again (or fails them when their attempts are used up), and forgets expired idempotency
+keys. Runs in every worker process, so a lost message, a dead worker or a broker restart
+never strands a job."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
+
+from sqlalchemy import delete
 
 from service import jobs
 from service.celery_app import enqueue
 from service.db import session_scope
+from service.models import IdempotencyRecord, utcnow
 from service.settings import Settings
 
 log = logging.getLogger("skillmix.sweeper")
@@ -17,6 +22,8 @@ log = logging.getLogger("skillmix.sweeper")
 
 def sweep_once(settings: Settings) -> dict[str, int]:
     with session_scope() as session:
+        cutoff = utcnow() - timedelta(seconds=settings.idempotency_ttl_seconds)
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
         resend, to_fail = jobs.stranded_jobs(session, settings.requeue_queued_after_seconds)
         failed = sum(jobs.fail_exhausted(session, job.id) for job in to_fail)
         targets = [(job.id, job.queue) for job in resend]

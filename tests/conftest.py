@@ -91,5 +91,5 @@ def pg_db(env: pytest.MonkeyPatch, pg_url: str) -> Iterator[str]:
     yield pg_url
     engine = create_engine(pg_url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE projects, api_keys, jobs, idempotency_keys CASCADE"))
+        conn.execute(text("TRUNCATE projects CASCADE"))
     engine.dispose()

@@ -19,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "projects",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -87,7 +86,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_state_lease")
         batch_op.drop_index(batch_op.f("ix_jobs_state"))

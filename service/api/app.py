@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
-from service.api.routes import health, jobs
+from service.api.routes import corpora, health, jobs, scans, skills
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Rare-skill upweighting for pretraining data: register skills, measure how
@@ -61,13 +62,36 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+class RequestId:
+    """Echo the caller's X-Request-ID, or make one, on every response (and in error logs)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"")
+        request_id = given[:128] if given else uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
     errors.install(app)
-    for module in (health, jobs):
+    for module in (health, jobs, skills, corpora, scans):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestId)
     return app
 
 

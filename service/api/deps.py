@@ -70,11 +70,13 @@ class PageParams:
         ] = None,
     ) -> None:
         if limit > settings.max_page_size:
+            msg = f"limit must be at most {settings.max_page_size}"
             raise Problem(
                 422,
                 "validation-error",
-                "Page too large",
-                f"limit must be at most {settings.max_page_size}.",
+                "Invalid request",
+                f"query.limit: {msg}",
+                errors=[{"loc": ["query", "limit"], "msg": msg, "type": "less_than_equal"}],
             )
         self.limit, self.after = limit, after
 

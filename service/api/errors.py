@@ -48,6 +48,8 @@ class Problem(Exception):
             detail,
             extra,
         )
+        # A 409 that retrying cannot fix says so, for clients that retry conflicts.
+        self.headers = {"X-Should-Retry": "false"} if status == 409 else None
 
 
 def not_found(what: str, ident: str) -> Problem:
@@ -89,7 +91,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
-            exc.status, exc.slug, exc.title, exc.detail, instance=request.url.path, **exc.extra
+            exc.status,
+            exc.slug,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            **exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -137,3 +145,23 @@ def install(app: FastAPI) -> None:
             "An unexpected error occurred; it has been logged.",
             instance=request.url.path,
         )
+
+
+def from_validation_error(exc: Any, where: str = "body") -> Problem:
+    """A pydantic ValidationError raised in a handler, as the same 422 the framework gives."""
+    errors = [
+        {
+            "loc": [where, *map(str, e.get("loc", ()))],
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in exc.errors(include_url=False)
+    ]
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+    return Problem(
+        422,
+        "validation-error",
+        "Invalid request",
+        detail,
+        errors=json.loads(json.dumps(errors, default=str)),
+    )

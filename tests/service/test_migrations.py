@@ -11,7 +11,16 @@ from service import migrate
 from service.db import make_engine
 from service.models import Base
 
-TABLES = {"projects", "api_keys", "jobs", "idempotency_keys"}
+TABLES = {
+    "projects",
+    "api_keys",
+    "jobs",
+    "idempotency_keys",
+    "skills",
+    "skill_versions",
+    "corpora",
+    "scans",
+}
 
 
 def roundtrip(url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service import jobs as job_records
 from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep, SettingsDep
@@ -23,8 +25,10 @@ from service.db import get_sessionmaker
 from service.kinds import KINDS
 from service.models import Job, JobState, Project
 from service.schemas import ArtifactsPublic, JobCreate, JobPublic, JobsPublic
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger("skillmix.api")
 
 EVENT_POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
@@ -35,6 +39,41 @@ def get_job(session: SessionDep, project: Project, job_id: str) -> Job:
     if job is None or job.project_id != project.id:
         raise not_found("Job", job_id)
     return job
+
+
+def start_job(
+    session: Session,
+    *,
+    project_id: str,
+    kind: str,
+    params: dict[str, Any],
+    settings: Settings,
+    queue: str | None = None,
+) -> tuple[Job, Callable[[], None]]:
+    """Add a queued job row; return it and the hook that enqueues it once committed."""
+    job_kind = KINDS[kind]
+    job = job_records.create_job(
+        session,
+        project_id=project_id,
+        kind=kind,
+        queue=queue or job_kind.queue,
+        params=params,
+        max_attempts=settings.max_attempts,
+    )
+    session.flush()
+    session.refresh(job)
+    return job, lambda: submit(session, job)
+
+
+def submit(session: Session, job: Job) -> None:
+    """Hand a committed job to the broker. If the broker is down the job stays queued and
+    the sweeper sends it later, so the create still succeeds."""
+    try:
+        enqueue(job.id, job.queue)
+    except Exception:
+        log.warning("could not enqueue job %s; the sweeper will retry", job.id, exc_info=True)
+        return
+    job_records.mark_enqueued(session, job.id)
 
 
 @router.post("", status_code=202, response_model=JobPublic)
@@ -48,20 +87,17 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start a diagnostic job (kind `sleep`)."""
-    kind = KINDS[body.kind]
 
     def create() -> tuple[dict[str, Any], Callable[[], None]]:
-        job = job_records.create_job(
+        job, after_commit = start_job(
             session,
             project_id=project.id,
-            kind=kind.name,
-            queue=body.queue or kind.queue,
+            kind=body.kind,
             params=body.params.model_dump(),
-            max_attempts=settings.max_attempts,
+            settings=settings,
+            queue=body.queue,
         )
-        session.flush()
-        session.refresh(job)
-        return JobPublic.of(job).model_dump(mode="json"), lambda: submit(session, job)
+        return JobPublic.of(job).model_dump(mode="json"), after_commit
 
     return create_once(
         session,
@@ -72,16 +108,6 @@ def create_job(
         status_code=202,
         create=create,
     )
-
-
-def submit(session: SessionDep, job: Job) -> None:
-    """Hand a committed job to the broker. If the broker is down the job stays queued and
-    the sweeper sends it later, so the create still succeeds."""
-    try:
-        enqueue(job.id, job.queue)
-    except Exception:
-        return
-    job_records.mark_enqueued(session, job.id)
 
 
 @router.get("", response_model=JobsPublic)
@@ -165,7 +191,7 @@ def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject)
 
 
 @router.get(
-    "/{job_id}/artifacts/{name}",
+    "/{job_id}/artifacts/{name:path}",
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )

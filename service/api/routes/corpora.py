@@ -1,0 +1,134 @@
+"""Corpora: registered sources, validated (allowed roots, files, text field) before storing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from curation.corpus import CorpusSource, SourceRejected, fingerprint, validate_corpus
+from curation.sources.records import ScanInputError
+from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep, SettingsDep
+from service.api.errors import Problem, not_found
+from service.api.idempotency import create_once
+from service.api.pagination import paginate
+from service.models import Corpus, Project, utcnow
+from service.schemas import CorporaPublic, CorpusCreate, CorpusPublic
+from service.settings import Settings
+
+router = APIRouter(prefix="/v1/corpora", tags=["corpora"])
+
+
+def public(corpus: Corpus) -> CorpusPublic:
+    return CorpusPublic(
+        id=corpus.id,
+        name=corpus.name,
+        uri=corpus.uri,
+        format=corpus.format,
+        text_key=corpus.text_key,
+        id_key=corpus.id_key,
+        files=len(corpus.files),
+        total_bytes=corpus.fingerprint.get("total_bytes", 0),
+        fingerprint=corpus.fingerprint.get("digest", ""),
+        created_at=corpus.created_at,
+    )
+
+
+def get_corpus(session: SessionDep, project: Project, corpus_id: str) -> Corpus:
+    corpus = session.get(Corpus, corpus_id)
+    if corpus is None or corpus.project_id != project.id or corpus.deleted_at is not None:
+        raise not_found("Corpus", corpus_id)
+    return corpus
+
+
+def source_of(corpus: Corpus) -> CorpusSource:
+    return CorpusSource(
+        uri=corpus.uri, format=corpus.format, text_key=corpus.text_key, id_key=corpus.id_key
+    )
+
+
+def check_source(source: CorpusSource, settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    """Validate a source before anything is stored; 422 with the reason if it is refused."""
+    try:
+        files = validate_corpus(
+            source,
+            [str(r) for r in settings.effective_allowed_roots],
+            set(settings.allowed_protocols),
+        )
+    except SourceRejected as exc:
+        raise Problem(422, "source-rejected", "Corpus location refused", str(exc)) from None
+    except ScanInputError as exc:
+        raise Problem(422, "corpus-invalid", "Corpus cannot be read", str(exc)) from None
+    return files, fingerprint(files)
+
+
+@router.post("", status_code=201, response_model=CorpusPublic)
+def create_corpus(
+    *,
+    body: CorpusCreate,
+    request: Request,
+    session: SessionDep,
+    project: CurrentProject,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Register a corpus: the path must resolve inside an allowed root and hold readable
+    records with the text field."""
+    try:
+        source = CorpusSource(
+            uri=body.uri, format=body.format, text_key=body.text_key, id_key=body.id_key
+        )
+    except SourceRejected as exc:
+        raise Problem(422, "source-rejected", "Corpus location refused", str(exc)) from None
+    files, fp = check_source(source, settings)
+
+    def create() -> tuple[dict[str, Any], None]:
+        corpus = Corpus(
+            project_id=project.id,
+            name=body.name,
+            uri=body.uri,
+            format=body.format,
+            text_key=body.text_key,
+            id_key=body.id_key,
+            files=files,
+            fingerprint=fp,
+        )
+        session.add(corpus)
+        session.flush()
+        return public(corpus).model_dump(mode="json"), None
+
+    return create_once(
+        session,
+        project_id=project.id,
+        key=idempotency_key,
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        status_code=201,
+        create=create,
+    )
+
+
+@router.get("", response_model=CorporaPublic)
+def list_corpora(*, session: SessionDep, project: CurrentProject, page: PageDep) -> CorporaPublic:
+    """This project's corpora, newest first."""
+    stmt = select(Corpus).where(Corpus.project_id == project.id, Corpus.deleted_at.is_(None))
+    rows, next_after = paginate(session, stmt, Corpus.id, page)
+    return CorporaPublic(
+        data=[public(c) for c in rows], has_more=next_after is not None, next_after=next_after
+    )
+
+
+@router.get("/{corpus_id}", response_model=CorpusPublic)
+def read_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> CorpusPublic:
+    """One corpus."""
+    return public(get_corpus(session, project, corpus_id))
+
+
+@router.delete("/{corpus_id}", status_code=204, response_class=Response)
+def delete_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> Response:
+    """Forget a corpus (its files are never touched); scans of it keep their reports."""
+    get_corpus(session, project, corpus_id).deleted_at = utcnow()
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,75 @@
+"""The scan job: load the scan's corpus and skill versions, run `curation.scan.run_scan`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from curation.corpus import CorpusSource, compare_fingerprints
+from curation.scan import run_scan
+from curation.skills.probes import probe_match_keys
+from curation.skills.spec import SkillSpec
+from service import skill_store
+from service.db import session_scope
+from service.kinds import CURATION, JobContext, register
+from service.models import Corpus, Scan
+from service.settings import get_settings
+
+
+def load_specs(refs: list[dict[str, Any]]) -> list[SkillSpec]:
+    with session_scope() as session:
+        specs = []
+        for ref in refs:
+            row = skill_store.get_version(session, ref["id"], ref["version"])
+            if row is None:
+                raise LookupError(f"skill {ref['id']} version {ref['version']} is missing")
+            specs.append(skill_store.to_spec(ref["id"], row))
+        return specs
+
+
+@register("scan", CURATION, "Profile a corpus against skill versions (frequency, gaps).")
+def run_scan_job(ctx: JobContext) -> dict[str, Any]:
+    settings = get_settings()
+    with session_scope() as session:
+        scan = session.get(Scan, ctx.params["scan_id"])
+        assert scan is not None, ctx.params
+        corpus = session.get(Corpus, scan.corpus_id)
+        assert corpus is not None
+        source = CorpusSource(
+            uri=corpus.uri, format=corpus.format, text_key=corpus.text_key, id_key=corpus.id_key
+        )
+        registered, refs = corpus.fingerprint, list(scan.skills)
+        batch_tokens, options = scan.batch_tokens, dict(scan.options)
+    specs = load_specs(refs)
+    # The work directory outlives an attempt: a retried scan reuses completed ranks.
+    workdir = settings.work_dir / ctx.job_id
+    report = run_scan(
+        source,
+        specs,
+        str(workdir),
+        allowed_roots=[str(r) for r in settings.effective_allowed_roots],
+        allowed_protocols=set(settings.allowed_protocols),
+        batch_tokens=batch_tokens,
+        tasks=settings.scan_tasks,
+        workers=settings.scan_workers,
+        progress=ctx.progress,
+        probe_keys={s.id: probe_match_keys(s) for s in specs if s.generator is not None},
+        on_bad_record=options.get("on_bad_record", "fail"),
+    )
+    changed = compare_fingerprints(registered, report["corpus"]["fingerprint"])
+    report["warnings"] = report.get("warnings", [])
+    if changed.changed:
+        report["warnings"].append(
+            f"the corpus changed since it was registered: {changed.describe()}"
+        )
+    report["corpus"]["changed_since_registration"] = changed.to_dict()
+    for name, path in report.pop("artifacts", {}).items():
+        target = ctx.artifact_dir / name
+        shutil.copyfile(path, target)
+        ctx.add_artifact(name, target, "image/png")
+    report_path: Path = ctx.artifact_dir / "report.json"
+    report_path.write_text(json.dumps(report, indent=2))
+    ctx.add_artifact("report.json", report_path, "application/json")
+    return report
