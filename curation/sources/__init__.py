@@ -1,0 +1,1 @@
+"""Reading corpora: where they may live, how records are read strictly, fingerprints."""

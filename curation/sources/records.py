@@ -1,0 +1,215 @@
+"""Strict record reading for every corpus format, with file and line in every error.
+
+datatrove's own readers log and skip a line of invalid JSON and drop records
+without text, which would make scan counts silently wrong. These readers
+instead yield a `BadRecord` for each problem, and the caller decides to fail
+or to skip and count.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+FORMATS = ("jsonl", "jsonl.gz", "parquet", "hf_disk")
+TABLE_FORMATS = ("parquet", "hf_disk")
+
+
+class ScanInputError(RuntimeError):
+    """Corpus input that cannot be read exactly; names the file and line or row."""
+
+    def __init__(self, message: str, path: str | None = None, index: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep path/index when the error crosses a multiprocessing boundary.
+        return (type(self), (str(self), self.path, self.index))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One document: its 0-based index in the file (line or row), text and id."""
+
+    index: int
+    text: str
+    doc_id: str
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that cannot be used; `where` is e.g. 'line 7' or 'row 12'."""
+
+    index: int
+    where: str
+    reason: str
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """Open a local path or an fsspec URL for binary reading."""
+    if "://" in path:
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return open(path, "rb")
+
+
+def _from_dict(data: Any, index: int, where: str, text_key: str, id_key: str | None, path: str):
+    if not isinstance(data, dict):
+        return BadRecord(index, where, f"expected a JSON object, got {type(data).__name__}")
+    if text_key not in data:
+        keys = ", ".join(sorted(map(str, data))[:10])
+        return BadRecord(index, where, f"no text field {text_key!r} (fields: {keys})")
+    text = data[text_key]
+    if not isinstance(text, str):
+        return BadRecord(
+            index, where, f"text field {text_key!r} is {type(text).__name__}, not a string"
+        )
+    doc_id = data.get(id_key) if id_key else None
+    return Record(index, text, str(doc_id) if doc_id is not None else f"{path}/{index}")
+
+
+class RecordFile:
+    """Iterates one corpus file's records; `done` tells how far it got, for progress.
+
+    `done` counts lines (jsonl), compressed bytes (jsonl.gz) or rows (tables),
+    the same unit as `progress_total` for the format.
+    """
+
+    def __init__(self, path: str, fmt: str, text_key: str = "text", id_key: str | None = None):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown corpus format {fmt!r}; use one of {', '.join(FORMATS)}")
+        self.path, self.fmt, self.text_key, self.id_key = path, fmt, text_key, id_key
+        self.done = 0
+
+    def __iter__(self) -> Iterator[Record | BadRecord]:
+        if self.fmt in TABLE_FORMATS:
+            yield from self._tables()
+        else:
+            yield from self._jsonl()
+
+    def _jsonl(self) -> Iterator[Record | BadRecord]:
+        index = -1
+        with open_binary(self.path) as raw:
+            stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if self.fmt == "jsonl.gz" else raw
+            try:
+                for index, line in enumerate(stream):  # noqa: B007 - index used after the loop
+                    self.done = raw.tell() if self.fmt == "jsonl.gz" else index + 1
+                    if not line.strip():
+                        continue
+                    where = f"line {index + 1}"
+                    try:
+                        data = json.loads(line)
+                    except ValueError as e:
+                        yield BadRecord(index, where, f"invalid JSON ({e})")
+                        continue
+                    yield _from_dict(data, index, where, self.text_key, self.id_key, self.path)
+            except (EOFError, OSError, zlib.error) as e:
+                yield BadRecord(
+                    index + 1,
+                    f"line {index + 2}",
+                    f"unreadable from here on: truncated or corrupt file ({e})",
+                )
+
+    def _batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = [self.text_key] + ([self.id_key] if self.id_key else [])
+        with open_binary(self.path) as f:
+            if self.fmt == "parquet":
+                pf = pq.ParquetFile(f)
+                names = pf.schema_arrow.names
+                _check_columns(self.path, names, self.text_key)
+                yield from pf.iter_batches(columns=[c for c in columns if c in names])
+            else:
+                reader = pa.ipc.open_stream(f)
+                _check_columns(self.path, reader.schema.names, self.text_key)
+                for batch in reader:
+                    yield batch.select([c for c in columns if c in reader.schema.names])
+
+    def _tables(self) -> Iterator[Record | BadRecord]:
+        index = 0
+        try:
+            for batch in self._batches():
+                texts = batch.column(self.text_key).to_pylist()
+                ids = (
+                    batch.column(self.id_key).to_pylist()
+                    if self.id_key in batch.schema.names
+                    else None
+                )
+                for i, text in enumerate(texts):
+                    row = index + i
+                    self.done = row + 1
+                    if not isinstance(text, str):
+                        what = "null" if text is None else type(text).__name__
+                        yield BadRecord(
+                            row, f"row {row}", f"text column {self.text_key!r} is {what}"
+                        )
+                        continue
+                    doc_id = ids[i] if ids is not None else None
+                    yield Record(
+                        row, text, str(doc_id) if doc_id is not None else f"{self.path}/{row}"
+                    )
+                index += len(texts)
+        except ScanInputError:
+            raise
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            yield BadRecord(index, f"row {index}", f"unreadable from here on: corrupt file ({e})")
+
+
+def _check_columns(path: str, names: list[str], text_key: str) -> None:
+    """A missing text column is a wrong text_key, not a bad record: fail even when skipping."""
+    if text_key not in names:
+        raise ScanInputError(
+            f"{path}: no text column {text_key!r} (columns: {', '.join(names)}); "
+            "set the corpus text_key to the column that holds the text",
+            path,
+        )
+
+
+def progress_total(files: list[str], fmt: str) -> tuple[int, str]:
+    """(total, unit) of the work in `files`, counted cheaply before a scan.
+
+    jsonl: lines (a byte count of newlines); jsonl.gz: compressed bytes, since
+    counting its lines costs as much as the scan; tables: rows from metadata.
+    """
+    if fmt == "jsonl.gz":
+        return sum(_size(p) for p in files), "bytes"
+    if fmt == "jsonl":
+        return sum(_count_lines(p) for p in files), "lines"
+    return sum(_count_rows(p, fmt) for p in files), "rows"
+
+
+def _size(path: str) -> int:
+    if "://" in path:
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(path)
+        return int(fs.size(p))
+    return os.path.getsize(path)
+
+
+def _count_lines(path: str) -> int:
+    lines, last = 0, b"\n"
+    with open_binary(path) as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def _count_rows(path: str, fmt: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open_binary(path) as f:
+        if fmt == "parquet":
+            return int(pq.ParquetFile(f).metadata.num_rows)
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(f))

@@ -1,0 +1,205 @@
+"""SkillFrequencyStats: per-rank counts and positions of tagged skill instances.
+
+The step consumes documents tagged by SkillTagger (`doc.metadata["skills"]`)
+and, when its input ends, writes one JSON partial per rank (`{rank:05d}.json`,
+written to a temporary name and renamed). `merge_partials` in
+`curation.scan_report` turns the partials into the frequency report.
+
+Positions are recorded per source file, as byte offsets from the start of that
+file's text (documents in reading order), because with several tasks each rank
+reads a subset of files: the merge knows the corpus file order and each file's
+length and adds the offsets. They are kept in `array('q')` (8 bytes each) and
+stored as base64 of little-endian int64, not as JSON lists, so a dense corpus
+stays small in memory and on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import DataFolderLike, get_datafolder
+from datatrove.pipeline.base import PipelineStep
+
+PARTIAL_FORMAT = "skillmix.frequency.partial/1"
+UTF8 = "utf-8"
+ENCODE_ERRORS = "surrogatepass"  # a lone surrogate from JSON still has a byte length
+
+
+def byte_len(text: str) -> int:
+    """Token count of a text in byte-level tokens: its UTF-8 length."""
+    return len(text.encode(UTF8, ENCODE_ERRORS))
+
+
+def char_to_byte_offsets(text: str, offsets: Iterable[int]) -> dict[int, int]:
+    """Map character offsets in `text` to UTF-8 byte offsets, in one pass over the text."""
+    wanted = sorted(set(offsets))
+    if text.isascii():
+        return {o: o for o in wanted}
+    result, position, previous = {}, 0, 0
+    for offset in wanted:
+        position += byte_len(text[previous:offset])
+        result[offset] = position
+        previous = offset
+    return result
+
+
+def encode_positions(values: array) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<i8").tobytes()).decode("ascii")
+
+
+def decode_positions(data: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data), dtype="<i8").astype(np.int64)
+
+
+@dataclass
+class SkillFileCounts:
+    """One skill in one source file: counts and rank-local positions (bytes into the file)."""
+
+    matched_docs: int = 0
+    instances: int = 0
+    instance_bytes: int = 0
+    probe_collisions: int = 0
+    positions: array = field(default_factory=lambda: array("q"))
+
+
+@dataclass
+class SkillCounts:
+    """One skill on one rank: keys counted per unique instance, counts per file."""
+
+    keys: Counter = field(default_factory=Counter)
+    files: dict[str, SkillFileCounts] = field(default_factory=dict)
+
+
+class SkillFrequencyStats(PipelineStep):
+    """Counts skill instances per file and writes `{rank:05d}.json` to `output_folder`.
+
+    skill_ids: skills to report even with zero matches.
+    probe_keys: per skill, the probe match keys; corpus instances with such a
+        key are counted as probe collisions.
+    """
+
+    name = "skill frequency"
+    type = "📊 - STATS"
+
+    def __init__(
+        self,
+        output_folder: DataFolderLike,
+        skill_ids: Iterable[str] = (),
+        probe_keys: Mapping[str, Iterable[str]] | None = None,
+    ):
+        super().__init__()
+        self.output_folder = get_datafolder(output_folder)
+        self.skill_ids = list(skill_ids)
+        self.probe_keys = {sid: frozenset(keys) for sid, keys in (probe_keys or {}).items()}
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        files: dict[str, list[int]] = {}  # path -> [docs, bytes]
+        skills: dict[str, SkillCounts] = {sid: SkillCounts() for sid in self.skill_ids}
+        for doc in data or ():
+            path = str(doc.metadata.get("file_path", ""))
+            file_totals = files.setdefault(path, [0, 0])
+            self._count(doc, path, file_totals[1], skills)
+            file_totals[0] += 1
+            file_totals[1] += byte_len(doc.text)
+            self.stat_update("documents")
+            yield doc
+        self._write(rank, world_size, files, skills)
+
+    def _count(
+        self, doc: Document, path: str, file_offset: int, skills: dict[str, SkillCounts]
+    ) -> None:
+        tagged = doc.metadata.get("skills") or {}
+        spans_by_skill = {sid: m.get("spans", []) for sid, m in tagged.items()}
+        starts_and_ends = (o for spans in spans_by_skill.values() for span in spans for o in span)
+        to_bytes = char_to_byte_offsets(doc.text, starts_and_ends)
+        for sid, match in tagged.items():
+            spans, keys = spans_by_skill[sid], match.get("keys", [])
+            if not (match.get("count") == len(spans) == len(keys)):
+                raise ValueError(
+                    f"document {doc.id}: skill {sid} has count={match.get('count')}, "
+                    f"{len(spans)} spans and {len(keys)} keys; the tagger must give one span "
+                    "and one key per instance"
+                )
+            if not spans:
+                continue
+            counts = skills.setdefault(sid, SkillCounts())
+            per_file = counts.files.setdefault(path, SkillFileCounts())
+            per_file.matched_docs += 1
+            per_file.instances += len(spans)
+            for start, end in spans:
+                per_file.positions.append(file_offset + to_bytes[start])
+                per_file.instance_bytes += to_bytes[end] - to_bytes[start]
+            counts.keys.update(keys)
+            probes = self.probe_keys.get(sid)
+            if probes:
+                per_file.probe_collisions += sum(1 for k in keys if k in probes)
+            self.stat_update(f"instances_{sid}", value=len(spans))
+
+    def _write(
+        self,
+        rank: int,
+        world_size: int,
+        files: dict[str, list[int]],
+        skills: dict[str, SkillCounts],
+    ) -> None:
+        partial = {
+            "format": PARTIAL_FORMAT,
+            "rank": rank,
+            "world_size": world_size,
+            "docs": sum(d for d, _ in files.values()),
+            "bytes": sum(b for _, b in files.values()),
+            "files": {p: {"docs": d, "bytes": b} for p, (d, b) in files.items()},
+            "skills": {
+                sid: {
+                    "keys": dict(counts.keys),
+                    "files": {
+                        p: {
+                            "matched_docs": c.matched_docs,
+                            "instances": c.instances,
+                            "instance_bytes": c.instance_bytes,
+                            "probe_collisions": c.probe_collisions,
+                            "positions": encode_positions(c.positions),
+                        }
+                        for p, c in counts.files.items()
+                    },
+                }
+                for sid, counts in skills.items()
+            },
+        }
+        name = f"{rank:05d}.json"
+        with self.output_folder.open(f"{name}.tmp", "w") as f:
+            json.dump(partial, f)
+        self.output_folder.mv(f"{name}.tmp", name)
+
+
+def read_partials(folder: DataFolderLike) -> list[dict[str, Any]]:
+    """All rank partials in `folder`, checked to come from one complete run."""
+    df = get_datafolder(folder)
+    names = sorted(n for n in df.list_files() if n.endswith(".json") and n[:-5].isdigit())
+    partials = []
+    for name in names:
+        with df.open(name, "r") as f:
+            partial = json.load(f)
+        if partial.get("format") != PARTIAL_FORMAT:
+            raise ValueError(f"{name} in {df.path} is not a frequency partial")
+        partials.append(partial)
+    if not partials:
+        raise ValueError(f"no frequency partials in {df.path}; did the scan run?")
+    sizes = {p["world_size"] for p in partials}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"partials in {df.path} come from runs with different task counts {sorted(sizes)}; "
+            "use a fresh workdir when changing the number of tasks"
+        )
+    missing = sorted(set(range(sizes.pop())) - {p["rank"] for p in partials})
+    if missing:
+        raise ValueError(f"partials in {df.path} are missing ranks {missing}; re-run the scan")
+    return partials
