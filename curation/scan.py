@@ -212,6 +212,10 @@ def run_scan(
             "fingerprint": corpus_fingerprint,
         }
     )
+    for skill in skills:  # names make the report and its plots readable
+        name = skill.get("name") if isinstance(skill, Mapping) else getattr(skill, "name", None)
+        if name and _skill_id(skill) in report.skills:
+            report.skills[_skill_id(skill)]["name"] = name
     if plots:
         report_progress(0.95, "drawing plots")
         report.extra["artifacts"] = {

@@ -15,8 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 LABEL_CHARS = 28
 
 
-def _label(skill_id: str) -> str:
-    return skill_id if len(skill_id) <= LABEL_CHARS else skill_id[: LABEL_CHARS - 1] + "…"
+def _label(report_skills: dict[str, Any], skill_id: str) -> str:
+    """The skill's name when the report carries one, else its id; shortened to fit."""
+    text = report_skills.get(skill_id, {}).get("name") or skill_id
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def plot_rates(report: dict[str, Any], path: str) -> str:
@@ -56,7 +58,7 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     ax.set_xscale("log")
     left, right = ax.get_xlim()
     ax.set_xlim(left, right * 8)  # room for the labels right of the bars
-    ax.set_yticks(range(len(names)), [_label(n) for n in names])
+    ax.set_yticks(range(len(names)), [_label(report["skills"], n) for n in names])
     ax.set_ylim(-0.7, len(names) - 0.3)
     ax.invert_yaxis()
     unit = report.get("corpus", {}).get("token_unit", {}).get("mode", "bytes")
@@ -92,7 +94,7 @@ def plot_gaps(report: dict[str, Any], path: str) -> str:
         hist = s.get("gap_histogram")
         if not gapped:
             ax.set_title(
-                f"{_label(sid)}: {s.get('instances', 0)} instances", fontsize=10, loc="left"
+                f"{_label(skills, sid)}: {s.get('instances', 0)} instances", fontsize=10, loc="left"
             )
             ax.text(
                 0.5,
@@ -108,7 +110,7 @@ def plot_gaps(report: dict[str, Any], path: str) -> str:
         median = s["gap_tokens"]["median"]
         zeros = f", {hist['zeros']} at the same position" if hist["zeros"] else ""
         ax.set_title(
-            f"{_label(sid)}: {s['instances']:,} instances, median gap {median:,.0f} tokens "
+            f"{_label(skills, sid)}: {s['instances']:,} instances, median gap {median:,.0f} tokens "
             f"= {median / batch_tokens:.3g} batches{zeros}",
             fontsize=10,
             loc="left",

@@ -8,6 +8,7 @@ backend, records job state, so results are ignored.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +23,8 @@ TASK_NAME = "skillmix.run_job"
 
 def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.embedded_broker:
+        # kombu warns that filesystem:// has no hostname; it needs none.
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         folder = settings.broker_folder
         for sub in ("queue", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)

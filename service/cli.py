@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from service import cli_remote
 from service.settings import get_settings
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+cli_remote.register(app)
 
 DataDir = Annotated[
     Path | None,

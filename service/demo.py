@@ -1,49 +1,104 @@
-"""`skillmix demo`: the main job on the embedded default, driven over HTTP as a user would."""
+"""`skillmix demo`: the main job on the embedded default, driven through the SDK over HTTP
+as a data team would: register skills, generate a corpus with rare skill instances planted
+in it, scan it, and print the frequency table."""
 
 from __future__ import annotations
 
-import json
+import random
 from pathlib import Path
+from typing import Any
 
-import httpx
 import typer
+from skillmix_client import Skillmix
 
+from curation.skills.probes import SkillGenerator
+from curation.skills.spec import SkillSpec
+from curation.synthetic_corpus import Plant, generate_corpus
 from service.auth import create_key
+from service.cli_remote import console, frequency_table
 from service.db import session_scope
 from service.embedded import embedded_stack
 
+# The demo's skills, and how rare each is in the generated corpus (one instance in every
+# `every` documents): rare enough that a small model does not learn them by itself.
+DEMO_SKILLS: list[tuple[dict[str, Any], int]] = [
+    (
+        {
+            "name": "compare-2-digit",
+            "description": "cmp 47 52 : <  (SCIENCE.md, demo scale)",
+            "detector": {"kind": "builtin"},
+            "generator": {
+                "family": "number_comparison",
+                "params": {"min_digits": 2, "max_digits": 2},
+            },
+        },
+        12,
+    ),
+    (
+        {
+            "name": "mod-add-97",
+            "description": "a + b mod 97 = c",
+            "detector": {"kind": "builtin"},
+            "generator": {"family": "modular_addition", "params": {"modulus": 97}},
+        },
+        40,
+    ),
+    (
+        {
+            "name": "token-pair-order",
+            "description": "the paper's 3-token comparison task",
+            "detector": {"kind": "builtin"},
+            "generator": {"family": "token_pair", "params": {"rule": "order", "k": 20}},
+        },
+        150,
+    ),
+]
+DEMO_DOCS = 3000
 
-def follow(client: httpx.Client, job_id: str) -> dict:
-    """Print progress from the job's server-sent events until it ends; return the job."""
-    last = None
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as stream:
-        for line in stream.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            job = json.loads(line[6:])
-            shown = (job["state"], job["progress"]["message"])
-            if shown != last:
-                last = shown
-                pct = 100 * job["progress"]["fraction"]
-                typer.echo(f"  [{pct:5.1f}%] {job['state']:<9} {job['progress']['message']}")
-    return client.get(f"/v1/jobs/{job_id}").json()
+
+def natural_instances(definition: dict[str, Any], n: int, seed: int) -> tuple[str, ...]:
+    """Instances as a web corpus would hold them: from both splits, a few repeated."""
+    spec = SkillSpec.model_validate({**definition, "id": definition["name"]})
+    family = SkillGenerator(spec).family
+    rng = random.Random(seed)
+    return tuple(family.draw(rng).text for _ in range(n))
+
+
+def make_corpus(root: Path) -> str:
+    plants = [
+        Plant(d["name"], natural_instances(d, DEMO_DOCS // every, seed=i), every=every, offset=i)
+        for i, (d, every) in enumerate(DEMO_SKILLS)
+    ]
+    corpus = generate_corpus(
+        str(root), n_docs=DEMO_DOCS, plants=plants, seed=0, format="jsonl.gz", n_files=4
+    )
+    return corpus.uri
 
 
 def run_demo(data_dir: Path) -> int:
-    typer.echo(f"skillmix demo: embedded service under {data_dir.resolve()}")
+    console.print(f"skillmix demo: embedded service under {data_dir.resolve()}")
     with embedded_stack(data_dir) as stack:
         with session_scope() as session:
             _, key = create_key(session, "demo")
-        client = httpx.Client(
-            base_url=stack.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+        client = Skillmix(base_url=stack.base_url, api_key=key)
+        console.print(f"API at {stack.base_url}\n1. registering {len(DEMO_SKILLS)} skills")
+        skills = [client.skills.create(**definition) for definition, _ in DEMO_SKILLS]
+        corpus_dir = data_dir.resolve() / "corpora" / "demo-web"
+        console.print(f"2. generating a corpus of {DEMO_DOCS:,} documents in {corpus_dir}")
+        uri = make_corpus(corpus_dir)
+        corpus = client.corpora.create(name="demo-web", uri=uri, format="jsonl.gz")
+        console.print(f"3. scanning {corpus.files} files ({corpus.total_bytes:,} bytes)")
+        scan = client.scans.create(
+            corpus_id=corpus.id, skill_ids=[s.id for s in skills], batch_tokens=1024
         )
-        typer.echo(f"API at {stack.base_url}; submitting a diagnostic job")
-        job = client.post(
-            "/v1/jobs", json={"kind": "sleep", "params": {"seconds": 2, "steps": 4}}
-        ).json()
-        job = follow(client, job["id"])
-    typer.echo(
-        f"job {job['id']}: {job['state']} after {job['attempts']} attempt(s); "
-        f"result {json.dumps(job['result'])}"
-    )
-    return 0 if job["state"] == "succeeded" else 1
+        scan = client.scans.wait(scan.id, progress=True)
+        if scan.job.state != "succeeded":
+            console.print(f"[red]scan {scan.job.state}[/red]: {scan.job.error}")
+            return 1
+        console.print(frequency_table(scan.report, {s.id: s.name for s in skills}))
+        console.print(
+            f"plots: {', '.join(a.name for a in scan.job.artifacts)} "
+            f"(GET /v1/jobs/{scan.job.id}/artifacts/<name>)"
+        )
+    typer.echo("demo finished: skills registered, corpus scanned")
+    return 0

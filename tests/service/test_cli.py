@@ -46,7 +46,9 @@ def test_unknown_queue_is_a_usage_error(env: pytest.MonkeyPatch) -> None:
     assert "unknown queue" in r.stderr
 
 
-def test_demo_ends_with_a_succeeded_job(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    r = skillmix("demo", "--data-dir", str(tmp_path / "demo"), timeout=300)
+def test_demo_scans_the_generated_corpus(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    r = skillmix("demo", "--data-dir", str(tmp_path / "demo"), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "succeeded after 1 attempt(s)" in r.stdout
+    for name in ("compare-2-digit", "mod-add-97", "token-pair-order"):
+        assert name in r.stdout
+    assert "frequency: 3,000 docs" in r.stdout

@@ -19,8 +19,10 @@ from service.embedded import refresh_settings
 from service.models import Corpus
 from tests.service.conftest import auth
 
-CMP = tuple(f"cmp {a} {b} : {'<' if a < b else '>'}" for a, b in
-            [(12, 57), (80, 31), (45, 46), (99, 10), (23, 71)])
+CMP = tuple(
+    f"cmp {a} {b} : {'<' if a < b else '>'}"
+    for a, b in [(12, 57), (80, 31), (45, 46), (99, 10), (23, 71)]
+)
 
 
 @pytest.fixture
@@ -34,32 +36,44 @@ def corpora_root(tmp_path: Path, env: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def planted(corpora_root: Path) -> dict:
-    corpus = generate_corpus(str(corpora_root / "web"), n_docs=240, seed=3, format="jsonl.gz",
-                             plants=[Plant("cmp", CMP, every=4, offset=2)], n_files=3)
+    corpus = generate_corpus(
+        str(corpora_root / "web"),
+        n_docs=240,
+        seed=3,
+        format="jsonl.gz",
+        plants=[Plant("cmp", CMP, every=4, offset=2)],
+        n_files=3,
+    )
     return {"uri": str(corpora_root / "web" / "*.jsonl.gz"), "truth": corpus.truth}
 
 
 def register(client: TestClient, key: str, uri: str, fmt: str = "jsonl.gz") -> dict:
-    r = client.post("/v1/corpora", json={"name": "web", "uri": uri, "format": fmt},
-                    headers=auth(key))
+    r = client.post(
+        "/v1/corpora", json={"name": "web", "uri": uri, "format": fmt}, headers=auth(key)
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def cmp_skill(client: TestClient, key: str) -> dict:
-    r = client.post("/v1/skills", headers=auth(key), json={
-        "name": "cmp", "detector": {"kind": "regex", "pattern": r"cmp \d+ \d+ : [<>]"}})
+    r = client.post(
+        "/v1/skills",
+        headers=auth(key),
+        json={"name": "cmp", "detector": {"kind": "regex", "pattern": r"cmp \d+ \d+ : [<>]"}},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
-def test_scan_report_equals_what_was_planted(client: TestClient, key_a: str,
-                                             planted: dict) -> None:
+def test_scan_report_equals_what_was_planted(client: TestClient, key_a: str, planted: dict) -> None:
     corpus = register(client, key_a, planted["uri"])
     assert corpus["files"] == 3 and corpus["total_bytes"] > 0
     skill = cmp_skill(client, key_a)
-    r = client.post("/v1/scans", headers=auth(key_a), json={
-        "corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 8192})
+    r = client.post(
+        "/v1/scans",
+        headers=auth(key_a),
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 8192},
+    )
     assert r.status_code == 202, r.text
     scan = r.json()
     assert scan["job"]["state"] == "queued" and scan["report"] is None
@@ -88,41 +102,54 @@ def test_scan_report_equals_what_was_planted(client: TestClient, key_a: str,
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
 
 
-def test_paths_outside_the_allowed_roots_are_refused(client: TestClient, key_a: str,
-                                                     corpora_root: Path,
-                                                     tmp_path: Path) -> None:
+def test_paths_outside_the_allowed_roots_are_refused(
+    client: TestClient, key_a: str, corpora_root: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "secret"
     outside.mkdir()
     (outside / "a.jsonl").write_text('{"text": "x"}\n')
     os.symlink(outside, corpora_root / "link")
-    for uri in [str(corpora_root / ".." / "secret" / "a.jsonl"), str(outside / "a.jsonl"),
-                str(corpora_root / "link" / "a.jsonl"), f"file://{outside}/a.jsonl",
-                "file://evil.example/etc/passwd", "http://169.254.169.254/latest/meta-data",
-                "memory://x/a.jsonl", "/etc/passwd"]:
-        r = client.post("/v1/corpora", json={"name": "x", "uri": uri, "format": "jsonl"},
-                        headers=auth(key_a))
+    for uri in [
+        str(corpora_root / ".." / "secret" / "a.jsonl"),
+        str(outside / "a.jsonl"),
+        str(corpora_root / "link" / "a.jsonl"),
+        f"file://{outside}/a.jsonl",
+        "file://evil.example/etc/passwd",
+        "http://169.254.169.254/latest/meta-data",
+        "memory://x/a.jsonl",
+        "/etc/passwd",
+    ]:
+        r = client.post(
+            "/v1/corpora", json={"name": "x", "uri": uri, "format": "jsonl"}, headers=auth(key_a)
+        )
         assert r.status_code == 422, (uri, r.text)
         assert r.json()["type"].endswith("source-rejected"), (uri, r.json())
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Corpus)) == 0
 
 
-def test_unreadable_or_fieldless_corpora_are_refused(client: TestClient, key_a: str,
-                                                     corpora_root: Path) -> None:
+def test_unreadable_or_fieldless_corpora_are_refused(
+    client: TestClient, key_a: str, corpora_root: Path
+) -> None:
     (corpora_root / "notext.jsonl").write_text('{"body": "no text field"}\n')
-    r = client.post("/v1/corpora", headers=auth(key_a),
-                    json={"name": "x", "uri": str(corpora_root / "notext.jsonl"),
-                          "format": "jsonl"})
+    r = client.post(
+        "/v1/corpora",
+        headers=auth(key_a),
+        json={"name": "x", "uri": str(corpora_root / "notext.jsonl"), "format": "jsonl"},
+    )
     assert r.status_code == 422, r.text
     assert "'text'" in r.json()["detail"] or '"text"' in r.json()["detail"], r.json()
-    r = client.post("/v1/corpora", headers=auth(key_a),
-                    json={"name": "x", "uri": str(corpora_root / "none*.jsonl"),
-                          "format": "jsonl"})
+    r = client.post(
+        "/v1/corpora",
+        headers=auth(key_a),
+        json={"name": "x", "uri": str(corpora_root / "none*.jsonl"), "format": "jsonl"},
+    )
     assert r.status_code == 422
 
 
-def test_a_corrupt_file_fails_the_scan_naming_file_and_line(client: TestClient, key_a: str,
-                                                            corpora_root: Path) -> None:
+def test_a_corrupt_file_fails_the_scan_naming_file_and_line(
+    client: TestClient, key_a: str, corpora_root: Path
+) -> None:
     path = corpora_root / "c.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write('{"text": "cmp 1 2 : <"}\n')
@@ -130,25 +157,35 @@ def test_a_corrupt_file_fails_the_scan_naming_file_and_line(client: TestClient, 
     with gzip.open(path, "wt") as f:  # the file changes after registration
         f.write('{"text": "cmp 1 2 : <"}\n{"text": broken\n')
     skill = cmp_skill(client, key_a)
-    scan = client.post("/v1/scans", headers=auth(key_a), json={
-        "corpus_id": corpus["id"], "skill_ids": [skill["id"]]}).json()
+    scan = client.post(
+        "/v1/scans",
+        headers=auth(key_a),
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]]},
+    ).json()
     assert runner.execute(scan["job"]["id"]) == "failed"
     job = client.get(f"/v1/jobs/{scan['job']['id']}", headers=auth(key_a)).json()
     assert "c.jsonl.gz" in job["error"] and "2" in job["error"], job["error"]
 
 
-def test_scans_and_corpora_are_project_scoped(client: TestClient, key_a: str, key_b: str,
-                                              planted: dict) -> None:
+def test_scans_and_corpora_are_project_scoped(
+    client: TestClient, key_a: str, key_b: str, planted: dict
+) -> None:
     corpus = register(client, key_a, planted["uri"])
     skill = cmp_skill(client, key_a)
-    scan = client.post("/v1/scans", headers=auth(key_a), json={
-        "corpus_id": corpus["id"], "skill_ids": [skill["id"]]}).json()
+    scan = client.post(
+        "/v1/scans",
+        headers=auth(key_a),
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]]},
+    ).json()
     assert client.get(f"/v1/corpora/{corpus['id']}", headers=auth(key_b)).status_code == 404
     assert client.get(f"/v1/scans/{scan['id']}", headers=auth(key_b)).status_code == 404
     assert client.delete(f"/v1/corpora/{corpus['id']}", headers=auth(key_b)).status_code == 404
     # B cannot scan A's corpus with B's skill, nor A's skill on B's corpus.
     other = cmp_skill(client, key_b)
-    r = client.post("/v1/scans", headers=auth(key_b), json={
-        "corpus_id": corpus["id"], "skill_ids": [other["id"]]})
+    r = client.post(
+        "/v1/scans",
+        headers=auth(key_b),
+        json={"corpus_id": corpus["id"], "skill_ids": [other["id"]]},
+    )
     assert r.status_code == 404
     assert client.get("/v1/scans", headers=auth(key_b)).json()["data"] == []

@@ -1,0 +1,410 @@
+"""`skillmix` client verbs: every resource over HTTP, through the SDK.
+
+Human tables by default, `--json` for scripts. Exit codes: 0 success, 1 a job that ended
+failed or cancelled, 2 usage error, 3 an API error answer, 4 the server could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+from skillmix_client import APIConnectionError, APIError, Skillmix, SkillmixError
+
+EXIT_JOB_FAILED, EXIT_API_ERROR, EXIT_UNREACHABLE = 1, 3, 4
+
+# Tables are wide: off a terminal, use 140 columns rather than rich's 80.
+console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", envvar="SKILLMIX_BASE_URL", help="API address.", show_envvar=True),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="SKILLMIX_API_KEY", help="API key.", show_envvar=True),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Wait = Annotated[bool, typer.Option("--wait", help="Follow the job with a progress bar.")]
+
+
+@contextmanager
+def client(base_url: str | None, api_key: str | None) -> Iterator[Skillmix]:
+    """An SDK client; API and connection errors become a message and an exit code."""
+    try:
+        with Skillmix(base_url=base_url, api_key=api_key) as c:
+            yield c
+    except APIError as exc:
+        console.print(
+            f"[red]error {exc.status}[/red] {exc.title}: {exc.detail or ''}", highlight=False
+        )
+        raise typer.Exit(EXIT_API_ERROR) from None
+    except APIConnectionError as exc:
+        console.print(f"[red]cannot reach the API[/red]: {exc}", highlight=False)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except SkillmixError as exc:
+        console.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(EXIT_API_ERROR) from None
+
+
+def dump(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [dump(o) for o in obj]
+    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
+
+
+def emit(obj: Any, as_json: bool, table: Callable[[Any], Table] | None = None) -> None:
+    if as_json or table is None:
+        typer.echo(json.dumps(dump(obj), indent=2))
+    else:
+        console.print(table(obj))
+
+
+def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col, no_wrap=True)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def read_definition(path: Path) -> dict[str, Any]:
+    """A skill file in YAML or JSON (`-` reads standard input)."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path}: expected a mapping with name, detector, ...")
+    return data
+
+
+def finish_job(resource: Any, as_json: bool, table: Callable[[Any], Table] | None) -> None:
+    """Print a waited-for resource; exit 1 when its job did not succeed."""
+    emit(resource, as_json, table)
+    job = getattr(resource, "job", None) or resource
+    if getattr(job, "state", "succeeded") != "succeeded":
+        if not as_json:
+            console.print(
+                f"[red]job {job.id} {job.state}[/red]: {job.error or ''}", highlight=False
+            )
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+jobs_app = typer.Typer(help="Jobs: state, progress, artifacts.", no_args_is_help=True)
+
+
+def jobs_table(jobs: list[Any]) -> Table:
+    return rows_table(
+        "jobs",
+        ["id", "kind", "state", "progress", "attempts", "error"],
+        [
+            [
+                j.id,
+                j.kind,
+                j.state,
+                f"{100 * j.progress.fraction:.0f}% {j.progress.message}",
+                j.attempts,
+                j.error,
+            ]
+            for j in jobs
+        ],
+    )
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: int = 20, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """The newest jobs."""
+    with client(base_url, api_key) as c:
+        jobs = [j for j, _ in zip(c.jobs.list(limit=limit), range(limit), strict=False)]
+    emit(jobs, as_json, jobs_table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One job."""
+    with client(base_url, api_key) as c:
+        emit(c.jobs.retrieve(job_id), as_json, lambda j: jobs_table([j]))
+
+
+@jobs_app.command("wait")
+def jobs_wait(
+    job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """Follow a job to its end; exit 1 unless it succeeded."""
+    with client(base_url, api_key) as c:
+        job = c.jobs.wait(job_id, progress=not as_json)
+    finish_job(job, as_json, lambda j: jobs_table([j]))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """Cancel a queued or running job."""
+    with client(base_url, api_key) as c:
+        emit(c.jobs.cancel(job_id), as_json, lambda j: jobs_table([j]))
+
+
+@jobs_app.command("artifacts")
+def jobs_artifacts(
+    job_id: str,
+    download: Annotated[
+        Path | None, typer.Option(help="Download every artifact into this folder.")
+    ] = None,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List (or download) a job's artifacts."""
+    with client(base_url, api_key) as c:
+        artifacts = list(c.jobs.artifacts(job_id))
+        if download:
+            download.mkdir(parents=True, exist_ok=True)
+            for a in artifacts:
+                c.jobs.download_artifact(job_id, a.name, download)
+    emit(
+        artifacts,
+        as_json,
+        lambda arts: rows_table(
+            "artifacts", ["name", "type", "bytes"], [[a.name, a.media_type, a.size] for a in arts]
+        ),
+    )
+
+
+# -- skills ----------------------------------------------------------------------------
+
+skills_app = typer.Typer(help="Skills: register, list, show, preview.", no_args_is_help=True)
+
+
+def skills_table(skills: list[Any]) -> Table:
+    return rows_table(
+        "skills",
+        ["id", "name", "version", "detector", "generator"],
+        [
+            [s.id, s.name, s.version, s.detector.get("kind"), (s.generator or {}).get("family", "")]
+            for s in skills
+        ],
+    )
+
+
+@skills_app.command("add")
+def skills_add(
+    path: Annotated[Path, typer.Argument(help="YAML or JSON skill file, or -.")],
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Register a skill from a file."""
+    definition = read_definition(path)
+    with client(base_url, api_key) as c:
+        emit(c.skills.create(**definition), as_json, lambda s: skills_table([s]))
+
+
+@skills_app.command("list")
+def skills_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """This project's skills."""
+    with client(base_url, api_key) as c:
+        emit(list(c.skills.list()), as_json, skills_table)
+
+
+@skills_app.command("show")
+def skills_show(skill_id: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """One skill's full definition (JSON)."""
+    with client(base_url, api_key) as c:
+        emit(c.skills.retrieve(skill_id), True)
+
+
+@skills_app.command("preview")
+def skills_preview(
+    skill_id: str,
+    text: Annotated[str | None, typer.Option(help="Text to match.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the text from a file.")] = None,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Matches in a text, plus sample train and held-out instances."""
+    body = text if text is not None else (file.read_text() if file else "")
+    with client(base_url, api_key) as c:
+        preview = c.skills.preview(skill_id, text=body)
+    if as_json:
+        emit(preview, True)
+        return
+    console.print(
+        rows_table(
+            "matches",
+            ["start", "end", "text", "held-out"],
+            [[m["start"], m["end"], m["text"], m["in_probe"]] for m in dump(preview)["matches"]],
+        )
+    )
+    for label in ("samples", "probe"):
+        console.print(
+            rows_table(
+                label,
+                ["prompt", "answer"],
+                [[i["prompt"], i["answer"]] for i in dump(preview)[label]],
+            )
+        )
+
+
+# -- corpora and scans -----------------------------------------------------------------
+
+corpora_app = typer.Typer(help="Corpora: register and list sources.", no_args_is_help=True)
+scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
+
+
+def corpora_table(corpora: list[Any]) -> Table:
+    return rows_table(
+        "corpora",
+        ["id", "name", "format", "files", "bytes", "uri"],
+        [[c.id, c.name, c.format, c.files, f"{c.total_bytes:,}", c.uri] for c in corpora],
+    )
+
+
+@corpora_app.command("add")
+def corpora_add(
+    name: Annotated[str, typer.Option(help="A name for the corpus.")],
+    uri: Annotated[str, typer.Option(help="Path or glob under an allowed root.")],
+    format: Annotated[str, typer.Option(help="jsonl, jsonl.gz, parquet or hf_disk.")],
+    text_key: str = "text",
+    id_key: str | None = None,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Register a corpus (validated before it is stored)."""
+    with client(base_url, api_key) as c:
+        corpus = c.corpora.create(
+            name=name, uri=uri, format=format, text_key=text_key, id_key=id_key
+        )
+    emit(corpus, as_json, lambda x: corpora_table([x]))
+
+
+@corpora_app.command("list")
+def corpora_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """This project's corpora."""
+    with client(base_url, api_key) as c:
+        emit(list(c.corpora.list()), as_json, corpora_table)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "" if x is None else f"{x:.{digits}g}"
+
+
+def frequency_table(report: dict[str, Any], names: dict[str, str]) -> Table:
+    """The scan's frequency report as one row per skill."""
+    rows = []
+    for skill_id, r in report["skills"].items():
+        lo, hi = r["per_million_tokens_ci95"]
+        gaps = r.get("gap_batches") or {}
+        rows.append(
+            [
+                names.get(skill_id, skill_id),
+                r["instances"],
+                r["unique_instances"],
+                r["max_repeats"],
+                f"{_num(r['per_million_tokens'])} [{_num(lo)}, {_num(hi)}]",
+                _num(r["per_batch"]),
+                _num(gaps.get("median")),
+                _num(gaps.get("p90")),
+                _num(gaps.get("cv"), 2),
+                r["probe_collisions"],
+            ]
+        )
+    corpus = report.get("corpus", {})
+    title = (
+        f"frequency: {corpus.get('docs_scanned', 0):,} docs, "
+        f"{corpus.get('tokens_scanned', 0):,} tokens; batch = {corpus.get('batch_tokens')} "
+        "tokens; gaps between instances in batches"
+    )
+    return rows_table(
+        title,
+        [
+            "skill",
+            "found",
+            "unique",
+            "max rep",
+            "per M tokens [95% CI]",
+            "per batch",
+            "gap med",
+            "gap p90",
+            "gap cv",
+            "probe hits",
+        ],
+        rows,
+    )
+
+
+def scan_table(scan: Any) -> Table:
+    if scan.report:
+        return frequency_table(scan.report, {s["id"]: s["name"] for s in dump(scan)["skills"]})
+    return rows_table(
+        "scan",
+        ["id", "corpus", "state", "progress"],
+        [[scan.id, scan.corpus_id, scan.job.state, f"{100 * scan.job.progress.fraction:.0f}%"]],
+    )
+
+
+@scans_app.command("create")
+def scan_create(
+    corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
+    skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
+    batch_tokens: int = 262_144,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Scan a corpus for skills; with --wait, follow it and print the frequency table."""
+    with client(base_url, api_key) as c:
+        scan = c.scans.create(corpus_id=corpus_id, skill_ids=skill, batch_tokens=batch_tokens)
+        if not wait:
+            emit(scan, as_json, scan_table)
+            return
+        scan = c.scans.wait(scan.id, progress=not as_json)
+    finish_job(scan, as_json, scan_table)
+
+
+@scans_app.command("list")
+def scans_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """This project's scans."""
+    with client(base_url, api_key) as c:
+        scans = list(c.scans.list())
+    emit(
+        scans,
+        as_json,
+        lambda ss: rows_table(
+            "scans", ["id", "corpus", "state"], [[s.id, s.corpus_id, s.job.state] for s in ss]
+        ),
+    )
+
+
+@scans_app.command("show")
+def scans_show(
+    scan_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One scan: its frequency table once done."""
+    with client(base_url, api_key) as c:
+        emit(c.scans.retrieve(scan_id), as_json, scan_table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(skills_app, name="skills")
+    app.add_typer(corpora_app, name="corpora")
+    app.add_typer(scans_app, name="scans")
+    app.command("scan", help="Scan a corpus for skills (same as `scans create`).")(scan_create)

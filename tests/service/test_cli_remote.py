@@ -1,0 +1,99 @@
+"""The client verbs of `skillmix`, against the embedded service with a real worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curation.synthetic_corpus import Plant, generate_corpus
+from service.cli import app
+from service.embedded import embedded_stack
+from tests.service.conftest import new_key
+
+SKILL_YAML = """
+name: compare
+description: two-digit comparison
+detector: {kind: builtin}
+generator:
+  family: number_comparison
+  params: {min_digits: 2, max_digits: 2}
+"""
+
+
+@pytest.fixture
+def remote(env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
+    with embedded_stack(tmp_path / "data") as stack:
+        yield {"SKILLMIX_BASE_URL": stack.base_url, "SKILLMIX_API_KEY": new_key("cli")}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_skills_corpora_and_scan_from_the_command_line(
+    remote: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "skill.yaml").write_text(SKILL_YAML)
+    code, out = run(remote, "skills", "add", str(tmp_path / "skill.yaml"), "--json")
+    assert code == 0, out
+    skill = json.loads(out)
+    assert skill["name"] == "compare" and skill["version"] == 1
+    code, out = run(remote, "skills", "list")
+    assert code == 0 and "compare" in out and "number_comparison" in out
+    code, out = run(remote, "skills", "preview", skill["id"], "--text", "so cmp 12 34 : < ok")
+    assert code == 0 and "cmp 12 34 : <" in out
+
+    corpus_dir = tmp_path / "data" / "corpora" / "c"
+    generate_corpus(
+        str(corpus_dir),
+        n_docs=60,
+        seed=1,
+        n_files=2,
+        plants=[Plant("c", ("cmp 10 20 : <", "cmp 55 21 : >"), every=5)],
+    )
+    code, out = run(
+        remote,
+        "corpora",
+        "add",
+        "--name",
+        "c",
+        "--uri",
+        str(corpus_dir / "*.jsonl"),
+        "--format",
+        "jsonl",
+        "--json",
+    )
+    assert code == 0, out
+    corpus = json.loads(out)
+    code, out = run(
+        remote,
+        "scan",
+        "--corpus",
+        corpus["id"],
+        "--skill",
+        skill["id"],
+        "--batch-tokens",
+        "4096",
+        "--wait",
+    )
+    assert code == 0, out
+    assert "compare" in out and "frequency: 60 docs" in out
+    code, out = run(remote, "jobs", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["state"] == "succeeded"
+
+
+def test_exit_codes_tell_usage_api_and_connection_errors(
+    remote: dict[str, str], tmp_path: Path
+) -> None:
+    assert run(remote, "skills", "show", "skill_missing")[0] == 3
+    assert run(remote, "jobs", "show", "job_x", "--bogus-flag")[0] == 2
+    unreachable = {**remote, "SKILLMIX_BASE_URL": "http://127.0.0.1:9"}
+    assert run(unreachable, "jobs", "list")[0] == 4
+    (tmp_path / "bad.yaml").write_text("name: x\ndetector: {kind: regex, pattern: '(a)\\1'}\n")
+    code, out = run(remote, "skills", "add", str(tmp_path / "bad.yaml"))
+    assert code == 3 and "backreference" in out
