@@ -92,13 +92,15 @@ def run_demo(data_dir: Path) -> int:
             corpus_id=corpus.id, skill_ids=[s.id for s in skills], batch_tokens=1024
         )
         scan = client.scans.wait(scan.id, progress=True)
-        if scan.job.state != "succeeded":
-            console.print(f"[red]scan {scan.job.state}[/red]: {scan.job.error}")
+        job = scan.job
+        assert job is not None  # a scan always carries its job
+        if job.state != "succeeded" or scan.report is None:
+            console.print(f"[red]scan {job.state}[/red]: {job.error}")
             return 1
         console.print(frequency_table(scan.report, {s.id: s.name for s in skills}))
         console.print(
-            f"plots: {', '.join(a.name for a in scan.job.artifacts)} "
-            f"(GET /v1/jobs/{scan.job.id}/artifacts/<name>)"
+            f"plots: {', '.join(a.name for a in job.artifacts)} "
+            f"(GET /v1/jobs/{job.id}/artifacts/<name>)"
         )
     typer.echo("demo finished: skills registered, corpus scanned")
     return 0

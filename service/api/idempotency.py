@@ -8,7 +8,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -49,20 +51,21 @@ def _replay(session: Session, project_id: str, key: str, digest: str) -> JSONRes
 
 def create_once(
     session: Session,
+    request: Request,
+    body: BaseModel,
     *,
     project_id: str,
     key: str | None,
-    path: str,
-    payload: Any,
     status_code: int,
     create: Create,
 ) -> JSONResponse:
     """Run `create` (which adds rows and returns the response body and an after-commit
     hook) unless this key was seen; commit; then run the hook (e.g. enqueue the job)."""
-    digest = _digest(path, payload)
+    path = request.url.path
+    digest = _digest(path, body.model_dump(mode="json"))
     if key and (replayed := _replay(session, project_id, key, digest)):
         return replayed
-    body, after_commit = create()
+    response_body, after_commit = create()
     if key:
         session.add(
             IdempotencyRecord(
@@ -72,7 +75,7 @@ def create_once(
                 path=path,
                 request_hash=digest,
                 status_code=status_code,
-                response_body=body,
+                response_body=response_body,
             )
         )
     try:
@@ -85,4 +88,4 @@ def create_once(
         raise
     if after_commit:
         after_commit()
-    return JSONResponse(body, status_code=status_code)
+    return JSONResponse(response_body, status_code=status_code)

@@ -64,10 +64,12 @@ class Skill(Model):
     name: str
     description: Optional[str] = None
     version: Optional[int] = None
+    latest_version: Optional[int] = None
     detector: Optional[dict[str, Any]] = None
     generator: Optional[dict[str, Any]] = None
     probe: Optional[dict[str, Any]] = None
     created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
 
 
 class SkillPreview(Model):
@@ -88,6 +90,8 @@ class Corpus(Model):
     format: Optional[str] = None
     text_key: Optional[str] = None
     id_key: Optional[str] = None
+    files: int = 0
+    total_bytes: int = 0
     fingerprint: Optional[Any] = None
     created_at: Optional[datetime] = None
 
@@ -102,7 +106,7 @@ class JobBacked(Model):
 
 class Scan(JobBacked):
     corpus_id: Optional[str] = None
-    skill_ids: list[str] = []
+    skills: list[dict[str, Any]] = []
     batch_tokens: Optional[int] = None
     report: Optional[dict[str, Any]] = None
 

@@ -101,10 +101,10 @@ def create_corpus(
 
     return create_once(
         session,
+        request,
+        body,
         project_id=project.id,
         key=idempotency_key,
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
         status_code=201,
         create=create,
     )
@@ -114,10 +114,7 @@ def create_corpus(
 def list_corpora(*, session: SessionDep, project: CurrentProject, page: PageDep) -> CorporaPublic:
     """This project's corpora, newest first."""
     stmt = select(Corpus).where(Corpus.project_id == project.id, Corpus.deleted_at.is_(None))
-    rows, next_after = paginate(session, stmt, Corpus.id, page)
-    return CorporaPublic(
-        data=[public(c) for c in rows], has_more=next_after is not None, next_after=next_after
-    )
+    return CorporaPublic.model_validate(paginate(session, stmt, Corpus.id, page, public))
 
 
 @router.get("/{corpus_id}", response_model=CorpusPublic)

@@ -101,10 +101,10 @@ def create_job(
 
     return create_once(
         session,
+        request,
+        body,
         project_id=project.id,
         key=idempotency_key,
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
         status_code=202,
         create=create,
     )
@@ -113,12 +113,8 @@ def create_job(
 @router.get("", response_model=JobsPublic)
 def list_jobs(*, session: SessionDep, project: CurrentProject, page: PageDep) -> JobsPublic:
     """List this project's jobs, newest first."""
-    rows, next_after = paginate(
-        session, select(Job).where(Job.project_id == project.id), Job.id, page
-    )
-    return JobsPublic(
-        data=[JobPublic.of(j) for j in rows], has_more=next_after is not None, next_after=next_after
-    )
+    stmt = select(Job).where(Job.project_id == project.id)
+    return JobsPublic.model_validate(paginate(session, stmt, Job.id, page, JobPublic.of))
 
 
 @router.get("/{job_id}", response_model=JobPublic)

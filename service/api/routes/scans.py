@@ -92,10 +92,10 @@ def create_scan(
 
     return create_once(
         session,
+        request,
+        body,
         project_id=project.id,
         key=idempotency_key,
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
         status_code=202,
         create=create,
     )
@@ -104,13 +104,9 @@ def create_scan(
 @router.get("", response_model=ScansPublic)
 def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -> ScansPublic:
     """This project's scans, newest first."""
-    rows, next_after = paginate(
-        session, select(Scan).where(Scan.project_id == project.id), Scan.id, page
-    )
-    return ScansPublic(
-        data=[public(session, s) for s in rows],
-        has_more=next_after is not None,
-        next_after=next_after,
+    stmt = select(Scan).where(Scan.project_id == project.id)
+    return ScansPublic.model_validate(
+        paginate(session, stmt, Scan.id, page, lambda scan: public(session, scan))
     )
 
 

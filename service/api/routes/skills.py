@@ -93,10 +93,10 @@ def create_skill(
 
     return create_once(
         session,
+        request,
+        body,
         project_id=project.id,
         key=idempotency_key,
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
         status_code=201,
         create=create,
     )
@@ -106,13 +106,11 @@ def create_skill(
 def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) -> SkillsPublic:
     """This project's skills (latest versions), newest first."""
     stmt = select(Skill).where(Skill.project_id == project.id, Skill.deleted_at.is_(None))
-    rows, next_after = paginate(session, stmt, Skill.id, page)
-    data = []
-    for skill in rows:
-        version = store.get_version(session, skill.id, skill.latest_version)
-        assert version is not None
-        data.append(public(skill, version))
-    return SkillsPublic(data=data, has_more=next_after is not None, next_after=next_after)
+
+    def latest(skill: Skill) -> SkillPublic:
+        return public(*_load(session, project.id, skill.id))
+
+    return SkillsPublic.model_validate(paginate(session, stmt, Skill.id, page, latest))
 
 
 @router.get("/v1/skills/{skill_id}", response_model=SkillPublic)
