@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from curation.skills.probes import probe_match_keys
 from curation.skills.spec import SkillDefinition, SkillSpec
 from service.models import Skill, SkillVersion, utcnow
 
@@ -63,6 +64,20 @@ def delete_skill(skill: Skill) -> None:
     """Hide the skill and free its name; its versions stay for the scans that used them."""
     skill.deleted_at = utcnow()
     skill.active_name = None
+
+
+_PROBE_KEYS: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def cached_probe_match_keys(spec: SkillSpec) -> frozenset[str]:
+    """Probe match keys per skill version (versions never change, so this never goes stale;
+    computing them can take seconds for a large family)."""
+    key = (spec.id, spec.version)
+    if key not in _PROBE_KEYS:
+        if len(_PROBE_KEYS) > 256:
+            _PROBE_KEYS.clear()
+        _PROBE_KEYS[key] = probe_match_keys(spec) if spec.generator else frozenset()
+    return _PROBE_KEYS[key]
 
 
 def to_spec(skill_id: str, row: SkillVersion) -> SkillSpec:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from curation.skills.families import family_catalog
 from curation.skills.matcher import SkillMatcher
-from curation.skills.probes import probe_instances, probe_match_keys, sample_instances
+from curation.skills.probes import probe_instances, sample_instances
 from curation.skills.spec import SkillDefinition
 from service import skill_store as store
 from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep
@@ -159,7 +159,7 @@ def preview_skill(
     """Run the detector on a text, and sample train and held-out (probe) instances."""
     skill, row = _load(session, project.id, skill_id, body.version)
     spec = store.to_spec(skill.id, row)
-    probe_keys = probe_match_keys(spec) if spec.generator is not None else frozenset()
+    probe_keys = store.cached_probe_match_keys(spec)
     matches = [
         MatchPublic(
             start=m.start,

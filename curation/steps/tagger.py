@@ -1,0 +1,71 @@
+"""`SkillTagger`: a datatrove step that records which skills each document contains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from curation.skills.matcher import SkillMatcher
+from curation.skills.spec import SkillSpec
+
+
+class SkillTagger(PipelineStep):
+    """Adds `doc.metadata[metadata_key]`: per skill found, its count, spans and match keys.
+
+    ```
+    {"<skill_id>": {"count": 2, "spans": [[s, e], [s, e]], "keys": ["<match key>", ...]}}
+    ```
+    Only skills with at least one match appear; a document without any gets `{}`.
+    Spans are character offsets into `doc.text`. Counters per skill
+    (`skill/<id>`: instances, one update per matching document) go to the stats.
+
+    Args:
+        skills: skill specs, or their dicts (validated here, so a bad definition
+            fails when the pipeline is built rather than inside a worker).
+        metadata_key: where the result goes in each document's metadata.
+    """
+
+    name = "🏷 SkillTagger"
+    type = "🔢 - TAGGER"
+    _requires_dependencies = [("re2", "google-re2"), ("ahocorasick", "pyahocorasick")]
+
+    def __init__(self, skills: Sequence[SkillSpec | dict[str, Any]], metadata_key: str = "skills"):
+        super().__init__()
+        self.skills = [
+            skill if isinstance(skill, SkillSpec) else SkillSpec.model_validate(skill)
+            for skill in skills
+        ]
+        self.metadata_key = metadata_key
+        self._matcher: SkillMatcher | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled automata do not travel to workers; each builds its own.
+        return {**self.__dict__, "_matcher": None}
+
+    @property
+    def matcher(self) -> SkillMatcher:
+        if self._matcher is None:
+            self._matcher = SkillMatcher(self.skills)
+        return self._matcher
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        matcher = self.matcher
+        for doc in data:
+            with self.track_time():
+                found = matcher.find(doc.text)
+                doc.metadata[self.metadata_key] = {
+                    skill_id: {
+                        "count": len(matches),
+                        "spans": [[m.start, m.end] for m in matches],
+                        "keys": [m.key for m in matches],
+                    }
+                    for skill_id, matches in found.items()
+                }
+                if found:
+                    self.stat_update("docs_with_skills")
+                for skill_id, matches in found.items():
+                    self.stat_update(f"skill/{skill_id}", value=len(matches))
+            yield doc
