@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # Scans: datatrove tasks (ranks) and worker processes per scan job.
     scan_tasks: int = Field(default=2, ge=1)
     scan_workers: int = Field(default=1, ge=1)
+    # Large corpora: run scans on datatrove's Slurm or Ray executor instead of the local one.
+    # Options are the executor's own keyword arguments as JSON, e.g. for slurm
+    # {"partition": "cpu", "time": "04:00:00", "cpus_per_task": 4}.
+    scan_executor: Literal["local", "slurm", "ray"] = "local"
+    scan_executor_options: dict[str, Any] = Field(default_factory=dict)
 
     # Job execution: a lease that a running task renews; a job whose lease has run out
     # is taken to have lost its worker and is run again, up to max_attempts times.

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor.base import PipelineExecutor
 
 from curation.corpus import CorpusSource, compare_fingerprints
 from curation.scan import run_scan
@@ -15,7 +20,21 @@ from service import skill_store
 from service.db import session_scope
 from service.kinds import CURATION, JobContext, register
 from service.models import Corpus, Scan
-from service.settings import get_settings
+from service.settings import Settings, get_settings
+
+
+def executor_factory(settings: Settings) -> Callable[..., PipelineExecutor]:
+    """The one place a scan's datatrove executor is chosen (SKILLMIX_SCAN_EXECUTOR)."""
+    options = dict(settings.scan_executor_options)
+    if settings.scan_executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return partial(SlurmPipelineExecutor, **options)
+    if settings.scan_executor == "ray":
+        from datatrove.executor import RayPipelineExecutor
+
+        return partial(RayPipelineExecutor, **options)
+    return partial(LocalPipelineExecutor, **options)
 
 
 def load_specs(refs: list[dict[str, Any]]) -> list[SkillSpec]:
@@ -54,6 +73,7 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
         batch_tokens=batch_tokens,
         tasks=settings.scan_tasks,
         workers=settings.scan_workers,
+        executor_factory=executor_factory(settings),
         progress=ctx.progress,
         probe_keys={s.id: probe_match_keys(s) for s in specs if s.generator is not None},
         on_bad_record=options.get("on_bad_record", "fail"),

@@ -189,3 +189,27 @@ def test_scans_and_corpora_are_project_scoped(
     )
     assert r.status_code == 404
     assert client.get("/v1/scans", headers=auth(key_b)).json()["data"] == []
+
+
+def test_the_scan_executor_is_chosen_by_settings(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Slurm cannot run here: check the factory builds datatrove's Slurm executor with the
+    configured options (it submits nothing until run())."""
+    from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+
+    from service.handlers.scan import executor_factory
+    from service.settings import get_settings
+
+    assert isinstance(
+        executor_factory(get_settings())(
+            pipeline=[], tasks=1, workers=1, logging_dir=str(tmp_path / "l")
+        ),
+        LocalPipelineExecutor,
+    )
+    env.setenv("SKILLMIX_SCAN_EXECUTOR", "slurm")
+    env.setenv("SKILLMIX_SCAN_EXECUTOR_OPTIONS", '{"partition": "cpu", "time": "01:00:00"}')
+    refresh_settings()
+    executor = executor_factory(get_settings())(
+        pipeline=[], tasks=4, workers=2, logging_dir=str(tmp_path / "s")
+    )
+    assert isinstance(executor, SlurmPipelineExecutor)
+    assert (executor.partition, executor.time, executor.tasks) == ("cpu", "01:00:00", 4)
