@@ -1,0 +1,295 @@
+"""audit_mixture: re-scan a built mixture and compare what the model will see with the plan.
+
+The audit reads the tokenized shards, the very data the trainer reads, in packed
+order, and runs the skills' SkillMatcher over every document piece of every
+sequence: a match is counted only if it lies inside one sequence, since
+sequences are separate contexts in training (a corpus instance cut by a sequence
+boundary is not seen whole, and is not counted). Positions are token offsets in
+the mixture, so gaps are measured exactly as the model meets them.
+
+A match inside a placement of its own skill (the span from the placement's
+sequence start to its EOS, as listed in composition.jsonl) is *placed*; a
+placement with at least one such match is *verified*. Every other match is
+*natural*. A skill passes when (1) its verified placements differ from the
+planned total by at most `tolerance` x planned, (2) at most `tolerance` x
+n_batches batches have a verified count different from the schedule, and
+(3) no placed instance is a probe instance. The mixture passes when every skill
+and every shard checksum does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from curation import stats
+from curation.mixture.manifest import read_manifest
+from curation.mixture.packer import EOS
+from curation.mixture.schedule import target_positions
+from curation.mixture.shards import sha256_file
+from curation.mixture.state import write_json
+from curation.skills.instance import match_key
+from curation.skills.matcher import SkillMatcher
+from curation.skills.probes import probe_match_keys
+from curation.skills.spec import SkillSpec
+from curation.steps.frequency import char_to_byte_offsets
+
+DEFAULT_TOLERANCE = 0.05
+MAX_EXAMPLES = 10
+RULE = (
+    "a skill passes when its verified placements differ from the planned total by at most "
+    "tolerance x planned, at most tolerance x n_batches batches have a verified count that "
+    "differs from the schedule, and no placed instance is a probe instance"
+)
+Progress = Callable[[float, str], None]
+
+
+class AuditFailed(RuntimeError):
+    """The built mixture misses its plan beyond the tolerance; `audit` holds the report."""
+
+    def __init__(self, audit: dict[str, Any]):
+        self.audit = audit
+        problems = [f"{sid}: {p}" for sid, s in audit["skills"].items() for p in s["problems"]]
+        problems += audit["shards"]["problems"]
+        super().__init__("mixture audit failed: " + "; ".join(problems))
+
+
+class _Tally:
+    """What the audit found for one skill."""
+
+    def __init__(self, n_batches: int, probe_keys: frozenset[str]):
+        self.planned = np.zeros(n_batches, dtype=np.int64)
+        self.builder = np.zeros(n_batches, dtype=np.int64)
+        self.verified = np.zeros(n_batches, dtype=np.int64)
+        self.natural_per_batch = np.zeros(n_batches, dtype=np.int64)
+        self.placed, self.natural = array("q"), array("q")
+        self.placed_bytes = 0
+        self.probe_keys = probe_keys
+        self.placed_probes = self.natural_probes = 0
+
+
+def _batches(out_dir: str, manifest: dict[str, Any]) -> Iterator[np.ndarray]:
+    """Each batch's tokens, in order, read one batch at a time (memory stays one batch)."""
+    batch_tokens = manifest["batch_tokens"]
+    for entry in manifest["shards"]:
+        if entry["kind"] == "tokens":
+            with open(os.path.join(out_dir, entry["path"]), "rb") as f:
+                while (tokens := np.fromfile(f, dtype="<u2", count=batch_tokens)).size:
+                    yield tokens
+
+
+def _segments(tokens: np.ndarray, seq_len: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, ends_with_eos) of each document piece inside one sequence, EOS excluded."""
+    eos = np.flatnonzero(tokens == EOS)
+    starts = np.union1d(np.arange(0, tokens.size, seq_len), eos + 1)
+    starts = starts[starts < tokens.size]
+    ends = np.append(starts[1:], tokens.size)
+    has_eos = tokens[ends - 1] == EOS
+    yield from zip(starts.tolist(), (ends - has_eos).tolist(), has_eos.tolist(), strict=True)
+
+
+class _Scanner:
+    """Walks the packed stream, tracking which placement (if any) the current piece belongs to."""
+
+    def __init__(self, manifest: dict[str, Any], specs: Sequence[SkillSpec]):
+        self.seq_len, self.batch_tokens = manifest["seq_len"], manifest["batch_tokens"]
+        self.ids = [s.id for s in specs]
+        self.matcher = SkillMatcher(specs)
+        n = manifest["n_batches"]
+        self.tallies = {s.id: _Tally(n, probe_match_keys(s)) for s in specs}
+        self.current: list[Any] | None = None  # [skill_id, batch, verified]
+
+    def batch(self, b: int, tokens: np.ndarray, composition: dict[str, Any]) -> None:
+        placements = {}
+        for sid, entry in composition["skills"].items():
+            self.tallies[sid].planned[b] = entry["planned"]
+            self.tallies[sid].builder[b] = entry["count"]
+            placements.update(dict.fromkeys(entry["sequences"], sid))
+        data = tokens.astype(np.uint8).tobytes()
+        base = b * self.batch_tokens
+        for start, end, eos in _segments(tokens, self.seq_len):
+            if start % self.seq_len == 0 and (
+                sid := placements.get((base + start) // self.seq_len)
+            ):
+                self._close()
+                self.current = [sid, b, False]
+            if end > start:
+                self._match(data[start:end], base + start, b, start % self.seq_len == 0)
+            if eos:
+                self._close()
+
+    def _match(self, chunk: bytes, position: int, batch: int, sequence_start: bool) -> None:
+        lead = 0
+        if sequence_start:  # a character cut by the sequence boundary: its tail is not text
+            while lead < min(3, len(chunk)) and chunk[lead] & 0xC0 == 0x80:
+                lead += 1
+        text = chunk[lead:].decode("utf-8", "ignore")  # "ignore" only drops a char cut at the end
+        found = self.matcher.find_spans(text)
+        if not found:
+            return
+        ascii_text = len(text) == len(chunk) - lead
+        for index, spans in found.items():
+            sid = self.ids[index]
+            tally = self.tallies[sid]
+            offsets = (
+                None if ascii_text else char_to_byte_offsets(text, [o for s in spans for o in s])
+            )
+            for s, e in spans:
+                key = match_key(text[s:e]) if tally.probe_keys else ""
+                at = position + lead + (s if offsets is None else offsets[s])
+                if self.current is not None and self.current[0] == sid:
+                    self.current[2] = True
+                    tally.placed.append(at)
+                    tally.placed_bytes += e - s if offsets is None else offsets[e] - offsets[s]
+                    tally.placed_probes += key in tally.probe_keys
+                else:
+                    tally.natural.append(at)
+                    tally.natural_per_batch[batch] += 1
+                    tally.natural_probes += key in tally.probe_keys
+
+    def _close(self) -> None:
+        if self.current is not None and self.current[2]:
+            self.tallies[self.current[0]].verified[self.current[1]] += 1
+        self.current = None
+
+
+def _check_shards(out_dir: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    problems = []
+    for entry in manifest["shards"]:
+        path = os.path.join(out_dir, entry["path"])
+        if not os.path.exists(path):
+            problems.append(f"{entry['path']} is missing")
+        elif sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['path']} does not match its sha256 in the manifest")
+    return {"checked": len(manifest["shards"]), "ok": not problems, "problems": problems}
+
+
+def _skill_report(
+    sid: str, tally: _Tally, manifest: dict[str, Any], tolerance: float
+) -> dict[str, Any]:
+    plan = manifest["plan"]["skills"][sid]
+    n, batch_tokens = manifest["n_batches"], manifest["batch_tokens"]
+    planned, verified = int(tally.planned.sum()), int(tally.verified.sum())
+    off = np.flatnonzero(tally.planned != tally.verified)
+    problems = []
+    if abs(verified - planned) > tolerance * planned:
+        problems.append(f"{verified:,} placements verified of {planned:,} planned")
+    if off.size > tolerance * n:
+        problems.append(f"{off.size:,} of {n:,} batches differ from the schedule")
+    if tally.placed_probes:
+        problems.append(f"{tally.placed_probes} placed instances are probe instances")
+    placed = np.frombuffer(tally.placed, dtype=np.int64) if tally.placed else np.zeros(0, np.int64)
+    natural = np.frombuffer(tally.natural, dtype=np.int64) if tally.natural else np.zeros(0)
+    targets = target_positions(tally.planned, manifest["seqs_per_batch"], manifest["seq_len"])
+    gap_tokens, gap_batches = stats.gap_stats(placed, batch_tokens)
+    target_tokens, target_batches = stats.gap_stats(targets, batch_tokens)
+    all_tokens, all_batches = stats.gap_stats(np.concatenate([placed, natural]), batch_tokens)
+    return {
+        "target": plan["target"],
+        "source": plan["source"],
+        "spacing": plan["spacing"],
+        "planned": {"placements": planned, "per_batch": planned / n},
+        "placed": {
+            "placements": verified,
+            "instances": int(placed.size),
+            "per_batch": {
+                "mean": verified / n,
+                "min": int(tally.verified.min()),
+                "max": int(tally.verified.max()),
+            },
+        },
+        "builder_placements": int(tally.builder.sum()),
+        "schedule": {
+            "batches_off": int(off.size),
+            "max_abs_deviation": int(np.abs(tally.planned - tally.verified).max(initial=0)),
+            "examples": [
+                {
+                    "batch": int(b),
+                    "planned": int(tally.planned[b]),
+                    "placed": int(tally.verified[b]),
+                }
+                for b in off[:MAX_EXAMPLES]
+            ],
+        },
+        "natural": {
+            "instances": int(natural.size),
+            "per_batch": natural.size / n,
+            "scan_per_batch": plan["natural"]["per_batch"],
+            "probe_collisions": tally.natural_probes,
+        },
+        "per_batch_total": (placed.size + natural.size) / n,
+        "token_fraction": tally.placed_bytes / manifest["tokens"],
+        "gap_tokens": gap_tokens,
+        "gap_batches": gap_batches,
+        "target_gap_tokens": target_tokens,
+        "target_gap_batches": target_batches,
+        "gap_tokens_all": all_tokens,
+        "gap_batches_all": all_batches,
+        "gap_histogram": stats.log_histogram(stats.gaps(np.concatenate([placed, natural]))),
+        "probe_collisions_placed": tally.placed_probes,
+        "passed": not problems,
+        "problems": problems,
+    }
+
+
+def audit_mixture(
+    out_dir: str,
+    skills: Sequence[SkillSpec | dict[str, Any]],
+    tolerance: float = DEFAULT_TOLERANCE,
+    *,
+    progress: Progress | None = None,
+    progress_range: tuple[float, float] = (0.0, 1.0),
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Re-scan the mixture in `out_dir`; returns the audit (also written to audit.json).
+
+    `skills` must include every skill of the manifest (extra ones are ignored).
+    Never raises for a miss: read `passed` (build_mixture raises AuditFailed).
+    """
+    manifest = read_manifest(out_dir)
+    given = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}
+    missing = sorted(set(manifest["skills"]) - set(given))
+    if missing:
+        raise ValueError(f"the audit needs the mixture's skills; missing: {', '.join(missing)}")
+    scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]])
+    lo, hi = progress_range
+    n = manifest["n_batches"]
+    with open(os.path.join(out_dir, "composition.jsonl"), encoding="utf-8") as composition:
+        batches = zip(_batches(out_dir, manifest), composition, strict=True)
+        for b, (tokens, line) in enumerate(batches):
+            scanner.batch(b, tokens, json.loads(line))
+            if progress and (b % 50 == 49 or b == n - 1):
+                progress(lo + (hi - lo) * 0.9 * (b + 1) / n, f"audited batch {b + 1:,} / {n:,}")
+    scanner._close()
+    report = {
+        "tolerance": tolerance,
+        "rule": RULE,
+        "n_batches": n,
+        "tokens": manifest["tokens"],
+        "shards": _check_shards(out_dir, manifest),
+        "skills": {
+            sid: _skill_report(sid, tally, manifest, tolerance)
+            for sid, tally in scanner.tallies.items()
+        },
+    }
+    report["passed"] = report["shards"]["ok"] and all(
+        s["passed"] for s in report["skills"].values()
+    )
+    if plots:
+        from curation.mixture.plots import plot_composition, plot_gaps
+
+        per_batch = {
+            sid: {"planned": t.planned, "placed": t.verified, "natural": t.natural_per_batch}
+            for sid, t in scanner.tallies.items()
+        }
+        report["artifacts"] = {
+            "composition.png": plot_composition(report, per_batch, out_dir),
+            "gaps.png": plot_gaps(report, manifest, out_dir),
+        }
+    write_json(os.path.join(out_dir, "audit.json"), report, indent=1)
+    return report

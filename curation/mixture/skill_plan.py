@@ -1,0 +1,231 @@
+"""One skill of a plan: its source, schedule, cap check, numbers and warnings. Pure.
+
+Counts are in placements: a synthesized instance, or a whole repeated document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from curation.mixture import schedule
+from curation.mixture.danger import (
+    DANGER_EXPOSURES,
+    DANGER_REPEATED_SHARE,
+    repetition_warnings,
+    warning,
+)
+from curation.mixture.models import DosingPlan, SkillDose
+from curation.mixture.supply import train_split_size
+from curation.skills.matcher import SkillMatcher
+from curation.skills.probes import sample_instances
+from curation.skills.spec import SkillSpec
+
+SAMPLE_INSTANCES = 200
+"""Generated instances sampled to measure a synthesized skill's mean length."""
+
+
+class PlanError(ValueError):
+    """A plan that cannot be built as asked; the message says what to change."""
+
+
+def seed_int(seed: int, *parts: str) -> int:
+    """A 64-bit seed for one purpose, derived from the mixture seed (stable everywhere)."""
+    text = "/".join(["skillmix/mixture", str(seed), *parts])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+@dataclass
+class SkillPlan:
+    """The resolved dose of one skill, with the numbers the build will produce."""
+
+    target: dict[str, Any]
+    source: str
+    source_requested: str
+    spacing: str
+    max_repeats: int
+    version: int
+    per_batch: float
+    placements: int
+    planned_per_batch: float
+    batches_dosed: int
+    max_per_batch: int
+    mean_instance_tokens: float
+    placement_tokens: float
+    unique_available: int
+    unique_available_exact: bool
+    capacity: int
+    unique_used: int
+    new_instances: int
+    copies_per_unique: dict[str, float]
+    exposures_per_unique: float
+    token_share: float
+    inserted_tokens: float
+    natural: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scaled(summary: dict | None, factor: float) -> dict | None:
+    if summary is None:
+        return None
+    return {k: (v * factor if k != "cv" and v is not None else v) for k, v in summary.items()}
+
+
+def _natural(scan: Mapping[str, Any], corpus: dict[str, Any], batch_tokens: int) -> dict:
+    """The corpus' own instances of a skill, in the mixture's units (bytes + EOS)."""
+    bpt = corpus["bytes_per_token"]
+    histogram = scan.get("gap_histogram")
+    if histogram:
+        histogram = {**histogram, "edges": [e * bpt for e in histogram["edges"]]}
+    return {
+        "instances": scan.get("instances", 0),
+        "unique_instances": scan.get("unique_instances", 0),
+        "max_repeats": scan.get("max_repeats", 0),
+        "per_batch": scan.get("instances", 0) * batch_tokens / max(1, corpus["tokens"]),
+        "token_fraction": scan.get("token_fraction", 0.0),
+        "probe_collisions": scan.get("probe_collisions", 0),
+        "gap_tokens": _scaled(scan.get("gap_tokens"), bpt),
+        "gap_histogram": histogram,
+    }
+
+
+def _mean_length(sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: int, bpt: float):
+    """Mean instance length in tokens; for synthesize, check that the detector sees instances."""
+    if source == "repeat":
+        if not scan.get("instances"):
+            fix = "use source=synthesize" if spec.generator else "add a generator to the skill"
+            raise PlanError(f"skill {sid}: the corpus has no instance to repeat; {fix}")
+        return scan["instance_tokens"] * bpt / scan["instances"]
+    samples = sample_instances(spec, SAMPLE_INSTANCES, seed=seed_int(seed, "sample", sid))
+    matcher = SkillMatcher([spec])
+    missed = [i for i in samples if not matcher.find(i.text).get(sid)]
+    if missed:
+        raise PlanError(
+            f"skill {sid}: its detector finds {len(samples) - len(missed)} of {len(samples)} "
+            f"generated train instances (e.g. not {missed[0].text!r}), so the audit could not "
+            "see what the build places; fix the detector or the generator's template"
+        )
+    return sum(len(i.text.encode()) for i in samples) / len(samples)
+
+
+def _counts(sid: str, dose: SkillDose, rate: float, n_batches: int, seed: int) -> np.ndarray:
+    target = dose.target
+    if target.every is not None:
+        return schedule.every_counts(target.every.n, target.every.k, n_batches)
+    rng = np.random.default_rng(seed_int(seed, "schedule", sid))
+    if dose.spacing == "random":
+        return schedule.random_counts(rate, n_batches, rng)
+    if dose.spacing == "clustered":
+        return schedule.clustered_counts(rate, n_batches, rng)
+    return schedule.uniform_counts(rate, n_batches)
+
+
+def plan_skill(
+    sid: str,
+    dose: SkillDose,
+    spec: SkillSpec,
+    scan: Mapping[str, Any],
+    plan: DosingPlan,
+    corpus: dict[str, Any],
+    n_batches: int,
+    danger_exposures: float = DANGER_EXPOSURES,
+    danger_repeated_share: float = DANGER_REPEATED_SHARE,
+) -> tuple[SkillPlan, np.ndarray, list[dict[str, Any]]]:
+    """One skill's resolved dose, its per-batch schedule, and its warnings."""
+    source = dose.source
+    if source == "auto":
+        source = "synthesize" if spec.generator is not None else "repeat"
+    if source == "synthesize" and spec.generator is None:
+        raise PlanError(
+            f"skill {sid}: source=synthesize needs a generator, and the skill has none; "
+            "add a generator to the skill or use source=repeat"
+        )
+    mean = _mean_length(sid, spec, source, scan, plan.seed, corpus["bytes_per_token"])
+    target = dose.target
+    if target.every is not None:
+        rate = target.every.n / target.every.k
+    else:
+        rate = target.per_batch or (target.fraction or 0.0) * plan.batch_tokens / mean
+    counts = _counts(sid, dose, rate, n_batches, plan.seed)
+    n = int(counts.sum())
+    if n == 0:
+        raise PlanError(
+            f"skill {sid}: {rate:.3g} per batch over {n_batches} batches places nothing; "
+            "raise the target or use a longer mixture"
+        )
+    m = dose.max_repeats
+    if source == "synthesize":
+        split = train_split_size(spec)
+        available, exact, natural_copies = split.size, split.exact, 0.0
+        placement_tokens = mean + 1
+        advice = "raise max_repeats, use a generator with more instances, or lower the target"
+        what = f"the generator's train split has {available:,} instances"
+    else:
+        available, exact = int(scan["unique_instances"]), True
+        natural_copies = scan["instances"] / available
+        placement_tokens = max(mean + 1, corpus["tokens"] / max(1, corpus["docs"]))
+        advice = "raise max_repeats, " + ("use source=synthesize, " if spec.generator else "")
+        advice += "or lower the target"
+        what = f"the corpus has {available:,} unique instances"
+    if n > available * m:
+        raise PlanError(
+            f"skill {sid}: {what}; {n:,} placements at max_repeats={m} can place at most "
+            f"{available * m:,}; {advice}"
+        )
+    unique_used = min(n, available)
+    copies = n / unique_used
+    repeated = (n - unique_used if source == "synthesize" else n) * placement_tokens
+    warnings = repetition_warnings(
+        sid,
+        natural_copies + copies,
+        unique_used,
+        repeated,
+        n_batches * plan.batch_tokens,
+        danger_exposures,
+        danger_repeated_share,
+    )
+    natural = _natural(scan, corpus, plan.batch_tokens)
+    if natural["probe_collisions"]:
+        warnings.append(
+            warning(
+                "probe_collisions",
+                f"skill {sid}: the corpus holds {natural['probe_collisions']} instances of the "
+                "probe (held-out) set; they stay in the mixture at their natural places and "
+                "are never repeated, but they leak the held-out set into training",
+                sid,
+                value=natural["probe_collisions"],
+            )
+        )
+    skill_plan = SkillPlan(
+        target=dose.target.model_dump(exclude_none=True),
+        source=source,
+        source_requested=dose.source,
+        spacing="every" if target.every is not None else dose.spacing,
+        max_repeats=m,
+        version=spec.version,
+        per_batch=rate,
+        placements=n,
+        planned_per_batch=n / n_batches,
+        batches_dosed=int(np.count_nonzero(counts)),
+        max_per_batch=int(counts.max()),
+        mean_instance_tokens=mean,
+        placement_tokens=placement_tokens,
+        unique_available=available,
+        unique_available_exact=exact,
+        capacity=available * m,
+        unique_used=unique_used,
+        new_instances=unique_used if source == "synthesize" else 0,
+        copies_per_unique={"mean": copies, "max": math.ceil(copies)},
+        exposures_per_unique=natural_copies + copies,
+        token_share=n * mean / (n_batches * plan.batch_tokens),
+        inserted_tokens=n * placement_tokens,
+        natural=natural,
+    )
+    return skill_plan, counts, warnings

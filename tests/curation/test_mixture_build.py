@@ -1,0 +1,238 @@
+"""build_mixture + audit_mixture end to end on a small planted corpus, scanned for real."""
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curation.corpus import CorpusSource
+from curation.mixture import AuditFailed, DosingPlan, audit_mixture, build_mixture, plan_mixture
+from curation.mixture.packer import EOS
+from curation.scan import run_scan
+from curation.skills.probes import SkillGenerator, sample_instances
+from curation.skills.spec import SkillSpec
+from curation.sources.paths import SourceRejected
+from curation.sources.records import ScanInputError
+from curation.synthetic_corpus import Plant, generate_corpus
+
+BATCH, SEQ = 4096, 64
+TP = SkillSpec.model_validate(
+    {"id": "tp", "name": "token pairs", "detector": {"kind": "builtin"},
+     "generator": {"family": "token_pair", "params": {"k": 20}}}
+)  # fmt: skip
+CMP = SkillSpec.model_validate(
+    {"id": "cmp", "name": "comparison", "detector": {"kind": "builtin"},
+     "generator": {"family": "number_comparison"}}
+)  # fmt: skip
+SKILLS = [TP, CMP]
+CMP_TEXTS = tuple(i.text for i in sample_instances(CMP, 12, seed=5))
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("mix"))
+    corpus = generate_corpus(
+        f"{root}/corpus", 600, [Plant("cmp", CMP_TEXTS, every=4)], seed=1, format="jsonl.gz",
+        n_files=3, mean_chars=400,
+    )  # fmt: skip
+    source = CorpusSource(corpus.uri, corpus.format, id_key="id")
+    report = run_scan(
+        source, SKILLS, f"{root}/scan", allowed_roots=[root], batch_tokens=BATCH, plots=False
+    )
+    return root, source, report
+
+
+def build(scanned, name, seed=0, text_format="jsonl.gz", **doses):
+    root, source, report = scanned
+    dosing = DosingPlan(
+        batch_tokens=BATCH, seq_len=SEQ, seed=seed, format=text_format, skills=doses
+    )
+    plan = plan_mixture(report, SKILLS, dosing)
+    out = f"{root}/{name}"
+    return out, build_mixture(source, SKILLS, plan, out, allowed_roots=[root], plots=False)
+
+
+def jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def composition(out):
+    return jsonl(f"{out}/composition.jsonl")
+
+
+def counts(out, sid):
+    return [line["skills"].get(sid, {}).get("count", 0) for line in composition(out)]
+
+
+def data_files(out):
+    """Every file of the mixture contract, by name (the audit's own files excluded)."""
+    names = [n for n in os.listdir(out) if n.endswith((".bin", ".gz", ".parquet", "l", "json"))]
+    return {n: Path(f"{out}/{n}").read_bytes() for n in sorted(names) if n != "audit.json"}
+
+
+def test_every_places_exactly_n_in_every_kth_batch_and_none_elsewhere(scanned):
+    out, result = build(scanned, "every", tp={"target": {"every": {"n": 10, "k": 10}}})
+    n = result["manifest"]["n_batches"]
+    assert n == 78
+    assert counts(out, "tp") == [10 if b % 10 == 0 else 0 for b in range(n)]
+    tp = result["audit"]["skills"]["tp"]
+    assert tp["passed"] and tp["schedule"]["batches_off"] == 0
+    assert tp["placed"]["placements"] == tp["planned"]["placements"] == 80
+    assert tp["placed"]["per_batch"]["max"] == 10 and tp["placed"]["per_batch"]["min"] == 0
+    assert tp["gap_batches"] == tp["target_gap_batches"]  # placed exactly at the slots
+    tokens = np.fromfile(f"{out}/tokens-00000.bin", dtype="<u2").reshape(-1, SEQ)
+    texts = {r["key"]: r["text"] for r in jsonl(f"{out}/instances.jsonl")}
+    for line in composition(out):
+        for key, seq in zip(
+            line["skills"].get("tp", {}).get("keys", []),
+            line["skills"].get("tp", {}).get("sequences", []),
+            strict=True,
+        ):
+            assert seq // (BATCH // SEQ) == line["batch"]
+            text = texts[key].encode()
+            assert tokens[seq, : len(text) + 1].tolist() == [*text, EOS]  # starts the sequence
+
+
+def test_uniform_two_and_a_half_alternates_two_and_three(scanned):
+    out, result = build(scanned, "uniform", tp={"target": {"per_batch": 2.5}})
+    assert counts(out, "tp") == [2, 3] * 39
+    placed = result["audit"]["skills"]["tp"]["placed"]
+    assert placed["per_batch"] == {"mean": 2.5, "min": 2, "max": 3}
+
+
+def test_random_and_clustered_spacing_are_audited_against_their_schedules(scanned):
+    for spacing in ("random", "clustered"):
+        out, result = build(scanned, spacing, tp={"target": {"per_batch": 2}, "spacing": spacing})
+        tp = result["audit"]["skills"]["tp"]
+        assert tp["passed"] and tp["placed"]["placements"] == 156
+        planned = [line["skills"].get("tp", {}).get("planned", 0) for line in composition(out)]
+        assert counts(out, "tp") == planned and len(set(planned)) > 2
+
+
+def test_synthesize_never_places_a_probe_instance_and_uses_fresh_ones_first(scanned):
+    out, result = build(scanned, "fresh", tp={"target": {"per_batch": 8}, "max_repeats": 4})
+    generator = SkillGenerator(TP)
+    probe = {i.key for i in generator.instances("probe")}
+    train = {i.key for i in generator.instances("train")}
+    rows = jsonl(f"{out}/instances.jsonl")
+    keys = {r["key"]: r["count"] for r in rows}
+    assert sum(keys.values()) == 8 * 78 and not set(keys) & probe
+    assert set(keys) == train  # 624 placements over 175 train instances: every one used
+    assert max(keys.values()) - min(keys.values()) <= 1 and max(keys.values()) <= 4
+    assert result["audit"]["skills"]["tp"]["probe_collisions_placed"] == 0
+
+
+def test_repeat_never_exceeds_max_repeats(scanned):
+    out, result = build(
+        scanned, "repeat", cmp={"target": {"per_batch": 1}, "source": "repeat", "max_repeats": 7}
+    )
+    per_key = Counter(key for line in composition(out) for key in line["skills"]["cmp"]["keys"])
+    assert sum(per_key.values()) == 78 and max(per_key.values()) <= 7
+    cmp = result["audit"]["skills"]["cmp"]
+    assert cmp["passed"] and cmp["source"] == "repeat"
+    assert cmp["natural"]["instances"] > 0  # the corpus' own copies stay where they were
+    records = [r for r in jsonl(f"{out}/instances.jsonl") if r["key"] in per_key]
+    assert {r["text"] for r in records} <= set(CMP_TEXTS)
+    assert {r["key"]: r["count"] for r in records} == dict(per_key)
+
+
+def test_same_plan_and_seed_give_byte_identical_output(scanned):
+    doses = {
+        "tp": {"target": {"per_batch": 2}},
+        "cmp": {"target": {"per_batch": 0.5}, "source": "repeat"},
+    }
+    first, _ = build(scanned, "same-a", seed=7, **doses)
+    second, _ = build(scanned, "same-b", seed=7, **doses)
+    assert data_files(first) == data_files(second)
+    other, _ = build(scanned, "same-c", seed=8, **doses)
+    assert counts(other, "tp") == counts(first, "tp")  # same totals per batch
+    assert counts(other, "cmp") == counts(first, "cmp")
+    keys = [[line["skills"].get("tp", {}).get("keys") for line in composition(o)]
+            for o in (first, other)]  # fmt: skip
+    assert keys[0] != keys[1]  # a different order of different instances
+    a, b = data_files(first), data_files(other)
+    assert a["tokens-00000.bin"] != b["tokens-00000.bin"] and len(a) == len(b)
+
+
+def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
+    root, source, report = scanned
+    doses = {
+        "tp": {"target": {"per_batch": 2}},
+        "cmp": {"target": {"per_batch": 0.5}, "source": "repeat"},
+    }
+    plan = plan_mixture(report, SKILLS, DosingPlan(batch_tokens=BATCH, seq_len=SEQ, skills=doses))
+
+    def run(out, progress=None):
+        return build_mixture(
+            source, SKILLS, plan, out, allowed_roots=[root], shard_batches=8, progress=progress,
+            plots=False,
+        )  # fmt: skip
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_third_shard(fraction, message):
+        if message.startswith("wrote shard 3 "):
+            raise Killed
+
+    whole, cut = f"{root}/resume-whole", f"{root}/resume-cut"
+    run(whole)
+    with pytest.raises(Killed):
+        run(cut, kill_after_third_shard)
+    assert not os.path.exists(f"{cut}/manifest.json")
+    kept = os.stat(f"{cut}/tokens-00001.bin").st_mtime_ns
+    messages = []
+    run(cut, lambda f, m: messages.append(m))
+    assert data_files(cut) == data_files(whole)
+    assert os.stat(f"{cut}/tokens-00001.bin").st_mtime_ns == kept  # not written again
+    assert "wrote shard 10 / 10" in messages and "wrote shard 2 / 10" not in messages
+    assert not os.path.exists(f"{cut}/.build")
+    assert run(cut)["manifest"] == run(whole)["manifest"]  # a finished build is returned as is
+
+
+def test_audit_reports_a_damaged_mixture_and_build_raises_on_a_failed_audit(scanned, monkeypatch):
+    out, result = build(scanned, "damaged", tp={"target": {"per_batch": 2}})
+    tokens = np.fromfile(f"{out}/tokens-00000.bin", dtype="<u2")
+    tokens[tokens == ord("<")] = ord("=")  # break every placed instance's label
+    tokens.tofile(f"{out}/tokens-00000.bin")
+    audit = audit_mixture(out, SKILLS, plots=False)
+    assert not audit["passed"] and not audit["shards"]["ok"]
+    assert audit["skills"]["tp"]["problems"][0].endswith("of 156 planned")
+    assert "differ from the schedule" in audit["skills"]["tp"]["problems"][1]
+    import curation.mixture.build as build_module
+
+    monkeypatch.setattr(build_module, "audit_mixture", lambda *a, **k: audit)
+    with pytest.raises(AuditFailed, match="tp: .* placements verified of 156 planned") as caught:
+        build(scanned, "damaged-2", tp={"target": {"per_batch": 2}})
+    assert caught.value.audit is audit
+
+
+def test_baseline_mixture_has_no_placements(scanned):
+    out, result = build(scanned, "baseline")
+    assert result["audit"]["passed"] and result["audit"]["skills"] == {}
+    assert all(line["skills"] == {} for line in composition(out))
+    assert result["manifest"]["totals"]["inserted_tokens"] == 0
+    assert result["manifest"]["totals"]["corpus_tokens_used"] == 78 * BATCH
+
+
+def test_output_and_corpus_checks(scanned, tmp_path):
+    root, source, report = scanned
+    plan = plan_mixture(report, SKILLS, DosingPlan(batch_tokens=BATCH, seq_len=SEQ))
+    with pytest.raises(SourceRejected, match="outside the allowed roots"):
+        build_mixture(source, SKILLS, plan, str(tmp_path / "out"), allowed_roots=[root])
+    os.makedirs(f"{root}/foreign")
+    open(f"{root}/foreign/notes.txt", "w").close()
+    with pytest.raises(SourceRejected, match="not empty and holds no mixture"):
+        build_mixture(source, SKILLS, plan, f"{root}/foreign", allowed_roots=[root])
+    out, _ = build(scanned, "taken")
+    with pytest.raises(ValueError, match="holds a different mixture"):
+        build(scanned, "taken", seed=1)
+    fingerprint = report["corpus"]["fingerprint"]
+    one_file = {**fingerprint, "files": fingerprint["files"][:1]}
+    changed = dict(report, corpus={**report["corpus"], "fingerprint": one_file})
+    stale = plan_mixture(changed, SKILLS, DosingPlan(batch_tokens=BATCH, seq_len=SEQ))
+    with pytest.raises(ScanInputError, match="corpus changed since it was scanned"):
+        build_mixture(source, SKILLS, stale, f"{root}/stale", allowed_roots=[root])
