@@ -202,3 +202,24 @@ class Scan(Base):
     batch_tokens: Mapped[int] = mapped_column(Integer)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Mixture(Base):
+    """A dataset built from a corpus, its scan and a dosing plan. The manifest and audit are
+    the job's result; `plan` is what planning computed when the mixture was created."""
+
+    __tablename__ = "mixtures"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mix"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    corpus_id: Mapped[str] = mapped_column(ForeignKey("corpora.id"))
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+    # The request's dosing plan (curation DosingPlan JSON) and where the output goes.
+    dosing: Mapped[dict[str, Any]] = mapped_column()
+    output_uri: Mapped[str] = mapped_column(Text)
+    plan: Mapped[dict[str, Any]] = mapped_column()
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

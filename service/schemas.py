@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.mixture.models import SkillDose
 from service.models import Job
 
 
@@ -248,5 +249,58 @@ class ScanPublic(BaseModel):
 
 class ScansPublic(BaseModel):
     data: list[ScanPublic]
+    has_more: bool
+    next_after: str | None = None
+
+
+class MixtureOutput(StrictModel):
+    uri: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="An absolute folder under SKILLMIX_ALLOWED_ROOTS; default: "
+        "<data dir>/mixtures/<mixture id>.",
+    )
+    format: Literal["jsonl.gz", "parquet"] = Field(
+        default="jsonl.gz", description="Text shards; tokenized shards are always written."
+    )
+
+
+class MixtureCreate(StrictModel):
+    corpus_id: str = Field(max_length=64)
+    scan_id: str = Field(max_length=64, description="A succeeded scan of the corpus.")
+    batch_tokens: int = Field(default=262_144, ge=1, le=2**32)
+    seq_len: int = Field(default=512, ge=2, le=2**20)
+    seed: int = Field(default=0, ge=0)
+    max_batches: int | None = Field(
+        default=None, ge=1, description="Cap on length; default: the whole corpus."
+    )
+    output: MixtureOutput = MixtureOutput()
+    plan: dict[str, SkillDose] = Field(
+        default_factory=dict,
+        description="Dose per skill id; empty for a baseline mixture "
+        "(the corpus at its natural frequency).",
+    )
+    dry_run: bool = Field(default=False, description="Return the plan without building.")
+
+
+class MixturePublic(BaseModel):
+    id: str
+    corpus_id: str
+    scan_id: str
+    dry_run: bool
+    output: dict[str, Any]
+    plan: dict[str, Any] = Field(
+        description="What planning computed: schedule summary, "
+        "repeats, token shares, displaced corpus text."
+    )
+    warnings: list[dict[str, Any]]
+    created_at: datetime
+    job: JobPublic | None = None
+    manifest: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None
+
+
+class MixturesPublic(BaseModel):
+    data: list[MixturePublic]
     has_more: bool
     next_after: str | None = None

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from curation.synthetic_corpus import Plant, generate_corpus
 from service.api.app import create_app
 from service.auth import create_key
 from service.db import session_scope
+from service.embedded import refresh_settings
 
 
 def new_key(project: str) -> str:
@@ -34,3 +37,31 @@ def key_b(sqlite_db: str) -> str:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+CMP = tuple(
+    f"cmp {a} {b} : {'<' if a < b else '>'}"
+    for a, b in [(12, 57), (80, 31), (45, 46), (99, 10), (23, 71)]
+)
+
+
+@pytest.fixture
+def corpora_root(tmp_path: Path, env: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "corpora"
+    root.mkdir()
+    env.setenv("SKILLMIX_ALLOWED_ROOTS", str(root))
+    refresh_settings()
+    return root
+
+
+@pytest.fixture
+def planted(corpora_root: Path) -> dict:
+    corpus = generate_corpus(
+        str(corpora_root / "web"),
+        n_docs=240,
+        seed=3,
+        format="jsonl.gz",
+        plants=[Plant("cmp", CMP, every=4, offset=2)],
+        n_files=3,
+    )
+    return {"uri": str(corpora_root / "web" / "*.jsonl.gz"), "truth": corpus.truth}

@@ -20,6 +20,7 @@ TABLES = {
     "skill_versions",
     "corpora",
     "scans",
+    "mixtures",
 }
 
 

@@ -12,39 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from curation.synthetic_corpus import Plant, generate_corpus
 from service import runner
 from service.db import session_scope
 from service.embedded import refresh_settings
 from service.models import Corpus
 from tests.service.conftest import auth
-
-CMP = tuple(
-    f"cmp {a} {b} : {'<' if a < b else '>'}"
-    for a, b in [(12, 57), (80, 31), (45, 46), (99, 10), (23, 71)]
-)
-
-
-@pytest.fixture
-def corpora_root(tmp_path: Path, env: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "corpora"
-    root.mkdir()
-    env.setenv("SKILLMIX_ALLOWED_ROOTS", str(root))
-    refresh_settings()
-    return root
-
-
-@pytest.fixture
-def planted(corpora_root: Path) -> dict:
-    corpus = generate_corpus(
-        str(corpora_root / "web"),
-        n_docs=240,
-        seed=3,
-        format="jsonl.gz",
-        plants=[Plant("cmp", CMP, every=4, offset=2)],
-        n_files=3,
-    )
-    return {"uri": str(corpora_root / "web" / "*.jsonl.gz"), "truth": corpus.truth}
 
 
 def register(client: TestClient, key: str, uri: str, fmt: str = "jsonl.gz") -> dict:

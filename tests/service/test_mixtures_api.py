@@ -1,0 +1,123 @@
+"""Mixtures over HTTP: planning answers at once (plan, warnings, or a 422), the build job
+writes the contract's files and an audit that meets the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import runner
+from tests.service.conftest import auth
+
+
+@pytest.fixture
+def scanned(client: TestClient, key_a: str, planted: dict) -> dict:
+    h = auth(key_a)
+    corpus = client.post(
+        "/v1/corpora", headers=h, json={"name": "web", "uri": planted["uri"], "format": "jsonl.gz"}
+    ).json()
+    skill = client.post(
+        "/v1/skills",
+        headers=h,
+        json={
+            "name": "cmp",
+            "detector": {"kind": "builtin"},
+            "generator": {"family": "number_comparison", "params": {}},
+        },
+    ).json()
+    scan = client.post(
+        "/v1/scans",
+        headers=h,
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
+    ).json()
+    return {"corpus": corpus, "skill": skill, "scan": scan}
+
+
+def body(scanned: dict, **extra: object) -> dict:
+    return {
+        "corpus_id": scanned["corpus"]["id"],
+        "scan_id": scanned["scan"]["id"],
+        "batch_tokens": 4096,
+        "seq_len": 256,
+        "seed": 0,
+        **extra,
+    }
+
+
+def test_a_mixture_needs_a_finished_scan(client: TestClient, key_a: str, scanned: dict) -> None:
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned))
+    assert r.status_code == 409 and r.json()["type"].endswith("scan-not-ready")
+
+
+def test_dry_run_plans_and_build_meets_the_plan(
+    client: TestClient, key_a: str, scanned: dict
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    sid = scanned["skill"]["id"]
+    plan = {sid: {"target": {"per_batch": 2.5}, "source": "synthesize", "spacing": "uniform"}}
+    dry = client.post(
+        "/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=plan, dry_run=True)
+    )
+    assert dry.status_code == 201, dry.text
+    assert dry.json()["job"] is None and dry.json()["plan"]["n_batches"] > 10
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=plan))
+    assert r.status_code == 202, r.text
+    mixture = r.json()
+    assert runner.execute(mixture["job"]["id"]) == "succeeded"
+    done = client.get(f"/v1/mixtures/{mixture['id']}", headers=auth(key_a)).json()
+    assert done["audit"]["passed"] is True
+    placed = done["audit"]["skills"][sid]
+    manifest = done["manifest"]
+    assert manifest["n_batches"] == dry.json()["plan"]["n_batches"]
+    out = Path(done["output"]["uri"])
+    for name in ("manifest.json", "composition.jsonl", "instances.jsonl"):
+        assert (out / name).is_file()
+    assert list(out.glob("tokens-*.bin")) and list(out.glob("shard-*.jsonl.gz"))
+    names = {a["name"] for a in done["job"]["artifacts"]}
+    assert {"manifest.json", "audit.json"} <= names
+    assert placed["passed"] is True
+
+
+def test_infeasible_plans_and_bad_outputs_are_4xx(
+    client: TestClient, key_a: str, scanned: dict, tmp_path: Path
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    sid = scanned["skill"]["id"]
+    too_much = {sid: {"target": {"per_batch": 50}, "source": "repeat", "max_repeats": 1}}
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=too_much))
+    assert r.status_code == 422 and r.json()["type"].endswith("plan-infeasible"), r.text
+    assert "max_repeats" in r.json()["detail"]
+    r = client.post(
+        "/v1/mixtures",
+        headers=auth(key_a),
+        json=body(scanned, plan={"skill_nope": {"target": {"per_batch": 1}}}),
+    )
+    assert r.status_code == 422 and r.json()["type"].endswith("skill-not-scanned")
+    r = client.post(
+        "/v1/mixtures",
+        headers=auth(key_a),
+        json=body(scanned, output={"uri": str(tmp_path / "elsewhere")}),
+    )
+    assert r.status_code == 422 and r.json()["type"].endswith("source-rejected")
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, seq_len=1000))
+    assert r.status_code == 422 and "multiple of seq_len" in r.json()["detail"]
+    r = client.post(
+        "/v1/mixtures",
+        headers=auth(key_a),
+        json=body(scanned, plan={sid: {"target": {"per_batch": 1, "fraction": 0.1}}}),
+    )
+    assert r.status_code == 422
+    assert client.get("/v1/mixtures", headers=auth(key_a)).json()["data"] == []
+
+
+def test_mixtures_are_project_scoped(
+    client: TestClient, key_a: str, key_b: str, scanned: dict
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    m = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, dry_run=True))
+    assert m.status_code == 201, m.text
+    assert client.get(f"/v1/mixtures/{m.json()['id']}", headers=auth(key_b)).status_code == 404
+    r = client.post("/v1/mixtures", headers=auth(key_b), json=body(scanned))
+    assert r.status_code == 404
