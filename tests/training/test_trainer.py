@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import checkpoint
+from training.data import Mixture
+from training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainConfig, get_lr, train_run
+
+
+class Stop(Exception):
+    pass
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(out / WEIGHTS)["model"]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ra, rb = (train_run.__globals__["load_result"](p) for p in (a, b))
+    assert ra.evals == rb.evals and ra.retention == rb.retention
+
+
+@pytest.fixture
+def uninterrupted(tmp_path, config, mixture_dir, eval_spec) -> Path:
+    out = tmp_path / "uninterrupted"
+    train_run(config, mixture_dir, eval_spec, out)
+    return out
+
+
+def test_get_lr_warms_up_then_decays_to_min_lr():
+    kw = {"lr": 1.0, "warmup": 10, "max_iters": 110, "min_lr": 0.1}
+    assert get_lr(0, **kw) == pytest.approx(0.1)
+    assert get_lr(9, **kw) == pytest.approx(1.0)
+    assert get_lr(10, **kw) == pytest.approx(1.0)
+    assert get_lr(60, **kw) == pytest.approx(0.55)
+    assert get_lr(110, **kw) == pytest.approx(0.1) and get_lr(500, **kw) == 0.1
+    lrs = [get_lr(i, **kw) for i in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert get_lr(0, lr=1.0, warmup=0, max_iters=10, min_lr=0.0) == pytest.approx(1.0)
+
+
+def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
+    result = train_run.__globals__["load_result"](uninterrupted)
+    assert [e["step"] for e in result.evals] == [0, 10, 20, 30, 40]
+    assert result.steps == 40 and result.tokens == 40 * 128
+    first, last = result.evals[0], result.final
+    assert last["general_loss"] < first["general_loss"]
+    assert set(last["skills"]["cmp"]) == {"heldout_acc", "heldout_loss", "seen_acc", "seen_loss"}
+    retention = result.retention["cmp"]
+    assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
+    assert not (uninterrupted / CHECKPOINT).exists() and (uninterrupted / RESULT).exists()
+
+
+def test_resume_after_a_cancel_is_bit_identical(
+    tmp_path, config, mixture_dir, eval_spec, uninterrupted
+):
+    out = tmp_path / "cancelled"
+
+    def cancel_midway(fraction: float, message: str) -> None:
+        if fraction >= 0.5:
+            raise Stop(message)
+
+    with pytest.raises(Stop):
+        train_run(config, mixture_dir, eval_spec, out, cancel_midway)
+    assert checkpoint.load(out / CHECKPOINT)["state"]["step"] == 20
+    assert not (out / RESULT).exists()
+    result = train_run(config, mixture_dir, eval_spec, out)
+    assert result.resumes == 1
+    assert_same_run(uninterrupted, out)
+
+
+def test_resume_after_a_crash_replays_from_the_last_checkpoint(
+    tmp_path, config, mixture_dir, eval_spec, uninterrupted, monkeypatch
+):
+    out = tmp_path / "crashed"
+    read = Mixture.batch
+
+    def crash_at_25(self, b, shuffle_seed=None):
+        if b == 25:
+            raise RuntimeError("killed")
+        return read(self, b, shuffle_seed)
+
+    monkeypatch.setattr(Mixture, "batch", crash_at_25)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(config, mixture_dir, eval_spec, out)
+    monkeypatch.undo()
+    assert checkpoint.load(out / CHECKPOINT)["state"]["data_position"] == 20
+    train_run(config, mixture_dir, eval_spec, out)
+    assert_same_run(uninterrupted, out)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_loadable(
+    tmp_path, config, mixture_dir, eval_spec, uninterrupted, monkeypatch
+):
+    out = tmp_path / "torn"
+    save, calls = torch.save, []
+
+    def fail_second_write(obj, fh):
+        calls.append(1)
+        if len(calls) == 2:
+            fh.write(b"half a checkpoint")
+            raise OSError("disk full")
+        save(obj, fh)
+
+    monkeypatch.setattr(checkpoint.torch, "save", fail_second_write)
+    with pytest.raises(OSError, match="disk full"):
+        train_run(config, mixture_dir, eval_spec, out)
+    monkeypatch.undo()
+    assert checkpoint.load(out / CHECKPOINT)["state"]["step"] == 10
+    assert [p.name for p in out.iterdir()] == [CHECKPOINT]  # no temporary file left behind
+    train_run(config, mixture_dir, eval_spec, out)
+    assert_same_run(uninterrupted, out)
+
+
+def test_a_finished_run_is_reused_and_a_different_one_refused(
+    config, mixture_dir, eval_spec, uninterrupted, monkeypatch
+):
+    monkeypatch.setattr("training.trainer._Run", None)  # training again would fail
+    again = train_run(config, mixture_dir, eval_spec, uninterrupted)
+    assert again.steps == 40
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="different run.*train"):
+        train_run(dataclasses.replace(config, lr=0.5), mixture_dir, eval_spec, uninterrupted)
+
+
+def test_token_budget_sets_the_number_of_steps(tmp_path, config, mixture_dir, eval_spec):
+    short = dataclasses.replace(config, token_budget=12 * 128, eval_every=100)
+    result = train_run(short, mixture_dir, eval_spec, tmp_path / "short")
+    assert result.steps == 12 and [e["step"] for e in result.evals] == [0, 12]
+    with pytest.raises(ValueError, match="the mixture has 40"):
+        train_run(
+            dataclasses.replace(config, token_budget=41 * 128), mixture_dir, eval_spec, tmp_path
+        )
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(
+    tmp_path, config, mixture_dir, eval_spec
+):
+    cfg = dataclasses.replace(config, token_budget=5 * 128, eval_every=100)
+    train_run(cfg, mixture_dir, eval_spec, tmp_path / "full")
+    train_run(
+        dataclasses.replace(cfg, micro_batch_size=1), mixture_dir, eval_spec, tmp_path / "micro"
+    )
+    full, micro = weights(tmp_path / "full"), weights(tmp_path / "micro")
+    assert all(torch.allclose(full[k], micro[k], atol=1e-5) for k in full)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="unknown model size"):
+        TrainConfig(size="giant")
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig(lr=1e-3, min_lr=1e-2)

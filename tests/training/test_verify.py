@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from tests.training.mixtures import prose, write_mixture
+from training.data import open_mixture
+from training.evaluate import EvalSpec
+from training.trainer import train_run
+from training.verify import make_report, plan_runs, run_verification
+
+SETTINGS = {"sizes": ["nano"], "seeds": [0, 1], "token_budget": 20 * 128, "eval_every": 10}
+OPTIONS = {"n_probe": 32, "n_seen": 16, "heldout_tokens": 2048}
+
+
+def verify(arms, skill, workdir, heldout_docs, config, progress=None, **kw):
+    return run_verification(
+        arms, [skill], **SETTINGS, threshold=None, device="cpu", workdir=workdir,
+        progress=progress, heldout_docs=heldout_docs, config=config, eval_options=OPTIONS, **kw,
+    )  # fmt: skip
+
+
+def test_two_arms_two_seeds_end_to_end(
+    tmp_path, skill, dense_dir, baseline_dir, heldout_docs, config
+):
+    arms = {"upweighted": dense_dir, "baseline": baseline_dir}
+    seen = []
+    report = verify(arms, skill, tmp_path, heldout_docs, config, lambda f, m: seen.append(f))
+    verdicts = {v["arm"]: v for v in report["verdicts"]}
+    assert set(verdicts) == {"upweighted", "baseline"}
+    for row in verdicts.values():
+        assert row["skill_id"] == "cmp" and row["size"] == "nano" and row["n_seeds"] == 2
+        assert row["threshold"] == 0.75 and row["verdict"] in (
+            "retained", "not_retained", "inconclusive"
+        )  # fmt: skip
+        assert len(row["ci95"]) == 2 and "Wilson" in row["rule"] and len(row["accuracies"]) == 2
+        assert row["mean_general_loss"] > 0
+    assert verdicts["baseline"]["effect_vs_baseline"] is None
+    assert verdicts["upweighted"]["effect_vs_baseline"]["p_retained_diff_ci95"]
+    assert verdicts["upweighted"]["mean_seen_accuracy"] is not None
+    assert verdicts["baseline"]["mean_seen_accuracy"] is None  # nothing placed in the baseline
+    assert report["arms"]["upweighted"]["placed_per_batch"]["cmp"] == 2.0
+    assert len(report["runs"]) == 4 and {r["steps"] for r in report["runs"]} == {20}
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    for path in report["plots"]:
+        assert Image.open(path).size[0] > 300
+    assert json.loads((tmp_path / "report.json").read_text())["verdicts"] == report["verdicts"]
+
+    # The service's path: plan the runs, train (here: reuse) each one, then report.
+    mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
+    base = dataclasses.replace(config, token_budget=SETTINGS["token_budget"], eval_every=10)
+    spec = EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
+    jobs = plan_runs(mixtures, ["nano"], [0, 1], tmp_path, dataclasses.replace(base, device="cpu"))
+    results = [(j, train_run(j.config, j.mixture_dir, spec, j.out_dir)) for j in jobs]
+    assert (
+        make_report(results, mixtures, [skill], None, "baseline", tmp_path)["verdicts"]
+        == (report["verdicts"])
+    )
+
+    # Finished runs are reused, never retrained; a deleted run is trained again alone.
+    shutil.rmtree(tmp_path / "baseline" / "nano" / "1")
+    again = verify(arms, skill, tmp_path, heldout_docs, config)
+    assert again["verdicts"] == report["verdicts"]
+    assert [r["seconds"] for r in again["runs"]][:3] == [r["seconds"] for r in report["runs"]][:3]
+
+
+def test_arms_from_different_corpora_are_refused(tmp_path, skill, dense_dir, heldout_docs, config):
+    other = write_mixture(
+        tmp_path / "other", prose(5), n_batches=40, seq_len=32, seqs_per_batch=4,
+        corpus_uri="test://other",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="differ in their manifests' 'corpus'"):
+        verify({"a": dense_dir, "b": other}, skill, tmp_path / "w", heldout_docs, config)
+
+
+def test_a_cancel_stops_the_verification(tmp_path, skill, dense_dir, baseline_dir, config):
+    def cancel(fraction: float, message: str) -> None:
+        if fraction > 0.3:
+            raise KeyboardInterrupt
+
+    arms = {"upweighted": dense_dir, "baseline": baseline_dir}
+    with pytest.raises(KeyboardInterrupt):
+        verify(arms, skill, tmp_path, None, config, cancel)
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_report_and_cancel_cleanly(
+    tmp_path, skill, dense_dir, baseline_dir, heldout_docs, config
+):
+    arms = {"upweighted": dense_dir, "baseline": baseline_dir}
+    serial = verify(arms, skill, tmp_path / "serial", heldout_docs, config)
+
+    def cancel(fraction: float, message: str) -> None:
+        if fraction > 0.2:
+            raise KeyboardInterrupt
+
+    parallel = tmp_path / "parallel"
+    with pytest.raises(KeyboardInterrupt):
+        verify(arms, skill, parallel, heldout_docs, config, cancel, workers=2)
+    assert not (parallel / "report.json").exists()
+    report = verify(arms, skill, parallel, heldout_docs, config, workers=2)
+    assert report["verdicts"] == serial["verdicts"]
+    assert any(run["resumes"] for run in report["runs"])  # cancelled runs resumed

@@ -1,0 +1,141 @@
+"""Atomic checkpoint files and the RNG state that goes into them.
+
+A checkpoint is written to a temporary file in the same directory, flushed to
+disk, and renamed over the old one (`os.replace` is atomic on POSIX), so a crash
+at any moment leaves either the previous checkpoint or the new one, never a torn
+file. RNG states are stored as plain tensors and tuples so the file loads with
+`torch.load(weights_only=True)`.
+
+Every checkpoint and result carries the run's identity (what it computes: the
+training fields, the mixture's manifest hash, the eval settings), so a resume or
+a reuse against a different run fails loudly instead of mixing the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.data import Mixture
+from training.evaluate import Evaluator
+from training.model import GPT
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save `obj` to `path` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def save(
+    path: Path,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    identity: dict[str, Any],
+) -> None:
+    """A run's checkpoint: one dict, as nanoGPT's. `state` holds the step, the data
+    position and the metrics so far."""
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        "state": state,
+        "identity": identity,
+        "model_config": asdict(model.config),
+    }
+    save_atomic(ckpt, path)
+
+
+def restore(
+    path: Path, model: GPT, optimizer: torch.optim.Optimizer, identity: dict[str, Any]
+) -> dict[str, Any]:
+    """Load a checkpoint of the run `identity` into model, optimizer and the RNGs;
+    returns its state."""
+    device = next(model.parameters()).device
+    ckpt = load(path, device)
+    check_identity(ckpt["identity"], identity, path)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["state"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU and every CUDA device) generator states."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def run_identity(train: dict[str, Any], mixture: Mixture, evaluator: Evaluator) -> dict[str, Any]:
+    """JSON-able identity of a run from its training fields, mixture and eval sets."""
+    spec = evaluator.spec
+    heldout = b"" if evaluator.heldout is None else evaluator.heldout.numpy().tobytes()
+    manifest = (mixture.path / "manifest.json").read_bytes()
+    skip = ("skills", "heldout")
+    return {
+        "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()},
+        "mixture_manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "skills": [[s.id, s.version] for s in spec.skills],
+        "eval": {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in skip},
+        "heldout_sha256": hashlib.sha256(heldout).hexdigest(),
+    }
+
+
+def check_identity(found: dict[str, Any], expected: dict[str, Any], where: Path) -> None:
+    """Raise ValueError naming what differs when `found` is not `expected`."""
+    if found != expected:
+        diff = sorted(k for k in expected if found.get(k) != expected[k])
+        raise ValueError(f"{where} belongs to a different run (differs in: {', '.join(diff)})")

@@ -1,0 +1,244 @@
+"""A verification: arms x sizes x seeds of training runs, verdicts and plots.
+
+Each (arm, size, seed) is its own resumable unit in workdir/<arm>/<size>/<seed>/
+(see trainer.train_run): a finished run's result.json is reused, never retrained,
+so a verification interrupted anywhere picks up where it stopped.
+
+With workers > 1 runs go to a pool of spawned processes, one torch thread each
+(training.pool; on 2 cores two single-thread runs beat one two-thread run). A pool
+cannot start inside a daemonic process, such as a Celery prefork worker: there, keep
+workers=1 and the runs train in the calling process.
+
+A caller that wants to record each run (the service) can do the loop itself:
+`plan_runs`, `trainer.train_run` per job, then `make_report`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curation.skills.spec import SkillSpec
+from training import checkpoint, verdict
+from training.data import Mixture, open_mixture
+from training.evaluate import EvalSpec
+from training.pool import Job, label, run_pool
+from training.report import plot_verification
+from training.trainer import Progress, RunResult, TrainConfig, train_run
+
+COMPARED = ("tokenizer", "corpus", "seq_len", "batch_tokens")
+DEMO: dict[str, Any] = {
+    "sizes": ["nano"],
+    "seeds": [0, 1, 2, 3, 4],
+    "token_budget": 4000 * 1024,
+    "eval_every": 200,
+    "workers": 2,
+    "eval_options": {"heldout_tokens": 32_768},
+}
+"""Settings that show the effect on 2 CPU cores in minutes (SCIENCE.md, "What we measured
+here"): mixtures of batch_tokens=1024, seq_len=64 (16 sequences a batch), 4000 steps of
+the nano model, 5 seeds per arm, two single-thread workers. Measured in
+benchmarks/RESULTS.md (bench_trainer.py --experiment)."""
+
+
+def check_arms(mixtures: dict[str, Mixture]) -> None:
+    """Refuse arms that differ in tokenizer, corpus or batch shape: they are not comparable."""
+    if not mixtures:
+        raise ValueError("a verification needs at least one arm")
+    (first, ref), *others = mixtures.items()
+    for arm, mixture in others:
+        for key in COMPARED:
+            if mixture.manifest.get(key) != ref.manifest.get(key):
+                raise ValueError(
+                    f"arms {first!r} and {arm!r} differ in their manifests' {key!r} "
+                    f"({ref.manifest.get(key)!r} vs {mixture.manifest.get(key)!r}); a verification "
+                    "compares mixtures of the same corpus, tokenizer and batch shape"
+                )
+
+
+def _thresholds(skills: list[SkillSpec], threshold: float | dict[str, float] | None) -> dict:
+    out = {}
+    for skill in skills:
+        family, params = (None, {}) if skill.generator is None else (
+            skill.generator.family, skill.generator.params
+        )  # fmt: skip
+        chance = verdict.chance_level(family, params)
+        given = threshold.get(skill.id) if isinstance(threshold, dict) else threshold
+        value, note = verdict.default_threshold(chance) if given is None else (given, "given")
+        out[skill.id] = {"threshold": value, "chance": chance, "threshold_rule": note}
+    return out
+
+
+def run_verification(
+    arms: dict[str, str | Path],
+    skills: list[SkillSpec],
+    sizes: Sequence[str],
+    seeds: Sequence[int],
+    token_budget: int | None,
+    eval_every: int,
+    threshold: float | dict[str, float] | None,
+    device: str,
+    workdir: str | Path,
+    progress: Progress | None = None,
+    heldout_docs: Sequence[str] | np.ndarray | None = None,
+    *,
+    baseline: str | None = "baseline",
+    workers: int = 1,
+    config: TrainConfig | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
+
+    threshold: None for the per-family default (verdict.default_threshold), a number for
+    every skill, or a dict by skill id. baseline: the arm the others are compared with.
+    config: base training settings; size, seed, token_budget, eval_every, device are set
+    per run. eval_options: EvalSpec fields (n_probe, n_seen, ...).
+    """
+    started, work = time.perf_counter(), Path(workdir)
+    report_progress = progress or (lambda fraction, message: None)
+    mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
+    check_arms(mixtures)
+    spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
+    base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
+    base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
+    jobs = plan_runs(mixtures, sizes, seeds, work, base)
+    todo = [j for j in jobs if not (Path(j.out_dir) / "result.json").exists()]
+    if workers > 1 and len(todo) > 1:
+        run_pool(todo, spec, min(workers, len(todo)), report_progress, len(jobs))
+    results = []
+    for i, job in enumerate(jobs):
+
+        def run_progress(fraction: float, message: str, i: int = i, job: Job = job) -> None:
+            report_progress((i + fraction) / len(jobs), label(job, message))
+
+        results.append(
+            (job, train_run(job.config, job.mixture_dir, spec, job.out_dir, run_progress))
+        )
+    report = make_report(results, mixtures, spec.skills, threshold, baseline, work)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    checkpoint.write_json_atomic(report, work / "report.json")
+    report_progress(1.0, "verification done")
+    return report
+
+
+def plan_runs(
+    mixtures: dict[str, Mixture],
+    sizes: Sequence[str],
+    seeds: Sequence[int],
+    workdir: Path,
+    base: TrainConfig,
+) -> list[Job]:
+    """One job per (size, seed, arm), arms interleaved, each in workdir/<arm>/<size>/<seed>."""
+    return [
+        Job(arm, size, seed, str(mixtures[arm].path), str(workdir / arm / size / str(seed)),
+            replace(base, size=size, seed=seed))
+        for size in sizes for seed in seeds for arm in mixtures
+    ]  # fmt: skip
+
+
+def make_report(
+    results: list[tuple[Job, RunResult]],
+    mixtures: dict[str, Mixture],
+    skills: list[SkillSpec],
+    threshold: float | dict[str, float] | None,
+    baseline: str | None,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
+
+    For a caller that trains the runs itself (e.g. to record each one): plan_runs,
+    train_run per job, then this.
+    """
+    if baseline not in mixtures:
+        baseline = None
+    lines = _thresholds(skills, threshold)
+    verdicts = _verdicts(results, lines, baseline)
+    runs = [(j.arm, j.size, j.seed, r) for j, r in results]
+    steps = results[0][1].steps if results else 0
+    first = results[0][0].config if results else TrainConfig()
+    return {
+        "verdicts": verdicts,
+        "runs": [_run_summary(j, r) for j, r in results],
+        "arms": {arm: _arm_summary(m, skills, steps) for arm, m in mixtures.items()},
+        "settings": {
+            "sizes": list(dict.fromkeys(j.size for j, _ in results)),
+            "seeds": list(dict.fromkeys(j.seed for j, _ in results)),
+            "steps": steps, "baseline": baseline, "thresholds": lines,
+            "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
+        },
+        "plots": plot_verification(runs, verdicts, lines, workdir / "plots"),
+    }  # fmt: skip
+
+
+def _final(result: RunResult, skill_id: str, key: str) -> float | None:
+    return result.final.get("skills", {}).get(skill_id, {}).get(key)
+
+
+def _accuracies(cell: list[RunResult], skill_id: str) -> list[float] | None:
+    """Final held-out accuracy per seed; None if the skill has no probe set."""
+    values = [_final(r, skill_id, "heldout_acc") for r in cell]
+    return None if any(v is None for v in values) else [v for v in values if v is not None]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else None
+
+
+def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str, Any]]:
+    cells: dict[tuple[str, str, str], list[RunResult]] = {}
+    for job, result in results:
+        for skill_id in lines:
+            cells.setdefault((skill_id, job.size, job.arm), []).append(result)
+    out = []
+    for (skill_id, size, arm), cell in cells.items():
+        accuracies = _accuracies(cell, skill_id)
+        if accuracies is None:
+            continue  # a skill without a generator has no probe set to judge it on
+        base = None
+        if baseline is not None and arm != baseline:
+            base = _accuracies(cells[(skill_id, size, baseline)], skill_id)
+        line = lines[skill_id]
+        row = verdict.verdict(
+            skill_id, size, arm, accuracies, line["threshold"], base, line["chance"],
+            line["threshold_rule"],
+        )  # fmt: skip
+        row["mean_seen_accuracy"] = _mean([_final(r, skill_id, "seen_acc") for r in cell])
+        row["mean_general_loss"] = _mean([r.final.get("general_loss") for r in cell])
+        row["mean_forgetting"] = _mean(
+            [r.retention.get(skill_id, {}).get("forgetting") for r in cell]
+        )
+        out.append(row)
+    return out
+
+
+def _run_summary(job: Job, result: RunResult) -> dict[str, Any]:
+    return {
+        "arm": job.arm, "size": job.size, "seed": job.seed, "dir": job.out_dir,
+        "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
+        "n_params": result.model["n_params"], "resumes": result.resumes,
+        "final": result.final,
+        "forgetting": {
+            sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
+            for sid, r in result.retention.items()
+        },
+    }  # fmt: skip
+
+
+def _arm_summary(mixture: Mixture, skills: list[SkillSpec], steps: int) -> dict[str, Any]:
+    """Placed instances the runs saw (the first `steps` batches), per skill."""
+    rows = mixture.composition()[:steps]
+    counts = {s.id: [r["skills"].get(s.id, {}).get("count", 0) for r in rows] for s in skills}
+    return {
+        "mixture_dir": str(mixture.path),
+        "n_batches": mixture.n_batches,
+        "batch_tokens": mixture.batch_tokens,
+        "placed_instances": {sid: sum(c) for sid, c in counts.items()},
+        "placed_per_batch": {sid: sum(c) / max(1, len(c)) for sid, c in counts.items()},
+        "exposure_batches": {sid: sum(1 for x in c if x) for sid, c in counts.items()},
+    }
