@@ -62,15 +62,16 @@ def serve(
     emb.use_embedded(data_dir or get_settings().data_dir)
     settings = get_settings()
     migrate.upgrade(settings.effective_database_url)
-    worker = emb.start_worker(log_path=settings.resolved_data_dir / "worker.log")
+    procs = emb.start_workers(settings.resolved_data_dir)
     typer.echo(
-        f"embedded skillmix: data in {settings.resolved_data_dir}, worker pid "
-        f"{worker.pid} (log: worker.log), API on http://{host}:{port}"
+        f"embedded skillmix: data in {settings.resolved_data_dir}, workers for the curation "
+        f"and training queues (logs: worker-*.log), API on http://{host}:{port}"
     )
     try:
         uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
     finally:
-        emb.stop_process(worker)
+        for proc in procs:
+            emb.stop_process(proc)
 
 
 @app.command()
@@ -82,6 +83,13 @@ def worker(
         int | None, typer.Option(help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")
     ] = None,
     loglevel: str = "info",
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="Celery pool (default: solo for the training queue alone, so a verification "
+            "can run its training processes; prefork otherwise)."
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
     from celery.signals import worker_ready
@@ -99,8 +107,12 @@ def worker(
     def _sweep(**_: object) -> None:
         start_sweeper(settings)
 
+    if pool is None:
+        pool = "solo" if queues == "training" else "prefork"
     argv = [
         "worker",
+        "--pool",
+        pool,
         "-Q",
         queues,
         "--loglevel",

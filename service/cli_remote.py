@@ -261,10 +261,9 @@ def skills_preview(
         )
 
 
-# -- corpora and scans -----------------------------------------------------------------
+# -- corpora -----------------------------------------------------------------
 
 corpora_app = typer.Typer(help="Corpora: register and list sources.", no_args_is_help=True)
-scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
 
 
 def corpora_table(corpora: list[Any]) -> Table:
@@ -301,110 +300,10 @@ def corpora_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: Api
         emit(list(c.corpora.list()), as_json, corpora_table)
 
 
-def _num(x: float | None, digits: int = 3) -> str:
-    return "" if x is None else f"{x:.{digits}g}"
-
-
-def frequency_table(report: dict[str, Any], names: dict[str, str]) -> Table:
-    """The scan's frequency report as one row per skill."""
-    rows = []
-    for skill_id, r in report["skills"].items():
-        lo, hi = r["per_million_tokens_ci95"]
-        gaps = r.get("gap_batches") or {}
-        rows.append(
-            [
-                names.get(skill_id, skill_id),
-                r["instances"],
-                r["unique_instances"],
-                r["max_repeats"],
-                f"{_num(r['per_million_tokens'])} [{_num(lo)}, {_num(hi)}]",
-                _num(r["per_batch"]),
-                _num(gaps.get("median")),
-                _num(gaps.get("p90")),
-                _num(gaps.get("cv"), 2),
-                r["probe_collisions"],
-            ]
-        )
-    corpus = report.get("corpus", {})
-    title = (
-        f"frequency: {corpus.get('docs_scanned', 0):,} docs, "
-        f"{corpus.get('tokens_scanned', 0):,} tokens; batch = {corpus.get('batch_tokens')} "
-        "tokens; gaps between instances in batches"
-    )
-    return rows_table(
-        title,
-        [
-            "skill",
-            "found",
-            "unique",
-            "max rep",
-            "per M tokens [95% CI]",
-            "per batch",
-            "gap med",
-            "gap p90",
-            "gap cv",
-            "probe hits",
-        ],
-        rows,
-    )
-
-
-def scan_table(scan: Any) -> Table:
-    if scan.report:
-        return frequency_table(scan.report, {s["id"]: s["name"] for s in dump(scan)["skills"]})
-    return rows_table(
-        "scan",
-        ["id", "corpus", "state", "progress"],
-        [[scan.id, scan.corpus_id, scan.job.state, f"{100 * scan.job.progress.fraction:.0f}%"]],
-    )
-
-
-@scans_app.command("create")
-def scan_create(
-    corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
-    skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
-    batch_tokens: int = 262_144,
-    wait: Wait = False,
-    as_json: AsJson = False,
-    base_url: BaseUrl = None,
-    api_key: ApiKey = None,
-) -> None:
-    """Scan a corpus for skills; with --wait, follow it and print the frequency table."""
-    with client(base_url, api_key) as c:
-        scan = c.scans.create(corpus_id=corpus_id, skill_ids=skill, batch_tokens=batch_tokens)
-        if not wait:
-            emit(scan, as_json, scan_table)
-            return
-        scan = c.scans.wait(scan.id, progress=not as_json)
-    finish_job(scan, as_json, scan_table)
-
-
-@scans_app.command("list")
-def scans_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
-    """This project's scans."""
-    with client(base_url, api_key) as c:
-        scans = list(c.scans.list())
-    emit(
-        scans,
-        as_json,
-        lambda ss: rows_table(
-            "scans", ["id", "corpus", "state"], [[s.id, s.corpus_id, s.job.state] for s in ss]
-        ),
-    )
-
-
-@scans_app.command("show")
-def scans_show(
-    scan_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
-) -> None:
-    """One scan: its frequency table once done."""
-    with client(base_url, api_key) as c:
-        emit(c.scans.retrieve(scan_id), as_json, scan_table)
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(skills_app, name="skills")
     app.add_typer(corpora_app, name="corpora")
-    app.add_typer(scans_app, name="scans")
-    app.command("scan", help="Scan a corpus for skills (same as `scans create`).")(scan_create)
+    from service import cli_runs  # it builds on this module's helpers
+
+    cli_runs.register(app)

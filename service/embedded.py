@@ -83,7 +83,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
 @dataclass
 class Stack:
     base_url: str
-    worker: subprocess.Popen[bytes] | None
+    workers: list[subprocess.Popen[bytes]]
+
+
+def start_workers(log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """One worker per queue: curation (prefork) and training (solo, so a verification can
+    start its own training processes). Logs: worker-<queue>.log in `log_dir`."""
+    return [
+        start_worker(queue, log_path=log_dir / f"worker-{queue}.log")
+        for queue in ("curation", "training")
+    ]
 
 
 @contextmanager
@@ -120,12 +129,10 @@ def embedded_stack(
 ) -> Iterator[Stack]:
     use_embedded(data_dir)
     migrate.upgrade(get_settings().effective_database_url)
-    proc = (
-        start_worker(log_path=get_settings().resolved_data_dir / "worker.log") if worker else None
-    )
+    procs = start_workers(get_settings().resolved_data_dir) if worker else []
     try:
         with run_api(port=port, log_level=log_level) as base_url:
-            yield Stack(base_url=base_url, worker=proc)
+            yield Stack(base_url=base_url, workers=procs)
     finally:
-        if proc:
+        for proc in procs:
             stop_process(proc)

@@ -223,3 +223,41 @@ class Mixture(Base):
     plan: Mapped[dict[str, Any]] = mapped_column()
     dry_run: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verification(Base):
+    """Small models trained on mixtures (arms) across sizes and seeds; the report and
+    verdicts are the job's result, each run is a `VerificationRun`."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ver"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    arms: Mapped[dict[str, Any]] = mapped_column()  # arm name -> mixture id
+    skills: Mapped[list[Any]] = mapped_column()  # [{"id", "version", "name"}]
+    params: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerificationRun(Base):
+    """One (arm, size, seed) training run: its own resumable unit, recorded as it ends."""
+
+    __tablename__ = "verification_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    verification_id: Mapped[str] = mapped_column(
+        ForeignKey("verifications.id", ondelete="CASCADE"), index=True
+    )
+    arm: Mapped[str] = mapped_column(String(100))
+    size: Mapped[str] = mapped_column(String(40))
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("verification_id", "arm", "size", "seed", name="uq_verification_run"),
+    )

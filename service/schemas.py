@@ -304,3 +304,62 @@ class MixturesPublic(BaseModel):
     data: list[MixturePublic]
     has_more: bool
     next_after: str | None = None
+
+
+class VerificationCreate(StrictModel):
+    arms: dict[str, str] = Field(
+        min_length=1,
+        max_length=8,
+        description='Arm name -> mixture id. `"baseline": "auto"` builds the corpus at its '
+        "natural frequency with the other arms' batch shape.",
+    )
+    skill_ids: list[str] = Field(min_length=1, max_length=20)
+    sizes: list[str] = Field(
+        default=["nano"],
+        min_length=1,
+        max_length=5,
+        description="Model sizes from the ladder (GET the docs of "
+        "training.model) e.g. nano, micro, tiny, small, base.",
+    )
+    seeds: list[int] = Field(default=[0, 1, 2, 3, 4], min_length=1, max_length=200)
+    token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Training tokens per run; default: the whole (shortest) mixture.",
+    )
+    eval_every: int = Field(default=200, ge=1, description="Steps between evaluations.")
+    threshold: float | dict[str, float] | None = Field(
+        default=None,
+        description="Held-out accuracy a seed must reach to count as retained; "
+        "default: halfway between chance and 1 for each skill's family.",
+    )
+    device: Literal["auto", "cpu", "cuda"] | None = Field(
+        default=None, description="Default: SKILLMIX_DEVICE."
+    )
+
+
+class RunPublic(BaseModel):
+    arm: str
+    size: str
+    seed: int
+    state: str
+    summary: dict[str, Any] | None = None
+
+
+class VerificationPublic(BaseModel):
+    id: str
+    arms: dict[str, str]
+    skills: list[SkillRef]
+    params: dict[str, Any]
+    created_at: datetime
+    job: JobPublic
+    runs: list[RunPublic]
+    report: dict[str, Any] | None = Field(
+        default=None, description="Verdicts per skill x size x arm, run summaries; once done."
+    )
+
+
+class VerificationsPublic(BaseModel):
+    data: list[VerificationPublic]
+    has_more: bool
+    next_after: str | None = None

@@ -10,7 +10,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
-from service.api.routes import corpora, health, jobs, mixtures, scans, skills
+from service.api.routes import (
+    corpora,
+    health,
+    jobs,
+    mixtures,
+    scans,
+    skills,
+    verifications,
+)
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Rare-skill upweighting for pretraining data: register skills, measure how
@@ -88,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
     errors.install(app)
-    for module in (health, jobs, skills, corpora, scans, mixtures):
+    for module in (health, jobs, skills, corpora, scans, mixtures, verifications):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)

@@ -21,6 +21,8 @@ TABLES = {
     "corpora",
     "scans",
     "mixtures",
+    "verifications",
+    "verification_runs",
 }
 
 

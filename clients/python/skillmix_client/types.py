@@ -114,6 +114,9 @@ class Scan(JobBacked):
 class Mixture(JobBacked):
     corpus_id: Optional[str] = None
     scan_id: Optional[str] = None
+    dry_run: bool = False
+    output: Optional[dict[str, Any]] = None
+    warnings: list[dict[str, Any]] = []
     plan: Optional[dict[str, Any]] = None
     manifest: Optional[dict[str, Any]] = None
     audit: Optional[dict[str, Any]] = None
@@ -121,7 +124,9 @@ class Mixture(JobBacked):
 
 class Verification(JobBacked):
     arms: Optional[dict[str, Any]] = None
-    skill_ids: list[str] = []
+    skills: list[dict[str, Any]] = []
+    params: Optional[dict[str, Any]] = None
+    runs: list[dict[str, Any]] = []
     report: Optional[dict[str, Any]] = None
 
 

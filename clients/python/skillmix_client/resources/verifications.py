@@ -23,6 +23,7 @@ def create(
     seeds: Sequence[int] | NotGiven = NOT_GIVEN,
     token_budget: int | NotGiven = NOT_GIVEN,
     eval_every: int | NotGiven = NOT_GIVEN,
+    threshold: float | Mapping[str, float] | NotGiven = NOT_GIVEN,
     device: str | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
@@ -36,6 +37,9 @@ def create(
         "seeds": seeds if isinstance(seeds, NotGiven) else list(seeds),
         "token_budget": token_budget,
         "eval_every": eval_every,
+        "threshold": threshold
+        if isinstance(threshold, (NotGiven, float, int))
+        else dict(threshold),
         "device": device,
     }
     return APICall(

@@ -1,0 +1,368 @@
+"""`skillmix` client verbs for the work that runs as jobs: scans, mixtures, verifications,
+and the tables that show their results (frequency, audit, verdicts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from skillmix_client import NOT_GIVEN
+
+from service.cli_remote import (
+    ApiKey,
+    AsJson,
+    BaseUrl,
+    Wait,
+    client,
+    console,
+    dump,
+    emit,
+    finish_job,
+    read_definition,
+    rows_table,
+)
+
+scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "" if x is None else f"{x:.{digits}g}"
+
+
+def frequency_table(report: dict[str, Any], names: dict[str, str]) -> Table:
+    """The scan's frequency report as one row per skill."""
+    rows = []
+    for skill_id, r in report["skills"].items():
+        lo, hi = r["per_million_tokens_ci95"]
+        gaps = r.get("gap_batches") or {}
+        rows.append(
+            [
+                names.get(skill_id, skill_id),
+                r["instances"],
+                r["unique_instances"],
+                r["max_repeats"],
+                f"{_num(r['per_million_tokens'])} [{_num(lo)}, {_num(hi)}]",
+                _num(r["per_batch"]),
+                _num(gaps.get("median")),
+                _num(gaps.get("p90")),
+                _num(gaps.get("cv"), 2),
+                r["probe_collisions"],
+            ]
+        )
+    corpus = report.get("corpus", {})
+    title = (
+        f"frequency: {corpus.get('docs_scanned', 0):,} docs, "
+        f"{corpus.get('tokens_scanned', 0):,} tokens; batch = {corpus.get('batch_tokens')} "
+        "tokens; gaps between instances in batches"
+    )
+    return rows_table(
+        title,
+        [
+            "skill",
+            "found",
+            "unique",
+            "max rep",
+            "per M tokens [95% CI]",
+            "per batch",
+            "gap med",
+            "gap p90",
+            "gap cv",
+            "probe hits",
+        ],
+        rows,
+    )
+
+
+def scan_table(scan: Any) -> Table:
+    if scan.report:
+        return frequency_table(scan.report, {s["id"]: s["name"] for s in dump(scan)["skills"]})
+    return rows_table(
+        "scan",
+        ["id", "corpus", "state", "progress"],
+        [[scan.id, scan.corpus_id, scan.job.state, f"{100 * scan.job.progress.fraction:.0f}%"]],
+    )
+
+
+@scans_app.command("create")
+def scan_create(
+    corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
+    skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
+    batch_tokens: int = 262_144,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Scan a corpus for skills; with --wait, follow it and print the frequency table."""
+    with client(base_url, api_key) as c:
+        scan = c.scans.create(corpus_id=corpus_id, skill_ids=skill, batch_tokens=batch_tokens)
+        if not wait:
+            emit(scan, as_json, scan_table)
+            return
+        scan = c.scans.wait(scan.id, progress=not as_json)
+    finish_job(scan, as_json, scan_table)
+
+
+@scans_app.command("list")
+def scans_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """This project's scans."""
+    with client(base_url, api_key) as c:
+        scans = list(c.scans.list())
+    emit(
+        scans,
+        as_json,
+        lambda ss: rows_table(
+            "scans", ["id", "corpus", "state"], [[s.id, s.corpus_id, s.job.state] for s in ss]
+        ),
+    )
+
+
+@scans_app.command("show")
+def scans_show(
+    scan_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One scan: its frequency table once done."""
+    with client(base_url, api_key) as c:
+        emit(c.scans.retrieve(scan_id), as_json, scan_table)
+
+
+# -- mixtures and verifications --------------------------------------------------------
+
+mixtures_app = typer.Typer(help="Mixtures: list and show.", no_args_is_help=True)
+verifications_app = typer.Typer(help="Verifications: list and show.", no_args_is_help=True)
+
+
+def audit_table(audit: dict[str, Any], names: dict[str, str]) -> Table:
+    """Planned vs achieved dose and spacing per skill, from a mixture's audit."""
+    rows = []
+    for skill_id, a in audit["skills"].items():
+        placed, gaps = a["placed"]["per_batch"], a.get("gap_batches") or {}
+        rows.append(
+            [
+                names.get(skill_id, skill_id),
+                a.get("spacing"),
+                _num(a["planned"]["per_batch"]),
+                _num(placed["mean"]),
+                f"{placed['min']}..{placed['max']}",
+                _num(a["natural"]["per_batch"]),
+                _num(gaps.get("median")),
+                _num(gaps.get("cv"), 2),
+                "yes" if a["passed"] else "NO",
+            ]
+        )
+    title = (
+        f"audit of the built mixture ({audit['n_batches']:,} batches, tolerance "
+        f"{audit['tolerance']:.0%}): {'passed' if audit['passed'] else 'FAILED'}"
+    )
+    return rows_table(
+        title,
+        [
+            "skill",
+            "spacing",
+            "planned/batch",
+            "placed/batch",
+            "range",
+            "natural/batch",
+            "gap med",
+            "gap cv",
+            "passed",
+        ],
+        rows,
+    )
+
+
+def verdict_table(report: dict[str, Any], names: dict[str, str]) -> Table:
+    """One row per skill x size x arm: P(retained) with its interval, and the verdict."""
+    rows = []
+    for v in report["verdicts"]:
+        lo, hi = v["ci95"]
+        effect = v.get("effect_vs_baseline") or {}
+        diff = effect.get("mean_accuracy_diff")
+        rows.append(
+            [
+                names.get(v["skill_id"], v["skill_id"]),
+                v["size"],
+                v["arm"],
+                f"{v['n_retained']}/{v['n_seeds']}",
+                f"{v['p_retained']:.2f} [{lo:.2f}, {hi:.2f}]",
+                _num(v["threshold"], 2),
+                _num(v["mean_accuracy"], 2),
+                "" if diff is None else f"{diff:+.2f}",
+                _num(v.get("mean_general_loss"), 3),
+                v["verdict"],
+            ]
+        )
+    return rows_table(
+        "verdicts (held-out probe accuracy; a seed is retained at >= threshold)",
+        [
+            "skill",
+            "size",
+            "arm",
+            "seeds",
+            "P(retained) [95% CI]",
+            "threshold",
+            "mean acc",
+            "vs baseline",
+            "general loss",
+            "verdict",
+        ],
+        rows,
+    )
+
+
+@mixtures_app.command("create")
+def mix_create(
+    corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
+    scan_id: Annotated[str, typer.Option("--scan", help="A succeeded scan of the corpus.")],
+    plan: Annotated[Path, typer.Option(help="YAML/JSON file: dose per skill id.")],
+    batch_tokens: int = 262_144,
+    seq_len: int = 512,
+    seed: int = 0,
+    output: Annotated[str | None, typer.Option(help="Output folder.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Plan and build a mixture; --dry-run prints the plan and its warnings only."""
+    with client(base_url, api_key) as c:
+        mixture = c.mixtures.create(
+            corpus_id=corpus_id,
+            scan_id=scan_id,
+            plan=read_definition(plan),
+            batch_tokens=batch_tokens,
+            seq_len=seq_len,
+            seed=seed,
+            dry_run=dry_run,
+            output={"uri": output} if output else NOT_GIVEN,
+        )
+        if not as_json:
+            for warning in mixture.warnings:
+                console.print(f"[yellow]warning[/yellow]: {warning['message']}", highlight=False)
+        if dry_run or not wait:
+            emit(mixture, True)
+            return
+        mixture = c.mixtures.wait(mixture.id, progress=not as_json)
+    finish_job(
+        mixture,
+        as_json,
+        lambda m: (
+            audit_table(m.audit, {})
+            if m.audit
+            else rows_table("mixture", ["id", "state"], [[m.id, m.job.state]])
+        ),
+    )
+
+
+@verifications_app.command("create")
+def verify_create(
+    arm: Annotated[
+        list[str],
+        typer.Option(help="NAME=MIXTURE_ID (repeatable); baseline=auto builds the baseline."),
+    ],
+    skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
+    size: Annotated[list[str], typer.Option(help="Model size (repeatable).")] = ["nano"],  # noqa: B006
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1.")] = 5,
+    token_budget: int | None = None,
+    eval_every: int = 200,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Train small models on the arms and judge whether they keep the skills."""
+    arms = dict(a.split("=", 1) for a in arm if "=" in a)
+    if len(arms) != len(arm):
+        raise typer.BadParameter("each --arm is NAME=MIXTURE_ID")
+    with client(base_url, api_key) as c:
+        ver = c.verifications.create(
+            arms=arms,
+            skill_ids=skill,
+            sizes=size,
+            seeds=list(range(seeds)),
+            eval_every=eval_every,
+            token_budget=token_budget or NOT_GIVEN,
+        )
+        if not wait:
+            emit(ver, True)
+            return
+        ver = c.verifications.wait(ver.id, progress=not as_json)
+    finish_job(
+        ver,
+        as_json,
+        lambda v: (
+            verdict_table(v.report, {})
+            if v.report
+            else rows_table("verification", ["id", "state"], [[v.id, v.job.state]])
+        ),
+    )
+
+
+@mixtures_app.command("show")
+def mixtures_show(
+    mixture_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One mixture: its audit once built (JSON: plan, manifest, audit)."""
+    with client(base_url, api_key) as c:
+        m = c.mixtures.retrieve(mixture_id)
+    emit(m, as_json or m.audit is None, lambda x: audit_table(x.audit, {}))
+
+
+@verifications_app.command("show")
+def verifications_show(
+    verification_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One verification: its verdicts once done."""
+    with client(base_url, api_key) as c:
+        v = c.verifications.retrieve(verification_id)
+    emit(v, as_json or v.report is None, lambda x: verdict_table(x.report, {}))
+
+
+@mixtures_app.command("list")
+def mixtures_list(
+    as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """This project's mixtures."""
+    with client(base_url, api_key) as c:
+        items = list(c.mixtures.list())
+    emit(
+        items,
+        as_json,
+        lambda ms: rows_table(
+            "mixtures",
+            ["id", "scan", "dry run", "state"],
+            [[m.id, m.scan_id, m.dry_run, m.job.state if m.job else "-"] for m in ms],
+        ),
+    )
+
+
+@verifications_app.command("list")
+def verifications_list(
+    as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """This project's verifications."""
+    with client(base_url, api_key) as c:
+        items = list(c.verifications.list())
+    emit(
+        items,
+        as_json,
+        lambda vs: rows_table(
+            "verifications",
+            ["id", "arms", "state"],
+            [[v.id, ", ".join(v.arms or {}), v.job.state if v.job else "-"] for v in vs],
+        ),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(scans_app, name="scans")
+    app.add_typer(mixtures_app, name="mixtures")
+    app.add_typer(verifications_app, name="verifications")
+    app.command("scan", help="Scan a corpus for skills (same as `scans create`).")(scan_create)
+    app.command("mix", help="Plan and build a mixture (same as `mixtures create`).")(mix_create)
+    app.command("verify", help="Verify by training (same as `verifications create`).")(
+        verify_create
+    )

@@ -1,0 +1,106 @@
+"""Verifications over HTTP: arms are checked before anything runs; an automatic baseline is
+built beside the treatment; each run is recorded; the report carries verdicts."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import runner
+from service.embedded import refresh_settings
+from tests.service.conftest import auth
+from tests.service.test_mixtures_api import body, scanned  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def treatment(client: TestClient, key_a: str, scanned: dict) -> dict:  # noqa: F811
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    sid = scanned["skill"]["id"]
+    plan = {sid: {"target": {"per_batch": 3}, "source": "synthesize"}}
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=plan))
+    assert r.status_code == 202, r.text
+    return {**scanned, "mixture": r.json()}
+
+
+def test_verification_with_auto_baseline_records_runs_and_verdicts(
+    client: TestClient, key_a: str, treatment: dict, env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
+    refresh_settings()
+    sid = treatment["skill"]["id"]
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={
+            "arms": {"upweighted": treatment["mixture"]["id"], "baseline": "auto"},
+            "skill_ids": [sid],
+            "sizes": ["nano"],
+            "seeds": [0, 1],
+            "token_budget": 8 * 4096,
+            "eval_every": 4,
+            "device": "cpu",
+        },
+    )
+    assert r.status_code == 202, r.text
+    ver = r.json()
+    assert len(ver["runs"]) == 4 and {run["state"] for run in ver["runs"]} == {"pending"}
+    baseline_id = ver["arms"]["baseline"]
+    baseline = client.get(f"/v1/mixtures/{baseline_id}", headers=auth(key_a)).json()
+    assert runner.execute(treatment["mixture"]["job"]["id"]) == "succeeded"
+    assert runner.execute(baseline["job"]["id"]) == "succeeded"
+    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    done = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
+    assert {run["state"] for run in done["runs"]} == {"done"}
+    verdicts = done["report"]["verdicts"]
+    assert {(v["arm"], v["size"]) for v in verdicts} == {
+        ("upweighted", "nano"),
+        ("baseline", "nano"),
+    }
+    for v in verdicts:
+        assert v["skill_id"] == sid and v["verdict"] in ("retained", "not_retained", "inconclusive")
+        lo, hi = v["ci95"]
+        assert 0 <= lo <= v["p_retained"] <= hi <= 1
+    names = {a["name"] for a in done["job"]["artifacts"]}
+    assert "report.json" in names and any(n.endswith(".png") for n in names)
+
+
+def test_arms_are_checked_before_anything_runs(
+    client: TestClient, key_a: str, treatment: dict
+) -> None:
+    sid = treatment["skill"]["id"]
+    base = {"skill_ids": [sid], "sizes": ["nano"], "seeds": [0]}
+    cases = [
+        ({"arms": {"a": "mix_nope"}}, 404, "not-found"),
+        ({"arms": {"baseline": "auto"}}, 422, "no-arms"),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "sizes": ["gigantic"]},
+            422,
+            "validation-error",
+        ),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "skill_ids": ["skill_x"]},
+            422,
+            "skill-not-scanned",
+        ),
+    ]
+    for extra, status, slug in cases:
+        r = client.post("/v1/verifications", headers=auth(key_a), json={**base, **extra})
+        assert r.status_code == status, (extra, r.text)
+        assert r.json()["type"].endswith(slug)
+    dry = client.post("/v1/mixtures", headers=auth(key_a), json=body(treatment, dry_run=True))
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={**base, "arms": {"a": treatment["mixture"]["id"], "b": dry.json()["id"]}},
+    )
+    assert r.status_code == 422 and r.json()["type"].endswith("mixture-not-built")
+    other_shape = client.post(
+        "/v1/mixtures", headers=auth(key_a), json=body(treatment, batch_tokens=8192)
+    )
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={**base, "arms": {"a": treatment["mixture"]["id"], "b": other_shape.json()["id"]}},
+    )
+    assert r.status_code == 422 and "batch_tokens" in r.json()["detail"]
+    assert client.get("/v1/verifications", headers=auth(key_a)).json()["data"] == []
