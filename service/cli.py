@@ -178,13 +178,17 @@ def keys_create(
 
 
 @app.command()
-def demo(data_dir: DataDir = None) -> None:
-    """Run the main job end to end on the embedded default and print the result."""
+def demo(
+    data_dir: DataDir = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 5,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 4000,
+) -> None:
+    """Run the whole loop on the embedded default: skills, corpus, scan, mix, verify."""
     from service.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     target = data_dir or Path(os.environ.get("SKILLMIX_DATA_DIR", ".skillmix")) / "demo"
-    sys.exit(run_demo(target))
+    sys.exit(run_demo(target, seeds=seeds, steps=steps))
 
 
 if __name__ == "__main__":

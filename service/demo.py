@@ -19,6 +19,7 @@ from service.cli_remote import console
 from service.cli_runs import audit_table, frequency_table, verdict_table
 from service.db import session_scope
 from service.embedded import embedded_stack
+from service.handlers.verification import HELDOUT_TOKENS
 
 # The demo's skills, and how rare each is in the generated corpus (one instance in every
 # `every` documents): rare enough that a small model does not learn them by itself.
@@ -60,6 +61,7 @@ DEMO_DOCS = 3000
 # corpus's natural ~0.05 it does not.
 BATCH_TOKENS, SEQ_LEN, DOSE_PER_BATCH = 1024, 64, 8
 DEMO_SEEDS, DEMO_STEPS = 5, 4000
+HELDOUT_BATCHES = HELDOUT_TOKENS // BATCH_TOKENS
 
 
 def natural_instances(definition: dict[str, Any], n: int, seed: int) -> tuple[str, ...]:
@@ -129,11 +131,16 @@ def run_demo(data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS) -
             scan_id=scan.id,
             batch_tokens=BATCH_TOKENS,
             seq_len=SEQ_LEN,
+            # The runs train on `steps` batches; the verification holds out the rest.
+            max_batches=steps + HELDOUT_BATCHES,
             plan={
                 target.id: {
                     "target": {"per_batch": DOSE_PER_BATCH},
                     "source": "synthesize",
                     "spacing": "uniform",
+                    # 2-digit comparison has ~4,000 train instances: 8 a batch repeats each
+                    # about 8 times, which the plan warns about (SCIENCE.md section 3).
+                    "max_repeats": 10,
                 }
             },
         )

@@ -73,14 +73,23 @@ class Skill(Model):
 
 
 class SkillPreview(Model):
-    """Matches in a given text and sample generator and probe instances (fields as the
-    server sends them)."""
+    """Matches of the skill's detector in a given text (`start`, `end`, `text`, `key`,
+    `in_probe`), and sample train-split (`samples`) and held-out (`probe`) instances."""
+
+    skill_id: Optional[str] = None
+    version: Optional[int] = None
+    matches: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    probe: list[dict[str, Any]] = []
 
 
 class SkillFamily(Model):
-    name: str
+    """A built-in generator family and the JSON schema of its parameters."""
+
+    family: str
     description: Optional[str] = None
-    params: Optional[Any] = None
+    params_schema: Optional[dict[str, Any]] = None
+    example: Optional[dict[str, Any]] = None
 
 
 class Corpus(Model):

@@ -92,14 +92,29 @@ def delete(skill_id: str) -> APICall[None]:
 
 
 def preview(
-    skill_id: str, *, text: str | NotGiven = NOT_GIVEN, extra_body: OptionalDict = None
+    skill_id: str,
+    *,
+    text: str | NotGiven = NOT_GIVEN,
+    samples: int | NotGiven = NOT_GIVEN,
+    probe_samples: int | NotGiven = NOT_GIVEN,
+    seed: int | NotGiven = NOT_GIVEN,
+    version: int | NotGiven = NOT_GIVEN,
+    extra_body: OptionalDict = None,
 ) -> APICall[SkillPreview]:
-    """Match the detector against `text` and sample generator and probe instances."""
+    """Match the detector against `text`; sample `samples` train-split and `probe_samples`
+    held-out instances (of `version`, default the latest)."""
+    fields = {
+        "text": text,
+        "samples": samples,
+        "probe_samples": probe_samples,
+        "seed": seed,
+        "version": version,
+    }
     return APICall(
         "POST",
         _path(skill_id, "preview"),
         SkillPreview.model_validate,
-        body=body_of({"text": text}, extra_body),
+        body=body_of(fields, extra_body),
     )
 
 
