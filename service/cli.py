@@ -163,6 +163,7 @@ def db_current() -> None:
 def keys_create(
     project: Annotated[str, typer.Option(help="Project name; created if new.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
     """Create an API key for PROJECT (shown once; only its hash is stored)."""
     from service.auth import create_key
@@ -171,7 +172,9 @@ def keys_create(
     with session_scope() as session:
         proj, key = create_key(session, project)
         name = proj.name
-    if as_json:
+    if quiet:
+        typer.echo(key)
+    elif as_json:
         typer.echo(json.dumps({"project": name, "key": key}))
     else:
         typer.echo(f"project {name}\nkey     {key}  (store it now: it is not shown again)")

@@ -33,6 +33,7 @@ ApiKey = Annotated[
     typer.Option("--api-key", envvar="SKILLMIX_API_KEY", help="API key.", show_envvar=True),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new id.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Follow the job with a progress bar.")]
 
 
@@ -61,8 +62,13 @@ def dump(obj: Any) -> Any:
     return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
 
 
-def emit(obj: Any, as_json: bool, table: Callable[[Any], Table] | None = None) -> None:
-    if as_json or table is None:
+def emit(
+    obj: Any, as_json: bool, table: Callable[[Any], Table] | None = None, quiet: bool = False
+) -> None:
+    """JSON, a table, or (quiet) just the id, for `ID=$(skillmix ... -q)` in scripts."""
+    if quiet:
+        typer.echo(obj.id)
+    elif as_json or table is None:
         typer.echo(json.dumps(dump(obj), indent=2))
     else:
         console.print(table(obj))
@@ -86,12 +92,14 @@ def read_definition(path: Path) -> dict[str, Any]:
     return data
 
 
-def finish_job(resource: Any, as_json: bool, table: Callable[[Any], Table] | None) -> None:
+def finish_job(
+    resource: Any, as_json: bool, table: Callable[[Any], Table] | None, quiet: bool = False
+) -> None:
     """Print a waited-for resource; exit 1 when its job did not succeed."""
-    emit(resource, as_json, table)
+    emit(resource, as_json, table, quiet)
     job = getattr(resource, "job", None) or resource
     if getattr(job, "state", "succeeded") != "succeeded":
-        if not as_json:
+        if not as_json and not quiet:
             console.print(
                 f"[red]job {job.id} {job.state}[/red]: {job.error or ''}", highlight=False
             )
@@ -205,13 +213,14 @@ def skills_table(skills: list[Any]) -> Table:
 def skills_add(
     path: Annotated[Path, typer.Argument(help="YAML or JSON skill file, or -.")],
     as_json: AsJson = False,
+    quiet: Quiet = False,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Register a skill from a file."""
     definition = read_definition(path)
     with client(base_url, api_key) as c:
-        emit(c.skills.create(**definition), as_json, lambda s: skills_table([s]))
+        emit(c.skills.create(**definition), as_json, lambda s: skills_table([s]), quiet)
 
 
 @skills_app.command("list")
@@ -282,6 +291,7 @@ def corpora_add(
     text_key: str = "text",
     id_key: str | None = None,
     as_json: AsJson = False,
+    quiet: Quiet = False,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -290,7 +300,7 @@ def corpora_add(
         corpus = c.corpora.create(
             name=name, uri=uri, format=format, text_key=text_key, id_key=id_key
         )
-    emit(corpus, as_json, lambda x: corpora_table([x]))
+    emit(corpus, as_json, lambda x: corpora_table([x]), quiet)
 
 
 @corpora_app.command("list")

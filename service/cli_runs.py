@@ -14,6 +14,7 @@ from service.cli_remote import (
     ApiKey,
     AsJson,
     BaseUrl,
+    Quiet,
     Wait,
     client,
     console,
@@ -25,6 +26,12 @@ from service.cli_remote import (
 )
 
 scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
+
+
+def resolve_skills(c: Any, refs: list[str]) -> list[str]:
+    """Skill ids for names or ids, so scripts and plan files can say `compare-2-digit`."""
+    by_name = {s.name: s.id for s in c.skills.list()}
+    return [by_name.get(ref, ref) for ref in refs]
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -92,17 +99,21 @@ def scan_create(
     batch_tokens: int = 262_144,
     wait: Wait = False,
     as_json: AsJson = False,
+    quiet: Quiet = False,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Scan a corpus for skills; with --wait, follow it and print the frequency table."""
+    """Scan a corpus for skills (ids or names); with --wait, follow it and print the
+    frequency table."""
     with client(base_url, api_key) as c:
-        scan = c.scans.create(corpus_id=corpus_id, skill_ids=skill, batch_tokens=batch_tokens)
+        scan = c.scans.create(
+            corpus_id=corpus_id, skill_ids=resolve_skills(c, skill), batch_tokens=batch_tokens
+        )
         if not wait:
-            emit(scan, as_json, scan_table)
+            emit(scan, as_json, scan_table, quiet)
             return
-        scan = c.scans.wait(scan.id, progress=not as_json)
-    finish_job(scan, as_json, scan_table)
+        scan = c.scans.wait(scan.id, progress=not (as_json or quiet))
+    finish_job(scan, as_json, scan_table, quiet)
 
 
 @scans_app.command("list")
@@ -216,7 +227,7 @@ def verdict_table(report: dict[str, Any], names: dict[str, str]) -> Table:
 def mix_create(
     corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
     scan_id: Annotated[str, typer.Option("--scan", help="A succeeded scan of the corpus.")],
-    plan: Annotated[Path, typer.Option(help="YAML/JSON file: dose per skill id.")],
+    plan: Annotated[Path, typer.Option(help="YAML/JSON file: dose per skill (id or name).")],
     batch_tokens: int = 262_144,
     seq_len: int = 512,
     seed: int = 0,
@@ -224,28 +235,30 @@ def mix_create(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
     wait: Wait = False,
     as_json: AsJson = False,
+    quiet: Quiet = False,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Plan and build a mixture; --dry-run prints the plan and its warnings only."""
+    doses = read_definition(plan)
     with client(base_url, api_key) as c:
         mixture = c.mixtures.create(
             corpus_id=corpus_id,
             scan_id=scan_id,
-            plan=read_definition(plan),
+            plan=dict(zip(resolve_skills(c, list(doses)), doses.values(), strict=True)),
             batch_tokens=batch_tokens,
             seq_len=seq_len,
             seed=seed,
             dry_run=dry_run,
             output={"uri": output} if output else NOT_GIVEN,
         )
-        if not as_json:
+        if not (as_json or quiet):
             for warning in mixture.warnings:
                 console.print(f"[yellow]warning[/yellow]: {warning['message']}", highlight=False)
         if dry_run or not wait:
-            emit(mixture, True)
+            emit(mixture, True, quiet=quiet)
             return
-        mixture = c.mixtures.wait(mixture.id, progress=not as_json)
+        mixture = c.mixtures.wait(mixture.id, progress=not (as_json or quiet))
     finish_job(
         mixture,
         as_json,
@@ -254,6 +267,7 @@ def mix_create(
             if m.audit
             else rows_table("mixture", ["id", "state"], [[m.id, m.job.state]])
         ),
+        quiet,
     )
 
 
@@ -270,6 +284,7 @@ def verify_create(
     eval_every: int = 200,
     wait: Wait = False,
     as_json: AsJson = False,
+    quiet: Quiet = False,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -280,16 +295,16 @@ def verify_create(
     with client(base_url, api_key) as c:
         ver = c.verifications.create(
             arms=arms,
-            skill_ids=skill,
+            skill_ids=resolve_skills(c, skill),
             sizes=size,
             seeds=list(range(seeds)),
             eval_every=eval_every,
             token_budget=token_budget or NOT_GIVEN,
         )
         if not wait:
-            emit(ver, True)
+            emit(ver, True, quiet=quiet)
             return
-        ver = c.verifications.wait(ver.id, progress=not as_json)
+        ver = c.verifications.wait(ver.id, progress=not (as_json or quiet))
     finish_job(
         ver,
         as_json,
@@ -298,6 +313,7 @@ def verify_create(
             if v.report
             else rows_table("verification", ["id", "state"], [[v.id, v.job.state]])
         ),
+        quiet,
     )
 
 

@@ -328,6 +328,9 @@ class VerificationCreate(StrictModel):
         description="Training tokens per run; default: the whole (shortest) mixture.",
     )
     eval_every: int = Field(default=200, ge=1, description="Steps between evaluations.")
+    checkpoint_every: int = Field(
+        default=500, ge=1, description="Steps between checkpoints: a lost worker costs at "
+        "most this much of one run.")
     threshold: float | dict[str, float] | None = Field(
         default=None,
         description="Held-out accuracy a seed must reach to count as retained; "
@@ -363,3 +366,41 @@ class VerificationsPublic(BaseModel):
     data: list[VerificationPublic]
     has_more: bool
     next_after: str | None = None
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, the body of every error (`application/problem+json`)."""
+
+    type: str = Field(
+        examples=["urn:skillmix:problem:not-found"],
+        description="Stable per error kind: urn:skillmix:problem:<kind>.",
+    )
+    title: str = Field(examples=["Skill not found"])
+    status: int = Field(examples=[404])
+    detail: str | None = Field(
+        default=None, examples=["No skill with id 'skill_x' in this project."]
+    )
+    instance: str | None = Field(default=None, examples=["/v1/skills/skill_x"])
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For validation errors: where and what."
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the problems a route can answer with."""
+    described = {
+        400: "Malformed request",
+        401: "Missing or invalid API key",
+        404: "Not found in this project",
+        409: "Conflict with the current state",
+        413: "Request body too large",
+        422: "Invalid request",
+    }
+    return {
+        status: {
+            "model": ProblemDetails,
+            "description": described[status],
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }

@@ -19,6 +19,7 @@ from service.api.routes import (
     skills,
     verifications,
 )
+from service.schemas import problem_responses
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Rare-skill upweighting for pretraining data: register skills, measure how
@@ -96,8 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
     errors.install(app)
-    for module in (health, jobs, skills, corpora, scans, mixtures, verifications):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (jobs, skills, corpora, scans, mixtures, verifications):
+        app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422))
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     return app

@@ -19,6 +19,7 @@ from service.models import Job, JobState, Mixture, Verification, VerificationRun
 from service.settings import get_settings
 from training.data import Mixture as OpenMixture
 from training.data import open_mixture
+from training.trainer import TrainConfig
 from training.verify import run_verification
 
 HELDOUT_TOKENS = 65_536
@@ -122,6 +123,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         heldout_docs=heldout,
         baseline="baseline" if "baseline" in folders else None,
         workers=settings.training_workers,
+        config=TrainConfig(checkpoint_every=params.get("checkpoint_every", 500)),
     )
     record_runs(ver_id, workdir)
     for path in sorted((workdir / "plots").glob("*.png")):
