@@ -181,7 +181,22 @@ class FamiliesPublic(BaseModel):
     data: list[FamilyPublic]
 
 
+def example(body: dict[str, Any]) -> ConfigDict:
+    """Unknown fields refused, and a request example for the OpenAPI document."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
+
+
 class CorpusCreate(StrictModel):
+    model_config = example(
+        {
+            "name": "web-sample",
+            "uri": "/data/web/*.jsonl.gz",
+            "format": "jsonl.gz",
+            "text_key": "text",
+            "id_key": "id",
+        }
+    )
+
     name: str = Field(min_length=1, max_length=200)
     uri: str = Field(
         min_length=1,
@@ -214,6 +229,10 @@ class CorporaPublic(BaseModel):
 
 
 class ScanCreate(StrictModel):
+    model_config = example(
+        {"corpus_id": "corpus_...", "skill_ids": ["skill_..."], "batch_tokens": 262144}
+    )
+
     corpus_id: str = Field(max_length=64)
     skill_ids: list[str] = Field(min_length=1, max_length=200)
     batch_tokens: int = Field(
@@ -266,6 +285,26 @@ class MixtureOutput(StrictModel):
 
 
 class MixtureCreate(StrictModel):
+    model_config = example(
+        {
+            "corpus_id": "corpus_...",
+            "scan_id": "scan_...",
+            "batch_tokens": 262144,
+            "seq_len": 512,
+            "seed": 0,
+            "output": {"uri": "/data/mixes/m1", "format": "jsonl.gz"},
+            "plan": {
+                "skill_...": {
+                    "target": {"per_batch": 4},
+                    "source": "synthesize",
+                    "max_repeats": 4,
+                    "spacing": "uniform",
+                }
+            },
+            "dry_run": False,
+        }
+    )
+
     corpus_id: str = Field(max_length=64)
     scan_id: str = Field(max_length=64, description="A succeeded scan of the corpus.")
     batch_tokens: int = Field(default=262_144, ge=1, le=2**32)
@@ -307,6 +346,18 @@ class MixturesPublic(BaseModel):
 
 
 class VerificationCreate(StrictModel):
+    model_config = example(
+        {
+            "arms": {"upweighted": "mix_...", "baseline": "auto"},
+            "skill_ids": ["skill_..."],
+            "sizes": ["nano"],
+            "seeds": [0, 1, 2, 3, 4],
+            "token_budget": 2000000,
+            "eval_every": 50,
+            "device": "auto",
+        }
+    )
+
     arms: dict[str, str] = Field(
         min_length=1,
         max_length=8,
@@ -329,8 +380,10 @@ class VerificationCreate(StrictModel):
     )
     eval_every: int = Field(default=200, ge=1, description="Steps between evaluations.")
     checkpoint_every: int = Field(
-        default=500, ge=1, description="Steps between checkpoints: a lost worker costs at "
-        "most this much of one run.")
+        default=500,
+        ge=1,
+        description="Steps between checkpoints: a lost worker costs at most this much of one run.",
+    )
     threshold: float | dict[str, float] | None = Field(
         default=None,
         description="Held-out accuracy a seed must reach to count as retained; "

@@ -135,16 +135,40 @@ def test_cancel_a_queued_job_then_409(client: TestClient, key_a: str) -> None:
     assert "event: end" in events.text
 
 
-def test_openapi_documents_the_job_routes(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+def test_openapi_documents_every_resource_with_errors_and_examples(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
     for path in (
+        "/healthz",
+        "/readyz",
         "/v1/jobs",
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/events",
         "/v1/jobs/{job_id}/artifacts",
         "/v1/jobs/{job_id}/artifacts/{name}",
-        "/healthz",
-        "/readyz",
+        "/v1/skills",
+        "/v1/skills/{skill_id}",
+        "/v1/skills/{skill_id}/preview",
+        "/v1/skill-families",
+        "/v1/corpora",
+        "/v1/corpora/{corpus_id}",
+        "/v1/scans",
+        "/v1/scans/{scan_id}",
+        "/v1/mixtures",
+        "/v1/mixtures/{mixture_id}",
+        "/v1/verifications",
+        "/v1/verifications/{verification_id}",
     ):
-        assert path in paths
+        assert path in paths, path
+    for path, ops in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            assert op.get("summary") and op.get("description"), (method, path)
+            for status in ("401", "404", "422"):
+                assert status in op["responses"], (method, path, status)
+    schemas = doc["components"]["schemas"]
+    assert "ProblemDetails" in schemas
+    for name in ("CorpusCreate", "ScanCreate", "MixtureCreate", "VerificationCreate"):
+        assert schemas[name].get("examples"), name

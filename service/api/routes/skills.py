@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -72,10 +72,19 @@ def _load(
     return skill, row
 
 
+SKILL_EXAMPLE = {
+    "name": "mod-add-97",
+    "description": "a + b mod 97 = c",
+    "detector": {"kind": "regex", "pattern": "\\b\\d+ \\+ \\d+ mod 97 = \\d+"},
+    "generator": {"family": "modular_addition", "params": {"modulus": 97}},
+    "probe": {"fraction": 0.5},
+}
+
+
 @router.post("/v1/skills", status_code=201, response_model=SkillPublic)
 def create_skill(
     *,
-    body: SkillDefinition,
+    body: Annotated[SkillDefinition, Body(examples=[SKILL_EXAMPLE])],
     request: Request,
     session: SessionDep,
     project: CurrentProject,
