@@ -18,6 +18,7 @@ Spans are character offsets into the str.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cached_property
 from typing import NamedTuple
@@ -37,6 +38,9 @@ from curation.skills.regex import effective_pattern, re2_options
 from curation.skills.spec import SkillSpec
 
 SET_MAX_MEM = 512 << 20  # a budget, not an allocation: large keyword sets need room
+# A lone surrogate (valid in JSON) has no UTF-8: matched as U+FFFD, one character of
+# 3 bytes like its surrogatepass encoding, so character and byte offsets still hold.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _UNANCHORED = re2._Anchor.UNANCHORED
 
 
@@ -141,7 +145,11 @@ class SkillMatcher:
         """Spans per skill index, for skills with at least one match."""
         if self._regex_set is None and self._keyword_set is None:
             return {}
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = _SURROGATES.sub("\ufffd", text)
+            data = text.encode("utf-8")
         regex_hits = self._regex_set.Match(data) if self._regex_set else None
         keyword_hits = self._keyword_set.Match(data) if self._keyword_set else None
         if not regex_hits and not keyword_hits:
@@ -168,7 +176,10 @@ class SkillMatcher:
 
     def find(self, text: str) -> dict[str, list[Match]]:
         """Matches per skill id, in the order of the specs, for skills with at least one match."""
+        found = self.find_spans(text)
+        if found and not text.isascii() and _SURROGATES.search(text):
+            text = _SURROGATES.sub("\ufffd", text)  # as find_spans matched it
         return {
             self.skill_ids[index]: [Match(s, e, match_key(text[s:e])) for s, e in spans]
-            for index, spans in self.find_spans(text).items()
+            for index, spans in found.items()
         }

@@ -84,3 +84,12 @@ def test_keys_are_of_the_normalised_matched_text():
 def test_duplicate_skill_ids_are_refused():
     with pytest.raises(ValueError, match="duplicate skill ids: date"):
         SkillMatcher([SPECS[0], SPECS[0]])
+
+
+def test_a_lone_surrogate_from_json_is_matched_as_a_replacement_character():
+    matcher = SkillMatcher(SPECS)
+    text = "cmp 3 4 : < \ud800 New York\ud800 2024-01-02"  # json.loads accepts "\ud800"
+    assert matcher.find_spans(text) == matcher.find_spans(text.replace("\ud800", "\ufffd"))
+    found = matcher.find(text)
+    assert {m.start for m in found["date"]} == {text.index("2024")}
+    assert [text[m.start : m.end] for m in found["places"]] == ["New York"]
