@@ -5,6 +5,7 @@ in it, scan it, and print the frequency table."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ def run_demo(data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS) -
     console.print(f"skillmix demo: embedded service under {data_dir.resolve()}")
     with embedded_stack(data_dir) as stack:
         with session_scope() as session:
-            _, key = create_key(session, "demo")
+            # A project per run: running the demo again reuses the data dir, not the names.
+            _, key = create_key(session, time.strftime("demo-%Y%m%d-%H%M%S"))
         client = Skillmix(base_url=stack.base_url, api_key=key, timeout=120)
         console.print(f"API at {stack.base_url}\n1. registering {len(DEMO_SKILLS)} skills")
         skills = [client.skills.create(**definition) for definition, _ in DEMO_SKILLS]
