@@ -223,6 +223,15 @@ def verdict_table(report: dict[str, Any], names: dict[str, str]) -> Table:
     )
 
 
+def result_table(resource: Any) -> Table:
+    """A finished mixture's audit or verification's verdicts, else the job's state."""
+    if getattr(resource, "audit", None):
+        return audit_table(resource.audit, {})
+    if getattr(resource, "report", None):
+        return verdict_table(resource.report, {})
+    return rows_table("job", ["id", "state"], [[resource.id, resource.job.state]])
+
+
 @mixtures_app.command("create")
 def mix_create(
     corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
@@ -262,11 +271,7 @@ def mix_create(
     finish_job(
         mixture,
         as_json,
-        lambda m: (
-            audit_table(m.audit, {})
-            if m.audit
-            else rows_table("mixture", ["id", "state"], [[m.id, m.job.state]])
-        ),
+        result_table,
         quiet,
     )
 
@@ -308,11 +313,7 @@ def verify_create(
     finish_job(
         ver,
         as_json,
-        lambda v: (
-            verdict_table(v.report, {})
-            if v.report
-            else rows_table("verification", ["id", "state"], [[v.id, v.job.state]])
-        ),
+        result_table,
         quiet,
     )
 

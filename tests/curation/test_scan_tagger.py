@@ -5,13 +5,10 @@ import pytest
 from curation import stats
 from curation.corpus import CorpusSource
 from curation.scan import run_scan
+from curation.skills.instance import match_key
+from curation.skills.spec import SkillSpec
 from curation.synthetic_corpus import generate_corpus
 from tests.curation.scan_support import ACCENT, CMP, MODADD, PLANTS
-
-pytest.importorskip("curation.steps.tagger")
-
-from curation.skills.instance import match_key  # noqa: E402
-from curation.skills.spec import SkillSpec  # noqa: E402
 
 SKILLS = [
     {
