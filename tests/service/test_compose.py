@@ -5,6 +5,7 @@ machine's PostgreSQL and Redis. If the file drifts from the CLI, this fails."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,10 @@ from tests.service.conftest import auth, new_key
 from tests.service.stack import wait_final, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+# `${NAME:-default}` as compose interpolates it when NAME is unset (no .env here).
+VARIABLE = re.compile(r"\$\{(\w+):-([^}]*)\}")
+COMPOSE = yaml.safe_load(VARIABLE.sub(lambda m: m.group(2), COMPOSE_TEXT))
 OURS = {name: svc for name, svc in COMPOSE["services"].items() if "build" in svc}
 
 
@@ -36,6 +40,10 @@ def local_env(service: dict, pg_url: str, redis_url: str, data_dir: Path) -> dic
         SKILLMIX_ALLOWED_ROOTS=str(data_dir),
         SKILLMIX_DEVICE="cpu",  # no GPU here; the training worker still consumes its queue
     )
+    if "PROMETHEUS_MULTIPROC_DIR" in compose_env:  # a tmpfs in compose
+        metrics_dir = data_dir / "prometheus"
+        metrics_dir.mkdir(exist_ok=True)
+        compose_env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     env.update(compose_env)
     return env
 
@@ -57,6 +65,15 @@ def test_compose_has_the_production_services() -> None:
     gpu = COMPOSE["services"]["worker-training"]["deploy"]["resources"]["reservations"]
     assert gpu["devices"][0]["driver"] == "nvidia"
     assert "--appendonly" in COMPOSE["services"]["redis"]["command"]
+    assert COMPOSE["services"]["flower"]["profiles"] == ["monitoring"]
+
+
+def test_env_example_names_every_compose_variable() -> None:
+    example = (ROOT / ".env.example").read_text()
+    names = {m.group(1) for m in VARIABLE.finditer(COMPOSE_TEXT)}
+    assert "${" not in VARIABLE.sub("", COMPOSE_TEXT), "every variable needs a default"
+    missing = {n for n in names if not re.search(rf"^{n}=", example, re.M)}
+    assert not missing, f".env.example lacks {sorted(missing)}"
 
 
 def test_every_service_command_runs_locally(
