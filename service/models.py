@@ -125,7 +125,8 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed: the sweeper deletes expired keys by age.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     __table_args__ = (UniqueConstraint("project_id", "key", name="uq_idempotency_project_key"),)
 
