@@ -18,11 +18,13 @@ marked so). Jobs:
 
 - throughput: `run_scan` (tasks=1, workers=1, plots on: the whole call) against
   datatrove's JsonlReader + a draining step on one task, on `tput`, for the
-  50-skill set and a rare-skills variant of it (that one also without plots);
-- scaling: `run_scan` with 10 skills on `big`, tasks=1/workers=1 vs tasks=2/workers=2;
-- memory: `run_scan` (50 rare skills) of `mem-100` and `mem-1000`;
-- prototype: an estimate of the raw-bytes prefilter (find hits in each line's bytes
-  before parsing JSON), in `scan_prototype.py`; never part of the library.
+  50-skill set and a rare-skills variant of it (both also without plots);
+- scaling: `run_scan` with 10 skills on `big`, tasks=1/workers=1 vs tasks=2/workers=2,
+  with and without plots, and the bare read on 1 and 2 tasks;
+- memory: `run_scan` (50 rare skills) of `mem-100` and `mem-1000`.
+
+Within a group the jobs of one round run one after the other (A/B/A/B), so a
+busy spell of the machine hits all of them alike.
 
 Prints a table and appends a dated section to RESULTS.md. --clean deletes the
 generated data afterwards.
@@ -259,10 +261,6 @@ def child(job: dict) -> dict:
 
         def factory(**kwargs):
             marks["executor"] = time.perf_counter()
-            if job["kind"] == "prototype":
-                from scan_prototype import prototype_pipeline
-
-                kwargs["pipeline"] = prototype_pipeline(kwargs["pipeline"], job["variant"])
             return LocalPipelineExecutor(**kwargs)
 
         def progress(fraction: float, message: str) -> None:
@@ -404,26 +402,21 @@ def measure(args) -> dict:
         for _ in range(args.repeat):
             job("throughput", "read", kind="read", corpus="tput", tasks=1, workers=1)
             for skills in ("50 skills, rare", "50 skills"):
-                job("throughput", skills, kind="scan", corpus="tput", skills=skills,
-                    tasks=1, workers=1)  # fmt: skip
-            job("throughput", "50 skills, rare, plots=False", kind="scan", corpus="tput",
-                skills="50 skills, rare", plots=False, tasks=1, workers=1)  # fmt: skip
+                for plots in (True, False):
+                    label = skills if plots else f"{skills}, plots=False"
+                    job("throughput", label, kind="scan", corpus="tput", skills=skills,
+                        plots=plots, tasks=1, workers=1)  # fmt: skip
         job("throughput", "read", kind="read", corpus="tput", tasks=1, workers=1)
-    if "prototype" in only:
-        print("prototype (tput, one task, estimate):", flush=True)
-        for _ in range(args.repeat):
-            for variant in ("raw", "orjson"):
-                for skills in ("50 skills, rare", "50 skills"):
-                    job("prototype", f"{variant}, {skills}", kind="prototype", corpus="tput",
-                        skills=skills, variant=variant, tasks=1, workers=1)  # fmt: skip
     if "scaling" in only:
         print("scaling (big, 10 skills):", flush=True)
         for _ in range(args.repeat):
+            for plots in (True, False):
+                for n in (1, 2):
+                    label = f"tasks={n}" + ("" if plots else ", plots=False")
+                    job("scaling", label, kind="scan", corpus="big", skills="10 skills",
+                        plots=plots, tasks=n, workers=n)  # fmt: skip
             for n in (1, 2):
-                job("scaling", f"tasks={n}", kind="scan", corpus="big", skills="10 skills",
-                    tasks=n, workers=n)  # fmt: skip
-        for n in (1, 2):
-            job("scaling", f"read, tasks={n}", kind="read", corpus="big", tasks=n, workers=n)
+                job("scaling", f"read, tasks={n}", kind="read", corpus="big", tasks=n, workers=n)
     if "memory" in only:
         print("memory (50 skills, rare, one task):", flush=True)
         for corpus in ("mem-100", "mem-1000"):
@@ -447,8 +440,8 @@ def tables(out: dict, info: dict) -> tuple[str, list[str]]:
     def busy(rs):
         return "" if not any(r["busy"] for r in rs) else " (busy)"
 
-    if "throughput" in out or "prototype" in out:
-        groups = {**out.get("throughput", {}), **out.get("prototype", {})}
+    if "throughput" in out:
+        groups = out["throughput"]
         read = best(groups["read"]) if "read" in groups else None
         text += (
             "| job (tput: 4 files, one task) | runs | best s | MB/s end to end | vs bare read "
@@ -460,17 +453,18 @@ def tables(out: dict, info: dict) -> tuple[str, list[str]]:
             ratio = f"{r['mb_s'] / read['mb_s']:.0%}" if read else ""
             skills = r.get("skills")
             hit = f"{info['hits'][skills]['*']:.1%}" if skills else ""
-            name = (
-                "bare read (JsonlReader + drain)"
-                if label == "read"
-                else (f"prototype {label}" if r["kind"] == "prototype" else f"run_scan, {label}")
-            )
+            name = "bare read (JsonlReader + drain)" if label == "read" else f"run_scan, {label}"
             text += (
                 f"| {name}{busy(rs)} | {len(rs)} | {r['seconds']:.1f} | {r['mb_s']:.1f} | {ratio} "
                 f"| {' | '.join(stages(r))} | {hit} | {r['vm_hwm_mb']:.0f} |\n"
             )
-        if read and "throughput" in out:
-            for skills in ("50 skills, rare", "50 skills"):
+        if read:
+            for skills in (
+                "50 skills, rare",
+                "50 skills, rare, plots=False",
+                "50 skills",
+                "50 skills, plots=False",
+            ):
                 if skills in groups:
                     ratio = best(groups[skills])["mb_s"] / read["mb_s"]
                     verdicts.append(
@@ -480,24 +474,25 @@ def tables(out: dict, info: dict) -> tuple[str, list[str]]:
         text += "\n"
     if "scaling" in out:
         sc = out["scaling"]
-        one, two = best(sc["tasks=1"]), best(sc["tasks=2"])
         text += (
             "| job (big: 16 files, 10 skills) | runs | best s | MB/s end to end | speed-up "
             "| setup s | scan stage MB/s | merge+plots s |\n|---|---|---|---|---|---|---|---|\n"
         )
         for label, rs in sc.items():
-            r = best(rs)
-            base = one if not label.startswith("read") else best(sc["read, tasks=1"])
+            r, base = best(rs), best(sc[label.replace("tasks=2", "tasks=1")])
             text += (
-                f"| {'run_scan' if not label.startswith('read') else 'bare'} {label}{busy(rs)} "
+                f"| {'bare' if label.startswith('read') else 'run_scan'} {label}{busy(rs)} "
                 f"| {len(rs)} | {r['seconds']:.1f} | {r['mb_s']:.1f} "
                 f"| {base['seconds'] / r['seconds']:.2f}x | {' | '.join(stages(r))} |\n"
             )
-        speedup = one["seconds"] / two["seconds"]
-        verdicts.append(
-            f"scaling, 2 tasks/2 workers vs 1: {speedup:.2f}x (target >= 1.7x): "
-            f"{'met' if speedup >= 1.7 else 'NOT met'}"
-        )
+        for plots in ("", ", plots=False"):
+            speedup = (
+                best(sc[f"tasks=1{plots}"])["seconds"] / best(sc[f"tasks=2{plots}"])["seconds"]
+            )
+            verdicts.append(
+                f"scaling{plots}, 2 tasks/2 workers vs 1: {speedup:.2f}x (target >= 1.7x): "
+                f"{'met' if speedup >= 1.7 else 'NOT met'}"
+            )
         text += "\n"
     if "memory" in out:
         mem = out["memory"]
@@ -548,7 +543,7 @@ def record(text: str, verdicts: list[str], info: dict, out: dict, args) -> None:
         "a planted instance of a builtin skill or a full name), one seed per file. `tput` = "
         f"4 files ({info['sizes']['tput'] / 1e6:.0f} MB), `big` = all 16 "
         f"({info['sizes']['big'] / 1e6:.0f} MB), `mem-100`/`mem-1000` = the first 1/10 files. "
-        "run_scan is the whole call (validation, line count, executor, merge, plots, report), "
+        "run_scan is the whole call (validation, executor, merge, plots, report), "
         "format jsonl, id_key id, tokens as bytes; 'setup' is the time before the executor "
         "starts, 'merge+plots' after it ends. Best of the runs.\n\n"
         f"Skills (tagger_skills.py): '50 skills' = {kinds['builtin']} builtin, "
@@ -570,7 +565,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=2, help="runs per figure; the best counts")
-    parser.add_argument("--only", default="throughput,prototype,scaling,memory")
+    parser.add_argument("--only", default="throughput,scaling,memory")
     parser.add_argument("--max-load", type=float, default=0.7)
     parser.add_argument("--max-wait", type=float, default=1200.0, help="seconds")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")

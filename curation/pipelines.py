@@ -40,8 +40,11 @@ def scan_pipeline(
     files: the corpus files in corpus order (from validate_corpus).
     tagger: a ready tagging step to use instead of SkillTagger(skills).
     Token counting is done by SkillFrequencyStats itself (UTF-8 bytes per
-    document), so no separate counting step is needed.
+    document), so no separate counting step is needed. A tagger with a
+    `may_match(utf8) -> bool` method (SkillTagger has one) becomes the reader's
+    prefilter: documents it rules out are only counted, never built.
     """
+    tagger = tagger if tagger is not None else skill_tagger(skills)
     reader = CorpusReader(
         files,
         source.format,
@@ -50,9 +53,10 @@ def scan_pipeline(
         on_bad_record=on_bad_record,
         state_dir=state_dir,
         cancel_file=cancel_file,
+        prefilter=getattr(tagger, "may_match", None),
     )
     return [
         reader,
-        tagger if tagger is not None else skill_tagger(skills),
+        tagger,
         SkillFrequencyStats(partials_dir, skill_ids=skill_ids, probe_keys=probe_keys),
     ]

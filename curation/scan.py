@@ -10,6 +10,7 @@ Work directory layout (keep it to resume: completed ranks are skipped):
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -81,6 +82,16 @@ def _read_states(state_dir: str, tasks: int) -> list[dict[str, Any]]:
     return states
 
 
+def _progress_message(done: int, total: int, unit: str, docs: int) -> str:
+    """E.g. "scanned 120.5 / 400.0 MB, 40,123 documents" (MB of the files, compressed or not)."""
+    amount = (
+        f"{done / 1e6:,.1f} / {total / 1e6:,.1f} MB"
+        if unit == "bytes"
+        else f"{done:,} / {total:,} {unit}"
+    )
+    return f"scanned {amount}, {docs:,} documents"
+
+
 def _run_executor(
     executor: PipelineExecutor,
     tasks: int,
@@ -106,14 +117,19 @@ def _run_executor(
         except BaseException as e:  # re-raised on the caller's thread
             failure.append(e)
 
-    thread = threading.Thread(target=target, name="skillmix-scan", daemon=True)
+    # In the caller's context (contextvars), so what it logs is tagged like the caller's logs.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(target,), name="skillmix-scan", daemon=True
+    )
     thread.start()
     while thread.is_alive() or (not failure and executor.get_incomplete_ranks()):
         thread.join(poll)
-        done = sum(s["units_done"] for s in _read_states(state_dir, tasks))
+        states = _read_states(state_dir, tasks)
+        done = sum(s["units_done"] for s in states)
         fraction = min(1.0, done / total) if total else 0.0
+        docs = sum(s["docs"] for s in states)
         try:
-            progress(SCAN_SHARE * fraction, f"scanned {done:,} / {total:,} {unit}")
+            progress(SCAN_SHARE * fraction, _progress_message(done, total, unit, docs))
         except BaseException:
             open(cancel_file, "w").close()
             thread.join()

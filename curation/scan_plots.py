@@ -1,18 +1,20 @@
 """PNG plots of a scan report: rates with intervals, and gap distributions.
 
 Both read only the report dict, so they can be redrawn from a stored report.
+They draw on `Figure` objects, not pyplot: no global figure state, no backend
+to choose (savefig renders PNGs with Agg), nothing to close.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 LABEL_CHARS = 28
+DPI = 110
 
 
 def _label(report_skills: dict[str, Any], skill_id: str) -> str:
@@ -29,32 +31,44 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     """
     skills = report["skills"]
     names = list(skills)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * max(1, len(names))))
-    for y, sid in enumerate(names):
-        s = skills[sid]
-        lo, hi = s["per_million_tokens_ci95"]
-        rate = s["per_million_tokens"]
-        if s["instances"] > 0:
-            ax.errorbar(rate, y, xerr=[[rate - lo], [hi - rate]], fmt="o", color="C0", capsize=4)
-            ax.annotate(
-                f"{s['instances']:,} inst.",
-                (hi, y),
-                xytext=(6, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-            )
-        else:
-            ax.plot([hi], [y], marker="<", mfc="none", color="C3")
-            ax.annotate(
-                f"none found (< {hi:.3g})",
-                (hi, y),
-                xytext=(8, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-                color="C3",
-            )
+    fig = Figure(figsize=(8, 1.2 + 0.55 * max(1, len(names))))
+    ax = fig.add_subplot()
+    found = [(y, skills[sid]) for y, sid in enumerate(names) if skills[sid]["instances"] > 0]
+    none = [(y, skills[sid]) for y, sid in enumerate(names) if skills[sid]["instances"] == 0]
+    if found:  # one errorbar call for all: a call per skill costs more than its drawing
+        rates = np.array([s["per_million_tokens"] for _, s in found])
+        lo, hi = np.array([s["per_million_tokens_ci95"] for _, s in found]).T
+        ax.errorbar(
+            rates,
+            [y for y, _ in found],
+            xerr=[rates - lo, hi - rates],
+            fmt="o",
+            color="C0",
+            capsize=4,
+        )
+    if none:
+        his = [s["per_million_tokens_ci95"][1] for _, s in none]
+        ax.plot(his, [y for y, _ in none], ls="none", marker="<", mfc="none", color="C3")
+    for y, s in found:
+        ax.annotate(
+            f"{s['instances']:,} inst.",
+            (s["per_million_tokens_ci95"][1], y),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    for y, s in none:
+        hi = s["per_million_tokens_ci95"][1]
+        ax.annotate(
+            f"none found (< {hi:.3g})",
+            (hi, y),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color="C3",
+        )
     ax.set_xscale("log")
     left, right = ax.get_xlim()
     ax.set_xlim(left, right * 8)  # room for the labels right of the bars
@@ -66,70 +80,83 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_title("Skill frequency in the corpus")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path
+
+
+# plot_gaps lays its panels out by hand, in inches: tight_layout (or constrained
+# layout) measures every tick label of every panel first, half the drawing time.
+GAP_AXES_IN, GAP_ABOVE_IN, GAP_BELOW_IN = 1.3, 0.62, 0.28  # a histogram panel's share
+NO_GAPS_IN = 0.3  # a line of text for a skill without gaps
+MARGIN_IN = {"left": 0.75, "right": 0.25, "top": 0.3, "bottom": 0.45}
+FIG_WIDTH_IN = 8.0
 
 
 def plot_gaps(report: dict[str, Any], path: str) -> str:
     """Histogram of gaps between consecutive instances per skill, log-spaced bins.
 
     Bottom axis in tokens, top axis in batches; the dashed line marks one
-    batch, the dotted line the mean gap.
+    batch, the dotted line the mean gap. A skill with fewer than 2 instances
+    gets a line of text instead of a panel.
     """
     skills = report["skills"]
     batch_tokens = report.get("corpus", {}).get("batch_tokens", 1)
     names = list(skills) or ["(no skills)"]
     has_gaps = [bool((skills.get(n, {}).get("gap_histogram") or {}).get("counts")) for n in names]
-    heights = [2.2 if g else 0.7 for g in has_gaps]
-    fig, axes = plt.subplots(
-        len(names),
-        1,
-        figsize=(8, 0.6 + sum(heights)),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
+    panel_in = GAP_ABOVE_IN + GAP_AXES_IN + GAP_BELOW_IN
+    height = (
+        MARGIN_IN["top"]
+        + MARGIN_IN["bottom"]
+        + sum(panel_in if g else NO_GAPS_IN for g in has_gaps)
     )
-    for ax, sid, gapped in zip(axes[:, 0], names, has_gaps, strict=True):
+    fig = Figure(figsize=(FIG_WIDTH_IN, height))
+    left = MARGIN_IN["left"] / FIG_WIDTH_IN
+    width = 1 - (MARGIN_IN["left"] + MARGIN_IN["right"]) / FIG_WIDTH_IN
+    y = height - MARGIN_IN["top"]  # inches from the bottom, moving down
+    legend = []
+    for sid, gapped in zip(names, has_gaps, strict=True):
         s = skills.get(sid, {})
-        hist = s.get("gap_histogram")
         if not gapped:
-            ax.set_title(
-                f"{_label(skills, sid)}: {s.get('instances', 0)} instances", fontsize=10, loc="left"
+            y -= NO_GAPS_IN
+            fig.text(
+                left,
+                (y + 0.08) / height,
+                f"{_label(skills, sid)}: {s.get('instances', 0)} instances (fewer than 2: no gaps)",
+                fontsize=10,
             )
-            ax.text(
-                0.5,
-                0.5,
-                "fewer than 2 instances: no gaps",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
             continue
+        y -= panel_in
+        ax = fig.add_axes((left, (y + GAP_BELOW_IN) / height, width, GAP_AXES_IN / height))
+        hist = s["gap_histogram"]
         median = s["gap_tokens"]["median"]
         zeros = f", {hist['zeros']} at the same position" if hist["zeros"] else ""
-        ax.set_title(
+        # A title at a fixed place: set_title would measure the top axis to clear it.
+        fig.text(
+            left,
+            (y + panel_in - 0.22) / height,
             f"{_label(skills, sid)}: {s['instances']:,} instances, median gap {median:,.0f} tokens "
             f"= {median / batch_tokens:.3g} batches{zeros}",
             fontsize=10,
-            loc="left",
         )
-        edges, counts = hist["edges"], hist["counts"]
-        ax.stairs(counts, edges, fill=True, alpha=0.6)
+        ax.stairs(hist["counts"], hist["edges"], fill=True, alpha=0.6)
         ax.set_xscale("log")
-        ax.axvline(batch_tokens, color="k", ls="--", lw=1, label="one batch")
-        ax.axvline(s["gap_tokens"]["mean"], color="C3", ls=":", lw=1.5, label="mean gap")
+        legend = [
+            ax.axvline(batch_tokens, color="k", ls="--", lw=1, label="one batch"),
+            ax.axvline(s["gap_tokens"]["mean"], color="C3", ls=":", lw=1.5, label="mean gap"),
+        ]
         ax.set_ylabel("gaps")
         top = ax.secondary_xaxis(
             "top", functions=(lambda x: x / batch_tokens, lambda b: b * batch_tokens)
         )
         top.tick_params(labelsize=8)
-        ax.legend(fontsize=8, loc="upper right")
-    axes[-1, 0].set_xlabel(
-        "gap between consecutive instances: tokens (bottom axis), batches (top axis)"
+        top.xaxis.set_minor_locator(NullLocator())  # ticks are most of the drawing time
+    if legend:  # one legend for all panels, top right
+        fig.legend(handles=legend, loc="upper right", fontsize=8, ncols=2, frameon=False)
+    fig.text(
+        0.5,
+        0.12 / height,
+        "gap between consecutive instances: tokens (bottom axis), batches (top axis)",
+        ha="center",
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path

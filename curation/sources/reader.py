@@ -9,6 +9,13 @@ each file whole and in order, and tags every document with `file_path` and
 
 Each rank also keeps a small state file (progress, bad-record count) that
 `run_scan` reads for progress reporting and for the final report.
+
+With a `prefilter` (a scan passes `SkillTagger.may_match`), a document it rules
+out is never built: most documents of a corpus hit no skill, and for those a
+scan only needs their count and UTF-8 length. Each run of such documents is
+passed on as one summary document (empty text, `metadata[SKIPPED]` =
+{"docs", "bytes"}), in its place in the file, which SkillFrequencyStats adds
+to its totals. So a prefiltering reader is for pipelines ending in that step.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from datatrove.data import Document, DocumentsPipeline
@@ -25,6 +33,7 @@ from curation.sources.records import BadRecord, RecordFile, ScanInputError
 
 BadRecordPolicy = Literal["fail", "skip"]
 MAX_BAD_EXAMPLES = 20
+SKIPPED = "skipped"  # metadata key of a summary document: {"docs": n, "bytes": b}
 
 
 class ScanCancelled(RuntimeError):
@@ -37,6 +46,15 @@ def write_json_atomic(path: str, data: Any) -> None:
     with open(tmp, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
+
+
+def skipped_summary(path: str, docs: int, nbytes: int) -> Document:
+    """Stands for `docs` consecutive documents of `path` (`nbytes` UTF-8 bytes) left out."""
+    return Document(
+        text="",
+        id=f"{path}#skipped",
+        metadata={"file_path": path, SKIPPED: {"docs": docs, "bytes": nbytes}},
+    )
 
 
 def rank_state_path(state_dir: str, rank: int) -> str:
@@ -86,6 +104,8 @@ class CorpusReader(PipelineStep):
 
     on_bad_record="fail" raises ScanInputError naming the file and line/row;
     "skip" drops the record and counts it in the rank state file.
+    prefilter: given a text's UTF-8, False if the document cannot matter
+        downstream; such documents only go into summaries (see the module doc).
     """
 
     name = "skillmix corpus"
@@ -101,6 +121,7 @@ class CorpusReader(PipelineStep):
         state_dir: str | None = None,
         cancel_file: str | None = None,
         flush_interval: float = 0.5,
+        prefilter: Callable[[bytes], bool] | None = None,
     ):
         super().__init__()
         if on_bad_record not in ("fail", "skip"):
@@ -110,6 +131,7 @@ class CorpusReader(PipelineStep):
         self.on_bad_record = on_bad_record
         self.state_dir, self.cancel_file = state_dir, cancel_file
         self.flush_interval = flush_interval
+        self.prefilter = prefilter
 
     def run(
         self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1
@@ -117,10 +139,12 @@ class CorpusReader(PipelineStep):
         if data:
             yield from data
         state = _RankState(self.state_dir, rank, self.cancel_file, self.flush_interval)
+        prefilter = self.prefilter
         finished_units = 0
         for path in self.files[rank::world_size]:
             self.stat_update("input_files")
             records = RecordFile(path, self.format, self.text_key, self.id_key)
+            skipped_docs = skipped_bytes = 0  # since the last document passed on
             for record in records:
                 if isinstance(record, BadRecord):
                     if self.on_bad_record == "fail":
@@ -130,6 +154,20 @@ class CorpusReader(PipelineStep):
                     self.stat_update("bad_records")
                     state.bad(path, record)
                     continue
+                state.data["docs"] += 1
+                state.tick(finished_units + records.done)
+                if prefilter is not None:
+                    try:
+                        utf8: bytes | None = record.text.encode()
+                    except UnicodeEncodeError:  # a lone surrogate: the usual path
+                        utf8 = None
+                    if utf8 is not None and not prefilter(utf8):
+                        skipped_docs += 1
+                        skipped_bytes += len(utf8)
+                        continue
+                    if skipped_docs:
+                        yield self._summary(path, skipped_docs, skipped_bytes)
+                        skipped_docs = skipped_bytes = 0
                 doc = Document(
                     text=record.text,
                     id=record.doc_id,
@@ -137,10 +175,14 @@ class CorpusReader(PipelineStep):
                 )
                 self.update_doc_stats(doc)
                 self.stat_update("documents")
-                state.data["docs"] += 1
-                state.tick(finished_units + records.done)
                 yield doc
+            if skipped_docs:
+                yield self._summary(path, skipped_docs, skipped_bytes)
             finished_units += records.done
         state.data["units_done"] = finished_units
         state.data["finished"] = True
         state.flush()
+
+    def _summary(self, path: str, docs: int, nbytes: int) -> Document:
+        self.stat_update("documents_left_out", value=docs)
+        return skipped_summary(path, docs, nbytes)

@@ -28,6 +28,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
+from curation.sources.reader import SKIPPED
+
 PARTIAL_FORMAT = "skillmix.frequency.partial/1"
 UTF8 = "utf-8"
 ENCODE_ERRORS = "surrogatepass"  # a lone surrogate from JSON still has a byte length
@@ -106,6 +108,11 @@ class SkillFrequencyStats(PipelineStep):
         for doc in data or ():
             path = str(doc.metadata.get("file_path", ""))
             file_totals = files.setdefault(path, [0, 0])
+            skipped = doc.metadata.get(SKIPPED)
+            if skipped is not None:  # a summary of documents the reader left out: no skills
+                file_totals[0] += skipped["docs"]
+                file_totals[1] += skipped["bytes"]
+                continue
             self._count(doc, path, file_totals[1], skills)
             file_totals[0] += 1
             file_totals[1] += byte_len(doc.text)

@@ -30,7 +30,9 @@ class SkillTagger(PipelineStep):
 
     name = "🏷 SkillTagger"
     type = "🔢 - TAGGER"
-    _requires_dependencies = [("re2", "google-re2"), ("ahocorasick", "pyahocorasick")]
+    # No `_requires_dependencies`: both are dependencies of this package and imported above,
+    # and datatrove's check reads every installed distribution's metadata (~0.2 s) in the
+    # parent and again in each worker.
 
     def __init__(self, skills: Sequence[SkillSpec | dict[str, Any]], metadata_key: str = "skills"):
         super().__init__()
@@ -50,6 +52,10 @@ class SkillTagger(PipelineStep):
         if self._matcher is None:
             self._matcher = SkillMatcher(self.skills)
         return self._matcher
+
+    def may_match(self, data: bytes) -> bool:
+        """False if the text whose UTF-8 is `data` has no skill: a prefilter for CorpusReader."""
+        return self.matcher.may_match(data)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         matcher = self.matcher

@@ -104,7 +104,8 @@ def test_progress_plots_and_report_file(corpora, tmp_path):
     )
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
-    assert any(m == "scanned 300 / 300 lines" for _, m in calls)
+    mb = f"{sum(os.path.getsize(f) for f in made['jsonl'].files) / 1e6:,.1f}"
+    assert any(m == f"scanned {mb} / {mb} MB, 300 documents" for _, m in calls)
     for name in ("rates.png", "gaps.png"):
         path = report["artifacts"][name]
         with open(path, "rb") as f:

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from curation.skills import matcher as matcher_module
 from curation.skills.instance import match_key
 from curation.skills.matcher import SkillMatcher
 from curation.skills.spec import SkillSpec
@@ -65,13 +66,26 @@ def test_each_detector_kind_finds_exactly_the_planted_instances():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_one_pass_equals_the_slow_reference(seed):
+@pytest.mark.parametrize("rent", [0.0, 1.0, None], ids=["re2", "automaton", "switching"])
+def test_one_pass_equals_the_slow_reference(seed, rent, monkeypatch):
+    if rent is not None:  # keyword sets on safe texts: always RE2, or always the automaton
+        monkeypatch.setattr(matcher_module, "RE2_SECONDS_PER_CHAR", rent)
     rng = random.Random(seed)
     matcher = SkillMatcher(SPECS)
     for _ in range(300):
         text = random_text(rng, risky=rng.random() < 0.5)
         got = {sid: [(m.start, m.end) for m in ms] for sid, ms in matcher.find(text).items()}
         assert got == reference_find(SPECS, text), text
+        if got:  # may_match is the reader's prefilter: it must never rule out a hit
+            assert matcher.may_match(text.encode("utf-8", "surrogatepass")), text
+
+
+def test_may_match_rules_out_texts_without_hits():
+    matcher = SkillMatcher([SPECS[0], SPECS[6]])  # a date regex, keywords
+    assert not matcher.may_match(b"nothing to see here")
+    assert not matcher.may_match("Ünïcödé alone is no hit".encode())  # risky characters only
+    assert matcher.may_match(b"met in New York")
+    assert not SkillMatcher([]).may_match(b"anything")
 
 
 def test_keys_are_of_the_normalised_matched_text():
