@@ -32,8 +32,13 @@ def create_key(session: Session, project_name: str) -> tuple[Project, str]:
     return project, key
 
 
-def project_for_key(session: Session, key: str) -> Project | None:
-    row = session.scalar(
+def api_key_for(session: Session, key: str) -> ApiKey | None:
+    """The live (not revoked) key row for a key given in clear."""
+    return session.scalar(
         select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
     )
+
+
+def project_for_key(session: Session, key: str) -> Project | None:
+    row = api_key_for(session, key)
     return session.get(Project, row.project_id) if row else None

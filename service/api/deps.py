@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 
-from service.api.errors import Problem
-from service.auth import project_for_key
+from service.api.errors import Problem, too_many_requests
+from service.auth import api_key_for
 from service.db import get_sessionmaker
 from service.models import Project
 from service.settings import Settings, get_settings
@@ -28,9 +28,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_current_project(
+    request: Request,
     session: SessionDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Project:
+    """The project of the request's API key, after the key's rate limit."""
     if not authorization:
         raise Problem(
             401,
@@ -47,10 +49,30 @@ def get_current_project(
             "Malformed Authorization header",
             "Expected 'Authorization: Bearer <key>'.",
         )
-    project = project_for_key(session, key.strip())
-    if project is None:
+    api_key = api_key_for(session, key.strip())
+    project = session.get(Project, api_key.project_id) if api_key else None
+    if api_key is None or project is None:
         raise Problem(401, "unauthorized", "Invalid API key", "The key is unknown or revoked.")
+    check_rate(request, api_key.id)
     return project
+
+
+def check_rate(request: Request, key_id: str) -> None:
+    """429 when this API key is over SKILLMIX_RATE_LIMIT_PER_MINUTE (the app's limiter)."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    decision = limiter.hit(key_id)
+    if not decision.allowed:
+        per_minute = limiter.rate.per_minute
+        raise too_many_requests(
+            "rate-limited",
+            "Rate limit exceeded",
+            f"This API key is over its limit of {per_minute} requests a minute "
+            "(SKILLMIX_RATE_LIMIT_PER_MINUTE); retry after Retry-After seconds.",
+            decision.retry_after,
+            limit_per_minute=per_minute,
+        )
 
 
 CurrentProject = Annotated[Project, Depends(get_current_project)]
