@@ -9,13 +9,19 @@ backend, records job state, so results are ignored.
 from __future__ import annotations
 
 import logging
+import warnings
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import Celery
+from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import celeryd_after_setup
 from kombu import Queue
 
 from service.kinds import QUEUES
+from service.models import utcnow
 from service.settings import Settings, get_settings
 
 TASK_NAME = "skillmix.run_job"
@@ -38,7 +44,14 @@ def broker_options(settings: Settings) -> dict[str, Any]:
         }
     # A message a dead worker took is redelivered after this long; running tasks keep
     # their own lease in the database, so a redelivered copy of a live task does no work.
-    return {"visibility_timeout": settings.visibility_timeout_seconds}
+    # kombu looks for such messages every `interval * throttle` seconds (100 by default):
+    # look as often as the timeout asks for, every 1 to 10 seconds.
+    timeout = settings.visibility_timeout_seconds
+    return {
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": min(max(timeout / 2, 1.0), 10.0),
+        "unacked_restore_throttle": 1,
+    }
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -57,9 +70,22 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Celery's default for 6.0 terminates running tasks when the broker connection
+        # drops, since their messages will be delivered again. Here the database lease
+        # already keeps a redelivered copy from running beside the live task, so a broker
+        # restart must not throw away the work under way (tests/reliability).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app
+
+
+@celeryd_after_setup.connect(weak=False, dispatch_uid="skillmix-keep-tasks-on-connection-loss")
+def _keep_tasks_quietly(**_: object) -> None:
+    # Celery warns at every connection loss that it will cancel tasks by default one day;
+    # we chose not to (above). After the worker's logging setup, which shows every warning.
+    warnings.filterwarnings(
+        "ignore", r"\s*In Celery 5\.1 we introduced", CPendingDeprecationWarning
+    )
 
 
 @lru_cache
@@ -68,7 +94,33 @@ def get_celery() -> Celery:
 
 
 def enqueue(job_id: str, queue: str) -> None:
+    broker_epoch()
     get_celery().send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue)
+
+
+EPOCH_KEY = "skillmix:broker-epoch"
+
+
+@lru_cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+
+
+def broker_epoch(settings: Settings | None = None) -> datetime | None:
+    """Since when the broker has held its messages (None: not a Redis broker).
+
+    The first sender into an empty Redis writes the time into a marker key. A Redis that
+    restarted without its data, or was flushed, lost the marker with the messages; the
+    next send or sweep writes a new one, and every message sent before that time may be
+    gone: the sweeper sends those jobs again from the database.
+    """
+    url = (settings or get_settings()).broker_url
+    if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = _redis(url)
+    client.set(EPOCH_KEY, utcnow().isoformat(), nx=True)
+    marker = client.get(EPOCH_KEY)
+    return datetime.fromisoformat(marker.decode()) if isinstance(marker, bytes) else None
 
 
 def __getattr__(name: str) -> Celery:

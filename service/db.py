@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -56,6 +57,18 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def _fresh_pool_after_fork() -> None:
+    """A forked child (a Celery prefork pool process replacing one that died, a datatrove
+    or multiprocessing fork) must not use the connections its parent has open: two
+    processes on one socket corrupt both sides' queries. SQLAlchemy's recipe: the child
+    starts an empty pool and leaves the parent's connections alone."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_fresh_pool_after_fork)
 
 
 def reset_engine_cache() -> None:

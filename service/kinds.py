@@ -7,11 +7,15 @@ library functions (`curation`, `training`), passing `ctx.progress` as their call
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from service.settings import get_settings
 
 CURATION = "curation"
 TRAINING = "training"
@@ -53,13 +57,21 @@ def register(name: str, queue: str, description: str) -> Callable[[Handler], Han
 
 @register("sleep", CURATION, "Diagnostic job: sleeps in steps, reporting progress.")
 def run_sleep(ctx: JobContext) -> dict[str, Any]:
-    """Exercise the whole job path (queue, lease, progress, artifacts) with no real work."""
+    """Exercise the whole job path (queue, lease, progress, artifacts) with no real work.
+
+    Each execution appends its start, steps and end to `executions.jsonl` in the job's work
+    directory: how many times, by which process and when the work really ran (a claimed
+    attempt; a redelivered message that finds the job held runs nothing)."""
     seconds = float(ctx.params.get("seconds", 0.0))
     steps = max(int(ctx.params.get("steps", 1)), 1)
     fail = ctx.params.get("fail")
+    record = _execution_recorder(ctx.job_id)
+    record("start")
     for step in range(steps):
         time.sleep(seconds / steps)
+        record("step", step=step + 1)
         ctx.progress((step + 1) / steps, f"step {step + 1}/{steps}")
+    record("end")
     if fail:
         raise RuntimeError(str(fail))
     result = {"slept_seconds": seconds, "steps": steps}
@@ -67,6 +79,19 @@ def run_sleep(ctx: JobContext) -> dict[str, Any]:
     path.write_text(json.dumps(result, indent=2))
     ctx.add_artifact("result.json", path, "application/json")
     return result
+
+
+def _execution_recorder(job_id: str) -> Callable[..., None]:
+    folder = get_settings().work_dir / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path, run = folder / "executions.jsonl", secrets.token_hex(6)
+
+    def record(event: str, **extra: Any) -> None:
+        line = {"run": run, "pid": os.getpid(), "event": event, "t": time.time(), **extra}
+        with open(path, "a") as fh:  # one short append per line: lines never interleave
+            fh.write(json.dumps(line) + "\n")
+
+    return record
 
 
 # The real job kinds register themselves on import (after the registry exists).

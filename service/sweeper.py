@@ -1,7 +1,8 @@
 """Finds jobs the database says are active but that no live worker holds, and sends them
 again (or fails them when their attempts are used up), and forgets expired idempotency
 keys. Runs in every worker process, so a lost message, a dead worker or a broker restart
-never strands a job."""
+never strands a job: a broker that lost its data is noticed at the next sweep (see
+`celery_app.broker_epoch`) and its jobs are sent again at once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 
 from service import jobs
-from service.celery_app import enqueue
+from service.celery_app import broker_epoch, enqueue
 from service.db import session_scope
 from service.models import IdempotencyRecord, utcnow
 from service.settings import Settings
@@ -21,10 +22,17 @@ log = logging.getLogger("skillmix.sweeper")
 
 
 def sweep_once(settings: Settings) -> dict[str, int]:
+    try:
+        lost_before = broker_epoch(settings)
+    except Exception as exc:  # the broker is down: the resends below will say so too
+        log.warning("could not read the broker's epoch marker: %s", exc)
+        lost_before = None
     with session_scope() as session:
         cutoff = utcnow() - timedelta(seconds=settings.idempotency_ttl_seconds)
         session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
-        resend, to_fail = jobs.stranded_jobs(session, settings.requeue_queued_after_seconds)
+        resend, to_fail = jobs.stranded_jobs(
+            session, settings.requeue_queued_after_seconds, messages_lost_before=lost_before
+        )
         failed = sum(jobs.fail_exhausted(session, job.id) for job in to_fail)
         targets = [(job.id, job.queue) for job in resend]
     sent = 0

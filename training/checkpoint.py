@@ -13,6 +13,7 @@ a reuse against a different run fails loudly instead of mixing the two.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ def save_atomic(obj: Any, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    remove_temporaries(path)
 
 
 def write_json_atomic(obj: Any, path: Path) -> None:
@@ -49,6 +51,20 @@ def write_json_atomic(obj: Any, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    remove_temporaries(path)
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporary files of `path` that writers killed inside a save left behind
+    (each as large as a checkpoint): once `path` is written, they are of no use."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Delete a checkpoint that is no longer needed, and its temporary files."""
+    path.unlink(missing_ok=True)
+    remove_temporaries(path)
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

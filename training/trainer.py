@@ -290,5 +290,5 @@ class _Run:
         weights = {"model": self.model.state_dict(), "model_config": asdict(self.model_config)}
         checkpoint.save_atomic(weights, self.out / WEIGHTS)
         checkpoint.write_json_atomic(asdict(result), self.out / RESULT)
-        self.path.unlink(missing_ok=True)
+        checkpoint.discard(self.path)
         return result

@@ -43,6 +43,7 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
             allowed_roots=[str(r) for r in settings.effective_allowed_roots],
             allowed_protocols=set(settings.allowed_protocols),
             progress=ctx.progress,
+            shard_batches=settings.mixture_shard_batches,
         )
     except AuditFailed as exc:
         _publish(ctx, exc.audit, out_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,7 +41,8 @@ def wait_final(client: httpx.Client, job_id: str, timeout: float = 60) -> dict:
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its pool children, as an OOM kill or a lost node would."""
-    os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 

@@ -99,6 +99,30 @@ def test_cancel_stops_a_running_job(sqlite_db: str) -> None:
     assert load(job_id).state == "cancelled"
 
 
+def test_jobs_whose_messages_were_lost_are_sent_again(sqlite_db: str) -> None:
+    """A queued job's message, or the one sent again for an expired lease, may be lost
+    (a broker without its data): sent again when it is old, or at once when the broker
+    says it lost everything sent before some time."""
+    from service.models import utcnow
+
+    queued, expired = make_job(), make_job()
+    with session_scope() as s:
+        jobs.mark_enqueued(s, queued)
+        assert jobs.claim(s, expired, "dead-worker", 60)
+    expire_lease(expired)
+    with session_scope() as s:
+        jobs.mark_enqueued(s, expired)  # the sweeper sent it again after the lease ran out
+
+    def resend(**kwargs: object) -> set[str]:
+        with session_scope() as s:
+            return {job.id for job in jobs.stranded_jobs(s, **kwargs)[0]}  # type: ignore[arg-type]
+
+    assert resend(requeue_queued_after=600) == set()
+    assert resend(requeue_queued_after=600, messages_lost_before=utcnow()) == {queued, expired}
+    time.sleep(0.01)
+    assert resend(requeue_queued_after=0.001) == {queued, expired}
+
+
 def test_sweeper_resends_expired_jobs_and_fails_exhausted_ones(
     sqlite_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,12 +61,14 @@ def test_sigkilled_worker_job_runs_again_and_succeeds(
 ) -> None:
     job_id = submit(prod_client, 6, 12)
     first = worker(tmp_path / "w1.log")
-    wait_for(
-        lambda: prod_client.get(f"/v1/jobs/{job_id}").json()["progress"]["fraction"] > 0,
-        60,
-        "the job to make progress",
-    )
-    kill(first)
+    try:  # never leave a worker behind: it would take other test sessions' messages
+        wait_for(
+            lambda: prod_client.get(f"/v1/jobs/{job_id}").json()["progress"]["fraction"] > 0,
+            60,
+            "the job to make progress",
+        )
+    finally:
+        kill(first)
     second = worker(tmp_path / "w2.log")
     try:
         job = wait_final(prod_client, job_id, timeout=90)
@@ -84,15 +86,17 @@ def test_a_job_that_keeps_losing_its_worker_fails_at_the_cap(
     job_id = submit(prod_client, 30, 60)
     for attempt in (1, 2):
         w = worker(tmp_path / f"w{attempt}.log")
-        wait_for(
-            lambda a=attempt: (
-                prod_client.get(f"/v1/jobs/{job_id}").json()["attempts"] == a
-                and prod_client.get(f"/v1/jobs/{job_id}").json()["progress"]["fraction"] > 0
-            ),
-            60,
-            f"attempt {attempt} to run",
-        )
-        kill(w)
+        try:
+            wait_for(
+                lambda a=attempt: (
+                    prod_client.get(f"/v1/jobs/{job_id}").json()["attempts"] == a
+                    and prod_client.get(f"/v1/jobs/{job_id}").json()["progress"]["fraction"] > 0
+                ),
+                60,
+                f"attempt {attempt} to run",
+            )
+        finally:
+            kill(w)
     last = worker(tmp_path / "w3.log")
     try:
         job = wait_final(prod_client, job_id, timeout=60)
