@@ -33,6 +33,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

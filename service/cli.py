@@ -54,10 +54,23 @@ def serve(
     import uvicorn
 
     from service import embedded as emb
-    from service import migrate
+    from service import logs, migrate
 
+    def run_api() -> None:
+        settings = get_settings()
+        if folder := settings.prometheus_multiproc_dir:
+            # The workers' request metrics (service/metrics.py): prometheus_client wants the
+            # folder emptied before the processes that write it start.
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.db"):
+                stale.unlink()
+        # uvicorn applies the logging config in each of its worker processes.
+        config = logs.logging_config(settings)
+        uvicorn.run("service.api.app:app", host=host, port=port, workers=workers, log_config=config)
+
+    logs.setup_logging(get_settings())
     if not embedded:
-        uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
+        run_api()
         return
     emb.use_embedded(data_dir or get_settings().data_dir)
     settings = get_settings()
@@ -68,7 +81,7 @@ def serve(
         f"and training queues (logs: worker-*.log), API on http://{host}:{port}"
     )
     try:
-        uvicorn.run("service.api.app:app", host=host, port=port, workers=workers)
+        run_api()
     finally:
         for proc in procs:
             emb.stop_process(proc)
@@ -82,7 +95,9 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")
     ] = None,
-    loglevel: str = "info",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default: SKILLMIX_LOG_LEVEL).")
+    ] = None,
     pool: Annotated[
         str | None,
         typer.Option(
@@ -92,16 +107,29 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
-    from celery.signals import worker_ready
+    from celery.signals import setup_logging, worker_ready
+    from celery.utils.log import LoggingProxy
 
+    from service import logs
     from service.celery_app import get_celery
     from service.kinds import QUEUES
     from service.sweeper import start_sweeper
 
     settings = get_settings()
+    if loglevel:
+        settings = settings.model_copy(update={"log_level": loglevel.upper()})
     unknown = set(queues.split(",")) - set(QUEUES)
     if unknown:
         raise typer.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {QUEUES}")
+    logs.setup_logging(settings)
+
+    @setup_logging.connect(weak=False)
+    def _keep_our_logging(**_: object) -> None:
+        # With a receiver Celery adds no handler or format of its own, in this process and
+        # in its pool processes (which inherit ours). Output that libraries print still
+        # becomes log lines (with the job's context), as Celery's own redirect would do.
+        if not isinstance(sys.stdout, LoggingProxy):
+            get_celery().log.redirect_stdouts("WARNING")
 
     @worker_ready.connect(weak=False)
     def _sweep(**_: object) -> None:
@@ -109,22 +137,34 @@ def worker(
 
     if pool is None:
         pool = "solo" if queues == "training" else "prefork"
+    name = f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    # Celery's banner is free text on stdout: a JSON log has a line of its own instead.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     argv = [
+        *quiet,
         "worker",
         "--pool",
         pool,
         "-Q",
         queues,
         "--loglevel",
-        loglevel,
+        settings.log_level,
         "--concurrency",
         str(concurrency or settings.worker_concurrency),
         "-n",
-        f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",
+        name,
     ]
     if settings.embedded_broker:
         # The filesystem transport has no broadcast heartbeat worth having.
         argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    if quiet:
+        logging.getLogger("skillmix.worker").info(
+            "worker %s: queues %s, pool %s, concurrency %s",
+            name,
+            queues,
+            pool,
+            concurrency or settings.worker_concurrency,
+        )
     get_celery().worker_main(argv)
 
 

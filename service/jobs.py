@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Job, JobState, utcnow
+from service.models import Job, JobState, Project, utcnow
 
 ACTIVE = (JobState.queued.value, JobState.running.value)
 
@@ -39,6 +39,32 @@ def create_job(
     session.add(job)
     session.flush()
     return job
+
+
+def count_active_locked(session: Session, project_id: str) -> int:
+    """The project's queued and running jobs, counted under a lock on the project that
+    lasts until the transaction ends, so that two transactions that each count and then
+    add a job take turns: the second counts the first one's job.
+
+    PostgreSQL: a row lock, FOR NO KEY UPDATE (rows that reference the project can still
+    be inserted meanwhile). SQLite has no row locks: a write that changes nothing takes the
+    database's write lock instead.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Project)
+            .where(Project.id == project_id)
+            .values(name=Project.name)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            select(Project.id).where(Project.id == project_id).with_for_update(key_share=True)
+        )
+    count = session.scalar(
+        select(func.count(Job.id)).where(Job.project_id == project_id, Job.state.in_(ACTIVE))
+    )
+    return int(count or 0)
 
 
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
@@ -210,13 +236,21 @@ def mark_enqueued(session: Session, job_id: str, when: datetime | None = None) -
     session.commit()
 
 
-def stranded_jobs(session: Session, requeue_queued_after: float) -> tuple[list[Job], list[Job]]:
+def stranded_jobs(
+    session: Session, requeue_queued_after: float, messages_lost_before: datetime | None = None
+) -> tuple[list[Job], list[Job]]:
     """(jobs to send again, jobs to fail): expired leases, and queued jobs nobody took.
 
-    A job whose lease expired is sent again once (not on every sweep): only when it was
-    last enqueued before its lease ran out.
+    A job whose lease expired is sent again once (not on every sweep): when it was last
+    enqueued before its lease ran out. Should that message be lost as well (or taken by a
+    worker that died before claiming it), the job is sent again once its last message is
+    `requeue_queued_after` seconds old, like a queued job nobody took. Every message sent
+    before `messages_lost_before` (the broker lost its data then) counts as lost at once.
     """
     now = utcnow()
+    stale_before = now - timedelta(seconds=requeue_queued_after)
+    if messages_lost_before is not None:
+        stale_before = max(stale_before, messages_lost_before)
     expired = session.scalars(
         select(Job).where(Job.state == JobState.running.value, Job.lease_expires_at < now)
     ).all()
@@ -229,9 +263,9 @@ def stranded_jobs(session: Session, requeue_queued_after: float) -> tuple[list[J
             j.enqueued_at is None
             or j.lease_expires_at is None
             or j.enqueued_at < j.lease_expires_at
+            or j.enqueued_at < stale_before
         )
     ]
-    stale_before = now - timedelta(seconds=requeue_queued_after)
     resend += session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,

@@ -3,18 +3,19 @@ record the outcome. The Celery task is a one-line call into `execute`."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import shutil
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from service import jobs
 from service.db import session_scope
-from service.kinds import KINDS
+from service.kinds import KINDS, JobKind
+from service.logs import log_context
 from service.models import Job, JobState
 from service.settings import Settings, get_settings
 
@@ -98,26 +99,44 @@ def execute(job_id: str, settings: Settings | None = None) -> str:
         session.refresh(job)
         kind = KINDS.get(job.kind)
         ctx = RunContext(job, owner, settings)
-    log.info("job %s attempt %s: %s", job_id, job.attempts, job.kind)
+        kind_name, attempt = job.kind, job.attempts
+    # Every log line written while the job runs (by any library, in this thread) names it.
+    with log_context(job_id=job_id, job_kind=kind_name, job_attempt=attempt):
+        log.info("job %s attempt %s: %s", job_id, attempt, kind_name)
+        started = time.monotonic()
+        outcome = _run(ctx, kind, kind_name)
+        log.info("job %s: %s after %.1fs", job_id, outcome, time.monotonic() - started)
+    return outcome
 
+
+def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     stop = threading.Event()
-    beat = threading.Thread(target=_keep_lease, args=(ctx, stop), daemon=True)
+    # The lease thread logs under the job's context too.
+    beat = threading.Thread(
+        target=contextvars.copy_context().run, args=(_keep_lease, ctx, stop), daemon=True
+    )
     beat.start()
     try:
         if kind is None:
-            raise ValueError(f"unknown job kind {job.kind!r}")
+            raise ValueError(f"unknown job kind {kind_name!r}")
         result = kind.handler(ctx)
         state, error = JobState.succeeded, None
     except JobInterrupted:
         return "interrupted"
     except Exception as exc:
-        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        log.exception("job %s failed", ctx.job_id)
         result, state, error = None, JobState.failed, f"{type(exc).__name__}: {exc}"
     finally:
         stop.set()
         beat.join()
     with session_scope() as session:
         done = jobs.finish(
-            session, job_id, owner, state=state, result=result, error=error, artifacts=ctx.artifacts
+            session,
+            ctx.job_id,
+            ctx.owner,
+            state=state,
+            result=result,
+            error=error,
+            artifacts=ctx.artifacts,
         )
     return state.value if done else "interrupted"

@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.mixture.models import SkillDose
 from service.models import Job
 
+MAX_INT32 = 2**31 - 1  # the largest value an INTEGER column holds
+
+
+def refuse_nul(value: Any) -> Any:
+    """`value`, or ValueError when a string in it (a key or a value, at any depth) holds a
+    NUL character: PostgreSQL text cannot store one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            refuse_nul(item)
+    return value
+
 
 class StrictModel(BaseModel):
+    """A request body: unknown fields refused, and no NUL characters anywhere (unless
+    `nul_allowed`: text that is only matched, never stored)."""
+
     model_config = ConfigDict(extra="forbid")
+    nul_allowed: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return data if cls.nul_allowed else refuse_nul(data)
 
 
 class Progress(BaseModel):
@@ -131,7 +158,7 @@ class SkillsPublic(BaseModel):
 class SkillUpdate(StrictModel):
     """Fields to change; the result is a new version. Omitted fields keep their value."""
 
-    name: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = None
     detector: dict[str, Any] | None = None
     generator: dict[str, Any] | None = None
@@ -139,11 +166,15 @@ class SkillUpdate(StrictModel):
 
 
 class PreviewRequest(StrictModel):
+    nul_allowed: ClassVar[bool] = True  # the text is only matched
+
     text: str = Field(default="", description="Text to run the skill's detector on.")
     samples: int = Field(default=5, ge=0, le=100, description="Train-split instances.")
     probe_samples: int = Field(default=5, ge=0, le=100, description="Held-out instances.")
     seed: int = 0
-    version: int | None = Field(default=None, ge=1, description="Default: the latest.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_INT32, description="Default: the latest."
+    )
 
 
 class InstancePublic(BaseModel):
@@ -238,7 +269,7 @@ class ScanCreate(StrictModel):
     batch_tokens: int = Field(
         default=262_144,
         ge=1,
-        le=2**40,
+        le=MAX_INT32,  # stored in an INTEGER column
         description="Tokens per training batch, for `per_batch` and gaps in batches.",
     )
     on_bad_record: Literal["fail", "skip"] = Field(
@@ -358,7 +389,10 @@ class VerificationCreate(StrictModel):
         }
     )
 
-    arms: dict[str, str] = Field(
+    arms: dict[
+        Annotated[str, Field(min_length=1, max_length=100)],  # VARCHAR(100) per run
+        Annotated[str, Field(min_length=1, max_length=64)],
+    ] = Field(
         min_length=1,
         max_length=8,
         description='Arm name -> mixture id. `"baseline": "auto"` builds the corpus at its '
@@ -372,7 +406,9 @@ class VerificationCreate(StrictModel):
         description="Model sizes from the ladder (GET the docs of "
         "training.model) e.g. nano, micro, tiny, small, base.",
     )
-    seeds: list[int] = Field(default=[0, 1, 2, 3, 4], min_length=1, max_length=200)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_INT32)]] = Field(  # an INTEGER column
+        default=[0, 1, 2, 3, 4], min_length=1, max_length=200
+    )
     token_budget: int | None = Field(
         default=None,
         ge=1,
@@ -448,12 +484,22 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict with the current state",
         413: "Request body too large",
         422: "Invalid request",
+        429: "Rate limit exceeded, or the project's cap on active jobs reached",
+    }
+    headers = {
+        429: {
+            "Retry-After": {
+                "description": "Whole seconds to wait before retrying.",
+                "schema": {"type": "integer"},
+            }
+        }
     }
     return {
         status: {
             "model": ProblemDetails,
             "description": described[status],
             "content": {"application/problem+json": {}},
+            **({"headers": headers[status]} if status in headers else {}),
         }
         for status in statuses
     }

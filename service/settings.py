@@ -25,15 +25,28 @@ class Settings(BaseSettings):
         description="Celery broker URL (redis://...); default: kombu's filesystem transport "
         "under data_dir, which needs no server.",
     )
-    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+    allowed_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated roots that corpora and outputs may live under.",
+        description="Comma-separated roots that corpora and outputs may live under: local "
+        "folders, or fsspec URLs (memory://bucket, s3://bucket/prefix) for the protocols in "
+        "allowed_protocols.",
     )
     allowed_protocols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["file"],
         description="Comma-separated fsspec protocols a corpus URI may use.",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Logs of `skillmix serve` and `skillmix worker` (service/logs.py).
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per line, for log collectors."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # prometheus_client's own variable (read by the library at import): where API worker
+    # processes keep their request metrics so that /metrics can add them up.
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
 
     # Scans: datatrove tasks (ranks) and worker processes per scan job.
     scan_tasks: int = Field(default=2, ge=1)
@@ -43,6 +56,9 @@ class Settings(BaseSettings):
     # {"partition": "cpu", "time": "04:00:00", "cpus_per_task": 4}.
     scan_executor: Literal["local", "slurm", "ray"] = "local"
     scan_executor_options: dict[str, Any] = Field(default_factory=dict)
+    # Mixtures: batches per output shard (default: about 2**27 tokens). A killed build
+    # resumes from its last whole shard, so smaller shards lose less work.
+    mixture_shard_batches: int | None = Field(default=None, ge=1)
 
     # Job execution: a lease that a running task renews; a job whose lease has run out
     # is taken to have lost its worker and is run again, up to max_attempts times.
@@ -66,6 +82,32 @@ class Settings(BaseSettings):
     # API limits.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_page_size: int = Field(default=200, ge=1)
+    rate_limit_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        description="Requests per minute each API key may make, sustained (0: no limit); "
+        "more answer 429 with Retry-After. The default (100/s a key) leaves room for a load "
+        "test of a few hundred requests a second across a few keys and still stops a "
+        "runaway loop. Counted in Redis when the broker is redis://, so every API process "
+        "shares the count; in the process otherwise.",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests a key may make at once, on top of nothing used recently; "
+        "default: a tenth of rate_limit_per_minute (six seconds' worth).",
+    )
+    max_active_jobs_per_project: int = Field(
+        default=16,
+        ge=0,
+        description="Queued plus running jobs a project may have at once (0: no cap); a "
+        "create that would start one more answers 429 with Retry-After.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("allowed_roots", "allowed_protocols", mode="before")
     @classmethod
@@ -83,6 +125,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_data_dir / 'skillmix.db'}"
+
+    @property
+    def effective_rate_limit_burst(self) -> int:
+        if self.rate_limit_burst is not None:
+            return self.rate_limit_burst
+        return max(1, self.rate_limit_per_minute // 10)
 
     @property
     def embedded_broker(self) -> bool:
@@ -106,9 +154,12 @@ class Settings(BaseSettings):
         return self.resolved_data_dir / "artifacts"
 
     @property
-    def effective_allowed_roots(self) -> list[Path]:
-        """Allowed roots, resolved; the data directory is always one of them."""
-        roots = [Path(r).expanduser().resolve() for r in self.allowed_roots]
+    def effective_allowed_roots(self) -> list[Path | str]:
+        """Allowed roots, local ones resolved, URL ones as given (a Path would turn
+        memory://x into memory:/x); the data directory is always one of them."""
+        roots: list[Path | str] = [
+            r if "://" in r else Path(r).expanduser().resolve() for r in self.allowed_roots
+        ]
         data = self.resolved_data_dir
         return roots if data in roots else [*roots, data]
 

@@ -37,7 +37,13 @@ class Target(BaseModel):
     Targets count placed instances; the corpus' own (natural) instances come on top.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # "Exactly one" in the JSON schema too, so that clients (and schema-driven tools) see it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": [name]} for name in ("per_batch", "fraction", "every")]
+        },
+    )
 
     per_batch: float | None = Field(None, gt=0, description="Instances per batch.")
     fraction: float | None = Field(

@@ -98,7 +98,7 @@ class SkillDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=100)  # the service stores it in VARCHAR(100)
     description: str = Field(default="", max_length=10_000)
     detector: Detector
     generator: GeneratorSpec | None = None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import metrics, ratelimit
 from service.api import errors
 from service.api.routes import (
     corpora,
@@ -19,6 +20,7 @@ from service.api.routes import (
     skills,
     verifications,
 )
+from service.logs import log_context
 from service.schemas import problem_responses
 from service.settings import Settings, get_settings
 
@@ -72,7 +74,8 @@ class BodySizeLimit:
 
 
 class RequestId:
-    """Echo the caller's X-Request-ID, or make one, on every response (and in error logs)."""
+    """Echo the caller's X-Request-ID, or make one, on every response and every log line
+    written while the request is handled."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -90,18 +93,45 @@ class RequestId:
                 message.setdefault("headers", []).append((b"x-request-id", request_id))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with log_context(request_id=scope["state"]["request_id"]):
+            await self.app(scope, receive, send_with_id)
+
+
+def refuse_nul_in_url(request: Request) -> None:
+    """422 for a NUL character in a path or query parameter: PostgreSQL text cannot hold
+    one, so no id or cursor can contain it, and the query would fail with a 500."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if "\x00" in str(value):
+            msg = "text must not contain NUL (\\u0000) characters"
+            raise errors.Problem(
+                422,
+                "validation-error",
+                "Invalid request",
+                f"{where}.{name}: {msg}",
+                errors=[{"loc": [where, name], "msg": msg, "type": "value_error"}],
+            )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
     errors.install(app)
+    # Per API key, checked in the authenticating dependency (so /healthz, /readyz and
+    # /metrics are never limited); shared through Redis when the broker is Redis.
+    app.state.rate_limiter = ratelimit.from_settings(settings)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for module in (jobs, skills, corpora, scans, mixtures, verifications):
-        app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422))
+        app.include_router(
+            module.router,
+            dependencies=[Depends(refuse_nul_in_url)],
+            responses=problem_responses(400, 401, 404, 409, 413, 422, 429),
+        )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
+    app.add_middleware(metrics.RequestMetrics)
     return app
 
 

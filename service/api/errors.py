@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.logs import log_context
 
 log = logging.getLogger("skillmix.api")
 
@@ -39,7 +42,16 @@ def problem_type(slug: str) -> str:
 class Problem(Exception):
     """Raise from a handler to answer with a problem document."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str = "", **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.slug, self.title, self.detail, self.extra = (
             status,
@@ -49,7 +61,7 @@ class Problem(Exception):
             extra,
         )
         # A 409 that retrying cannot fix says so, for clients that retry conflicts.
-        self.headers = {"X-Should-Retry": "false"} if status == 409 else None
+        self.headers = headers or ({"X-Should-Retry": "false"} if status == 409 else None)
 
 
 def not_found(what: str, ident: str) -> Problem:
@@ -58,6 +70,22 @@ def not_found(what: str, ident: str) -> Problem:
         "not-found",
         f"{what} not found",
         f"No {what.lower()} with id {ident!r} in this project.",
+    )
+
+
+def too_many_requests(
+    slug: str, title: str, detail: str, retry_after: float, **extra: Any
+) -> Problem:
+    """A 429 whose `Retry-After` (and `retry_after` member) is whole seconds, at least 1."""
+    seconds = max(1, math.ceil(retry_after))
+    return Problem(
+        429,
+        slug,
+        title,
+        detail,
+        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
+        **extra,
     )
 
 
@@ -137,7 +165,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Starlette runs this outside the app's middleware, so outside RequestId's log context.
+        with log_context(request_id=getattr(request.state, "request_id", None)):
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
             500,
             "internal-error",

@@ -4,29 +4,31 @@ on, train every (arm, size, seed) with `training.verify`, record each run as it 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.db import session_scope
 from service.handlers.scan import load_specs
 from service.kinds import TRAINING, JobContext, register
 from service.models import Job, JobState, Mixture, Verification, VerificationRun
 from service.settings import get_settings
-from training.data import Mixture as OpenMixture
-from training.data import open_mixture
-from training.trainer import TrainConfig
-from training.verify import run_verification
+
+if TYPE_CHECKING:
+    from training.data import Mixture as OpenMixture
 
 HELDOUT_TOKENS = 65_536
 """General held-out loss is measured on this much of the baseline arm's tail, which no run
 trains on (the token budget stops before it; placed instances push that text out of the
 treatment arms altogether)."""
 WAIT_POLL_SECONDS = 2.0
+SYNC_SECONDS = 5.0
+"""How often a running verification records finished runs and each run's throughput."""
 
 
 def wait_for_mixtures(ctx: JobContext, arms: dict[str, str]) -> dict[str, str | Path]:
@@ -78,10 +80,90 @@ def record_runs(verification_id: str, workdir: Path) -> None:
                 run.summary = {
                     k: result.get(k) for k in ("steps", "tokens", "seconds", "final", "resumes")
                 }
+                if result.get("tokens") and result.get("seconds"):
+                    # Over the run's whole training time, evaluations included.
+                    run.summary["tokens_per_second"] = round(result["tokens"] / result["seconds"])
+
+
+class Throughput:
+    """Each run's recent training throughput, read from the progress messages the trainer
+    sends up (`<arm>/<size>/seed <n>: step <i>/<steps>`, as training.pool.label writes them)
+    and recorded on its row while it trains: state `running`, summary `step`, `steps`,
+    `tokens` and `tokens_per_second` (over the steps since the previous record)."""
+
+    STEP = re.compile(r"step (\d+)/(\d+)")
+
+    def __init__(self, verification_id: str, batch_tokens: int) -> None:
+        self.verification_id, self.batch_tokens = verification_id, batch_tokens
+        with session_scope() as session:
+            runs = session.execute(
+                select(VerificationRun.arm, VerificationRun.size, VerificationRun.seed).where(
+                    VerificationRun.verification_id == verification_id
+                )
+            ).all()
+        self.prefixes = {
+            f"{arm}/{size}/seed {seed}: ": (arm, size, seed) for arm, size, seed in runs
+        }
+        self.latest: dict[tuple[str, str, int], tuple[float, int, int]] = {}
+        self.recorded: dict[tuple[str, str, int], tuple[float, int]] = {}
+
+    def observe(self, message: str) -> None:
+        for prefix, run in self.prefixes.items():
+            if message.startswith(prefix):
+                step = self.STEP.fullmatch(message[len(prefix) :])
+                if step:
+                    self.latest[run] = (time.monotonic(), int(step[1]), int(step[2]))
+                return
+
+    def record(self) -> None:
+        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for run, (at, step, steps) in self.latest.items():
+            before = self.recorded.get(run)
+            if before is not None and (step <= before[1] or at <= before[0]):
+                continue  # nothing new since the last record
+            summary = {"step": step, "steps": steps, "tokens": step * self.batch_tokens}
+            if before is not None:
+                rate = (step - before[1]) * self.batch_tokens / (at - before[0])
+                summary["tokens_per_second"] = round(rate)
+            rows[run] = summary
+            self.recorded[run] = (at, step)
+        if not rows:
+            return
+        with session_scope() as session:
+            for (arm, size, seed), summary in rows.items():
+                session.execute(
+                    update(VerificationRun)
+                    .where(
+                        VerificationRun.verification_id == self.verification_id,
+                        VerificationRun.arm == arm,
+                        VerificationRun.size == size,
+                        VerificationRun.seed == seed,
+                        VerificationRun.state != "done",
+                    )
+                    .values(state="running", summary=summary)
+                )
+
+    def stop(self) -> None:
+        """Runs this attempt left unfinished are pending again."""
+        with session_scope() as session:
+            session.execute(
+                update(VerificationRun)
+                .where(
+                    VerificationRun.verification_id == self.verification_id,
+                    VerificationRun.state == "running",
+                )
+                .values(state="pending", summary=None)
+            )
 
 
 @register("verification", TRAINING, "Train small models on mixtures and judge retention.")
 def run_verification_job(ctx: JobContext) -> dict[str, Any]:
+    # Imported here, not at module level: the API imports every handler to know the job
+    # kinds, and should not pay for torch on startup.
+    from training.data import open_mixture
+    from training.trainer import TrainConfig
+    from training.verify import run_verification
+
     settings = get_settings()
     with session_scope() as session:
         ver = session.get(Verification, ctx.params["verification_id"])
@@ -102,29 +184,35 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         )
     workdir = settings.work_dir / ctx.job_id
     last_sync = [0.0]
+    throughput = Throughput(ver_id, reference.batch_tokens)
 
     def progress(fraction: float, message: str) -> None:
+        throughput.observe(message)
         ctx.progress(fraction, message)
-        if time.monotonic() - last_sync[0] > 5:
+        if time.monotonic() - last_sync[0] > SYNC_SECONDS:
             last_sync[0] = time.monotonic()
+            throughput.record()
             record_runs(ver_id, workdir)
 
-    report = run_verification(
-        folders,
-        specs,
-        params["sizes"],
-        params["seeds"],
-        budget,
-        params["eval_every"],
-        params.get("threshold"),
-        params.get("device") or settings.device,
-        workdir,
-        progress=progress,
-        heldout_docs=heldout,
-        baseline="baseline" if "baseline" in folders else None,
-        workers=settings.training_workers,
-        config=TrainConfig(checkpoint_every=params.get("checkpoint_every", 500)),
-    )
+    try:
+        report = run_verification(
+            folders,
+            specs,
+            params["sizes"],
+            params["seeds"],
+            budget,
+            params["eval_every"],
+            params.get("threshold"),
+            params.get("device") or settings.device,
+            workdir,
+            progress=progress,
+            heldout_docs=heldout,
+            baseline="baseline" if "baseline" in folders else None,
+            workers=settings.training_workers,
+            config=TrainConfig(checkpoint_every=params.get("checkpoint_every", 500)),
+        )
+    finally:
+        throughput.stop()
     record_runs(ver_id, workdir)
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -49,8 +52,52 @@ def source_of(corpus: Corpus) -> CorpusSource:
     )
 
 
+def service_owned(path: str | Path, settings: Settings, *, own: str = "corpora") -> bool:
+    """True for a path in the data dir outside its `own` folder: the data dir holds every
+    project's mixture outputs, job artifacts and working files, the embedded broker and
+    database and worker logs, so a path there could read or touch another project's data.
+    (The data dir is always an allowed root, and the production shape lists it too.)"""
+    data = settings.resolved_data_dir
+    path = Path(os.path.realpath(path))
+    return path.is_relative_to(data) and not path.is_relative_to(data / own)
+
+
+def _local_base(uri: str) -> str | None:
+    """The local file or folder a corpus uri starts from (above its first glob character);
+    None for remote URLs and for what the path checks refuse anyway."""
+    path = uri
+    if uri[:5].lower() == "file:":
+        path = unquote(urlsplit(uri).path)
+    elif "://" in uri:
+        return None
+    if "\x00" in path or not os.path.isabs(path):
+        return None
+    path = os.path.normpath(path)
+    cut = min((path.index(c) for c in "*?[" if c in path), default=None)
+    if cut is not None:
+        path = os.path.dirname(path[:cut]) or "/"
+    return os.path.realpath(path)
+
+
+def refuse_service_data(uri: str, files: list[str], settings: Settings) -> None:
+    """422 for a corpus in the data dir's service-owned folders, or one whose glob or folder
+    spans the data dir: checked on the uri before any file is opened, and on the files."""
+    data = settings.resolved_data_dir
+    base = _local_base(uri)
+    spans = base is not None and (service_owned(base, settings) or data.is_relative_to(base))
+    if spans or any(service_owned(f, settings) for f in files if "://" not in f):
+        raise Problem(
+            422,
+            "source-rejected",
+            "Corpus location refused",
+            f"{uri} reaches into the service's data directory ({data}), which holds every "
+            f"project's outputs; there, only {data / 'corpora'} may hold corpora.",
+        )
+
+
 def check_source(source: CorpusSource, settings: Settings) -> tuple[list[str], dict[str, Any]]:
     """Validate a source before anything is stored; 422 with the reason if it is refused."""
+    refuse_service_data(source.uri, [], settings)
     try:
         files = validate_corpus(
             source,
@@ -61,6 +108,7 @@ def check_source(source: CorpusSource, settings: Settings) -> tuple[list[str], d
         raise Problem(422, "source-rejected", "Corpus location refused", str(exc)) from None
     except ScanInputError as exc:
         raise Problem(422, "corpus-invalid", "Corpus cannot be read", str(exc)) from None
+    refuse_service_data(source.uri, files, settings)
     return files, fingerprint(files)
 
 

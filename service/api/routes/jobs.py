@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from service import jobs as job_records
 from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep, SettingsDep
-from service.api.errors import Problem, not_found
+from service.api.errors import Problem, not_found, too_many_requests
 from service.api.idempotency import create_once
 from service.api.pagination import paginate
 from service.celery_app import enqueue
@@ -32,6 +32,9 @@ log = logging.getLogger("skillmix.api")
 
 EVENT_POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+# Retry-After for a create refused by the cap on active jobs: a guess, as jobs take seconds
+# to hours; short enough that a client's few retries can catch a short job finishing.
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 
 
 def get_job(session: SessionDep, project: Project, job_id: str) -> Job:
@@ -50,7 +53,9 @@ def start_job(
     settings: Settings,
     queue: str | None = None,
 ) -> tuple[Job, Callable[[], None]]:
-    """Add a queued job row; return it and the hook that enqueues it once committed."""
+    """Add a queued job row; return it and the hook that enqueues it once committed.
+    429 (and nothing added) when the project already has its cap of active jobs."""
+    ensure_room(session, project_id, settings.max_active_jobs_per_project)
     job_kind = KINDS[kind]
     job = job_records.create_job(
         session,
@@ -63,6 +68,25 @@ def start_job(
     session.flush()
     session.refresh(job)
     return job, lambda: submit(session, job)
+
+
+def ensure_room(session: Session, project_id: str, cap: int) -> None:
+    """Refuse a new job when the project has `cap` queued or running ones (0: no cap). The
+    count locks the project until the transaction that adds the job ends."""
+    if cap <= 0:
+        return
+    active = job_records.count_active_locked(session, project_id)
+    if active >= cap:
+        raise too_many_requests(
+            "too-many-active-jobs",
+            "Too many active jobs",
+            f"This project has {active} queued or running jobs and may have at most {cap} "
+            "at once (SKILLMIX_MAX_ACTIVE_JOBS_PER_PROJECT); retry when one has finished, "
+            "or cancel one.",
+            ACTIVE_JOBS_RETRY_AFTER_SECONDS,
+            active_jobs=active,
+            max_active_jobs=cap,
+        )
 
 
 def submit(session: Session, job: Job) -> None:
@@ -189,7 +213,16 @@ def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject)
 @router.get(
     "/{job_id}/artifacts/{name:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    # Artifacts are JSON reports and PNG plots (each served with its own media type).
+    responses={
+        200: {
+            "content": {
+                "application/json": {},
+                "image/png": {},
+                "application/octet-stream": {},
+            }
+        }
+    },
 )
 def download_artifact(
     *, job_id: str, name: str, session: SessionDep, project: CurrentProject

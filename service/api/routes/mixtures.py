@@ -18,7 +18,7 @@ from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep
 from service.api.errors import Problem, not_found
 from service.api.idempotency import create_once
 from service.api.pagination import paginate
-from service.api.routes.corpora import get_corpus
+from service.api.routes.corpora import get_corpus, service_owned
 from service.api.routes.jobs import start_job
 from service.handlers.scan import load_specs
 from service.ids import new_id
@@ -81,9 +81,16 @@ def succeeded_scan(session: Session, project: Project, scan_id: str, corpus_id: 
 def output_folder(uri: str | None, mixture_id: str, settings: Settings) -> str:
     folder = uri or str(settings.resolved_data_dir / "mixtures" / mixture_id)
     try:
-        if "://" in folder or not os.path.isabs(folder):
+        if "://" in folder or "\x00" in folder or not os.path.isabs(folder):
             raise SourceRejected(f"{folder!r}: a mixture is written to an absolute local path")
         ensure_local_inside(folder, [str(r) for r in settings.effective_allowed_roots])
+        if all(service_owned(folder, settings, own=own) for own in ("mixtures", "corpora")):
+            data = settings.resolved_data_dir
+            raise SourceRejected(
+                f"{folder} is in the service's data directory ({data}), which holds every "
+                f"project's job files; there, a mixture goes under {data / 'mixtures'} "
+                f"or {data / 'corpora'}"
+            )
     except SourceRejected as exc:
         raise Problem(422, "source-rejected", "Output location refused", str(exc)) from None
     if os.path.isdir(folder) and os.listdir(folder):

@@ -21,6 +21,7 @@ from service.api.idempotency import create_once
 from service.api.pagination import paginate
 from service.models import Skill, SkillVersion
 from service.schemas import (
+    MAX_INT32,
     FamiliesPublic,
     InstancePublic,
     MatchPublic,
@@ -29,6 +30,7 @@ from service.schemas import (
     SkillPublic,
     SkillsPublic,
     SkillUpdate,
+    refuse_nul,
 )
 
 router = APIRouter(tags=["skills"])
@@ -91,6 +93,10 @@ def create_skill(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Register a skill (version 1)."""
+    try:
+        refuse_nul(body.model_dump(mode="json"))  # as every other body (see StrictModel)
+    except ValueError as exc:
+        raise Problem(422, "validation-error", "Invalid request", f"body: {exc}") from None
 
     def create() -> tuple[dict[str, Any], None]:
         if store.name_taken(session, project.id, body.name):
@@ -128,7 +134,7 @@ def read_skill(
     skill_id: str,
     session: SessionDep,
     project: CurrentProject,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
 ) -> SkillPublic:
     """One skill, at its latest version or the one asked for."""
     return public(*_load(session, project.id, skill_id, version))

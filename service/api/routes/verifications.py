@@ -36,7 +36,7 @@ from service.schemas import (
     VerificationsPublic,
 )
 from service.settings import Settings
-from training.model import SIZES
+from training.sizes import SIZES
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 GEOMETRY = ("batch_tokens", "seq_len")
