@@ -94,7 +94,7 @@ def get_celery() -> Celery:
 
 
 def enqueue(job_id: str, queue: str) -> None:
-    broker_epoch()
+    _mark_epoch(get_settings())
     get_celery().send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue)
 
 
@@ -114,13 +114,20 @@ def broker_epoch(settings: Settings | None = None) -> datetime | None:
     next send or sweep writes a new one, and every message sent before that time may be
     gone: the sweeper sends those jobs again from the database.
     """
-    url = (settings or get_settings()).broker_url
+    client = _mark_epoch(settings or get_settings())
+    marker = client.get(EPOCH_KEY) if client else None
+    return datetime.fromisoformat(marker.decode()) if isinstance(marker, bytes) else None
+
+
+def _mark_epoch(settings: Settings) -> redis.Redis | None:
+    """Write the epoch marker if the broker has none (one round trip); None if the broker
+    is not Redis. Senders only need the marker to exist; the sweeper reads it."""
+    url = settings.broker_url
     if not url or not url.startswith(("redis://", "rediss://", "unix://")):
         return None
     client = _redis(url)
     client.set(EPOCH_KEY, utcnow().isoformat(), nx=True)
-    marker = client.get(EPOCH_KEY)
-    return datetime.fromisoformat(marker.decode()) if isinstance(marker, bytes) else None
+    return client
 
 
 def __getattr__(name: str) -> Celery:
