@@ -236,10 +236,16 @@ def mark_enqueued(session: Session, job_id: str, when: datetime | None = None) -
     session.commit()
 
 
+# The API commits a job and then sends its message; a job still unsent this long after its
+# creation had its send fail (or its API process die in between).
+UNSENT_GRACE_SECONDS = 30.0
+
+
 def stranded_jobs(
     session: Session, requeue_queued_after: float, messages_lost_before: datetime | None = None
 ) -> tuple[list[Job], list[Job]]:
-    """(jobs to send again, jobs to fail): expired leases, and queued jobs nobody took.
+    """(jobs to send again, jobs to fail): expired leases, queued jobs never sent, and
+    queued jobs nobody took.
 
     A job whose lease expired is sent again once (not on every sweep): when it was last
     enqueued before its lease ran out. Should that message be lost as well (or taken by a
@@ -266,11 +272,16 @@ def stranded_jobs(
             or j.enqueued_at < stale_before
         )
     ]
+    # A queued job never sent (the broker was down when it was created) goes as soon as
+    # its creator has surely given up on sending it, not after `requeue_queued_after`.
+    unsent_before = now - timedelta(seconds=min(UNSENT_GRACE_SECONDS, requeue_queued_after))
     resend += session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,
-            or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale_before),
-            Job.created_at < stale_before,
+            or_(
+                (Job.enqueued_at.is_(None)) & (Job.created_at < unsent_before),
+                (Job.enqueued_at < stale_before) & (Job.created_at < stale_before),
+            ),
         )
     ).all()
     return resend, to_fail

@@ -123,6 +123,30 @@ def test_jobs_whose_messages_were_lost_are_sent_again(sqlite_db: str) -> None:
     assert resend(requeue_queued_after=0.001) == {queued, expired}
 
 
+def test_a_job_never_sent_is_sent_after_a_short_grace_not_the_requeue_delay(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker was down when the job was created, so the API could not send it: the
+    sweeper sends it UNSENT_GRACE_SECONDS after creation, not requeue_queued_after."""
+    from datetime import timedelta
+
+    from service.models import utcnow
+
+    unsent, sent = make_job(), make_job()
+    with session_scope() as s:
+        jobs.mark_enqueued(s, sent)
+
+    def resend_at(seconds_later: float) -> set[str]:
+        later = utcnow() + timedelta(seconds=seconds_later)
+        monkeypatch.setattr(jobs, "utcnow", lambda: later)
+        with session_scope() as s:
+            return {job.id for job in jobs.stranded_jobs(s, requeue_queued_after=600)[0]}
+
+    assert resend_at(0) == set()  # its creator may still be sending it
+    assert resend_at(jobs.UNSENT_GRACE_SECONDS + 1) == {unsent}
+    assert resend_at(601) == {unsent, sent}
+
+
 def test_sweeper_resends_expired_jobs_and_fails_exhausted_ones(
     sqlite_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
