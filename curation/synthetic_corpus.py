@@ -13,13 +13,13 @@ check a scan against that sidecar.
 from __future__ import annotations
 
 import gzip
-import importlib
-import inspect
 import json
 import math
 import os
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -72,26 +72,51 @@ class GeneratedCorpus:
     truth: dict[str, Any] = field(repr=False)
 
 
+# Run in a fresh interpreter by background_paragraphs (argv: the module names).
+_PARAGRAPHS_SCRIPT = r"""
+import importlib, inspect, json, re, sys
+
+seen = {}
+for name in sys.argv[1:]:
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        continue
+    objects = [module] + [
+        getattr(module, a, None) for a in sorted(dir(module)) if not a.startswith("_")
+    ]
+    for obj in objects:
+        if not (obj is module or inspect.isclass(obj) or inspect.isroutine(obj)):
+            continue
+        for para in re.split(r"\n\s*\n", inspect.getdoc(obj) or ""):
+            para = " ".join(para.split())
+            if len(para) >= 60 and ">>>" not in para:
+                seen.setdefault(para)
+sys.stdout.write(json.dumps(list(seen)))
+"""
+
+
 @lru_cache(maxsize=1)
 def background_paragraphs() -> tuple[str, ...]:
-    """Unique prose paragraphs from standard-library docstrings, in a fixed order."""
-    seen: dict[str, None] = {}
-    for name in STDLIB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        objects = [module] + [
-            getattr(module, a, None) for a in sorted(dir(module)) if not a.startswith("_")
-        ]
-        for obj in objects:
-            if not (obj is module or inspect.isclass(obj) or inspect.isroutine(obj)):
-                continue
-            for para in re.split(r"\n\s*\n", inspect.getdoc(obj) or ""):
-                para = " ".join(para.split())
-                if len(para) >= 60 and ">>>" not in para:
-                    seen.setdefault(para)
-    return tuple(seen)
+    """Unique prose paragraphs from standard-library docstrings, in a fixed order.
+
+    Read in a fresh, isolated interpreter (`python -I -S`: no site-packages, no
+    PYTHONPATH), not in this process: importing a library can replace standard-library
+    functions, and with them their docstrings (importing torch swaps `inspect.getfile`
+    for an undocumented function; gevent's monkey patching swaps socket and threading
+    functions). Read here, the corpus would depend on what the caller had imported.
+    """
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _PARAGRAPHS_SCRIPT, *STDLIB_MODULES],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            "reading the standard library's docstrings in a fresh interpreter failed: "
+            + done.stderr.decode(errors="replace")[-2000:]
+        )
+    return tuple(json.loads(done.stdout))
 
 
 def _background(rng: random.Random, pool: list[str], mean_chars: int) -> str:
@@ -209,7 +234,8 @@ def generate_corpus(
     """Write a corpus of `n_docs` documents in `n_files` files plus `truth.json` to `out_dir`.
 
     The same arguments give the same corpus on the same Python version (the
-    background text comes from its standard library).
+    background text comes from its standard library), whatever this process has
+    imported (see background_paragraphs).
     """
     if format not in (*SUFFIX, "hf_disk"):
         raise ValueError(f"unknown format {format!r}")

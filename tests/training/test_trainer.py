@@ -9,6 +9,7 @@ import torch
 
 from training import checkpoint
 from training.data import Mixture
+from training.pool import Job, run_pool
 from training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainConfig, get_lr, train_run
 
 
@@ -57,6 +58,23 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
     assert not (uninterrupted / CHECKPOINT).exists() and (uninterrupted / RESULT).exists()
+
+
+def test_the_same_seed_in_another_process_gives_the_same_run(
+    tmp_path, config, mixture_dir, eval_spec, uninterrupted
+):
+    # A verification trains its runs in spawned pool workers: the seed, not the process or
+    # the order the pool takes the jobs in, decides the run (on CPU at a fixed thread count:
+    # run_verification gives pool runs one thread, as this test's fixture does here).
+    jobs = [
+        Job("a", config.size, seed, str(mixture_dir), str(tmp_path / f"seed{seed}"),
+            dataclasses.replace(config, seed=seed, num_threads=1))
+        for seed in (1, 0)
+    ]  # fmt: skip
+    run_pool(jobs, eval_spec, 1, lambda fraction, message: None, len(jobs))
+    assert_same_run(uninterrupted, tmp_path / "seed0")
+    other = train_run.__globals__["load_result"](tmp_path / "seed1")
+    assert other.evals != train_run.__globals__["load_result"](uninterrupted).evals
 
 
 def test_resume_after_a_cancel_is_bit_identical(
