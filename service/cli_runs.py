@@ -82,9 +82,14 @@ def frequency_table(report: dict[str, Any], names: dict[str, str]) -> Table:
     )
 
 
+def skill_names(resource: Any) -> dict[str, str]:
+    """Skill id -> name, from the skills a scan or verification lists (id, version, name)."""
+    return {s["id"]: s["name"] for s in dump(resource).get("skills") or [] if s.get("name")}
+
+
 def scan_table(scan: Any) -> Table:
     if scan.report:
-        return frequency_table(scan.report, {s["id"]: s["name"] for s in dump(scan)["skills"]})
+        return frequency_table(scan.report, skill_names(scan))
     return rows_table(
         "scan",
         ["id", "corpus", "state", "progress"],
@@ -152,7 +157,7 @@ def audit_table(audit: dict[str, Any], names: dict[str, str]) -> Table:
         placed, gaps = a["placed"]["per_batch"], a.get("gap_batches") or {}
         rows.append(
             [
-                names.get(skill_id, skill_id),
+                names.get(skill_id) or a.get("name") or skill_id,
                 a.get("spacing"),
                 _num(a["planned"]["per_batch"]),
                 _num(placed["mean"]),
@@ -228,7 +233,7 @@ def result_table(resource: Any) -> Table:
     if getattr(resource, "audit", None):
         return audit_table(resource.audit, {})
     if getattr(resource, "report", None):
-        return verdict_table(resource.report, {})
+        return verdict_table(resource.report, skill_names(resource))
     return rows_table("job", ["id", "state"], [[resource.id, resource.job.state]])
 
 
@@ -335,7 +340,7 @@ def verifications_show(
     """One verification: its verdicts once done."""
     with client(base_url, api_key) as c:
         v = c.verifications.retrieve(verification_id)
-    emit(v, as_json or v.report is None, lambda x: verdict_table(x.report, {}))
+    emit(v, as_json or v.report is None, lambda x: verdict_table(x.report, skill_names(x)))
 
 
 @mixtures_app.command("list")

@@ -52,6 +52,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def accuracy_curves(runs: list[Run], skill_id: str, size: str, lines: dict, out: Path) -> Path:
+    skill_name = lines.get("name") or skill_id
     arms = list(dict.fromkeys(arm for arm, s, _, _ in runs if s == size))
     fig, axes = plt.subplots(
         2, len(arms), figsize=(4.2 * len(arms), 6), sharex=True, sharey=True, squeeze=False
@@ -83,11 +84,13 @@ def accuracy_curves(runs: list[Run], skill_id: str, size: str, lines: dict, out:
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
                bbox_to_anchor=(0.5, -0.04), frameon=False)  # fmt: skip
-    fig.suptitle(f"{skill_id}, model {size}: accuracy over training")
+    fig.suptitle(f"{skill_name}, model {size}: accuracy over training")
     return _save(fig, out / f"accuracy_{_safe(skill_id)}_{_safe(size)}.png")
 
 
-def final_accuracy(runs: list[Run], verdicts: list[dict], skill_id: str, out: Path) -> Path:
+def final_accuracy(
+    runs: list[Run], verdicts: list[dict], skill_id: str, out: Path, label: str = ""
+) -> Path:
     sizes = list(dict.fromkeys(s for _, s, _, _ in runs))
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4.2), squeeze=False)
     for ax, size in zip(axes[0], sizes, strict=True):
@@ -107,7 +110,7 @@ def final_accuracy(runs: list[Run], verdicts: list[dict], skill_id: str, out: Pa
         ax.set_title(f"model {size}", pad=22)
         ax.set_ylabel("final held-out accuracy")
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"{skill_id}: final accuracy across seeds", y=1.03)
+    fig.suptitle(f"{label or skill_id}: final accuracy across seeds", y=1.03)
     return _save(fig, out / f"final_accuracy_{_safe(skill_id)}.png")
 
 
@@ -135,7 +138,7 @@ def general_loss(runs: list[Run], out: Path) -> Path:
     return _save(fig, out / "general_loss.png")
 
 
-def forgetting(runs: list[Run], skill_id: str, out: Path) -> Path:
+def forgetting(runs: list[Run], skill_id: str, out: Path, label: str = "") -> Path:
     sizes = list(dict.fromkeys(s for _, s, _, _ in runs))
     arms = list(dict.fromkeys(a for a, _, _, _ in runs))
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False)
@@ -157,7 +160,7 @@ def forgetting(runs: list[Run], skill_id: str, out: Path) -> Path:
         ax.set_title(f"model {size}")
         ax.set_ylabel("probe loss before next - after exposure")
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"{skill_id}: forgetting between exposures (per seed; bar = mean)")
+    fig.suptitle(f"{label or skill_id}: forgetting between exposures (per seed; bar = mean)")
     return _save(fig, out / f"forgetting_{_safe(skill_id)}.png")
 
 
@@ -166,13 +169,15 @@ def plot_verification(
 ) -> list[str]:
     """Every plot of a verification into `out`; returns the file paths.
 
-    `lines`: per skill id, {"threshold": float, "chance": float}.
+    `lines`: per skill id, {"threshold": float, "chance": float, "name": str}; titles name
+    the skill by its name (its id without one), file names keep the id.
     """
     out.mkdir(parents=True, exist_ok=True)
     paths = [general_loss(runs, out)]
     for skill_id, skill_lines in lines.items():
         for size in dict.fromkeys(s for _, s, _, _ in runs):
             paths.append(accuracy_curves(runs, skill_id, size, skill_lines, out))
-        paths.append(final_accuracy(runs, verdicts, skill_id, out))
-        paths.append(forgetting(runs, skill_id, out))
+        label = skill_lines.get("name") or skill_id
+        paths.append(final_accuracy(runs, verdicts, skill_id, out, label))
+        paths.append(forgetting(runs, skill_id, out, label))
     return [str(p) for p in paths]

@@ -70,7 +70,12 @@ def _thresholds(skills: list[SkillSpec], threshold: float | dict[str, float] | N
         chance = verdict.chance_level(family, params)
         given = threshold.get(skill.id) if isinstance(threshold, dict) else threshold
         value, note = verdict.default_threshold(chance) if given is None else (given, "given")
-        out[skill.id] = {"threshold": value, "chance": chance, "threshold_rule": note}
+        out[skill.id] = {
+            "threshold": value,
+            "chance": chance,
+            "threshold_rule": note,
+            "name": skill.name,
+        }
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from curation import stats
+from curation.mixture.danger import skill_label
 from curation.mixture.manifest import read_manifest
 from curation.mixture.packer import EOS
 from curation.mixture.schedule import target_positions
@@ -54,7 +55,11 @@ class AuditFailed(RuntimeError):
 
     def __init__(self, audit: dict[str, Any]):
         self.audit = audit
-        problems = [f"{sid}: {p}" for sid, s in audit["skills"].items() for p in s["problems"]]
+        problems = [
+            f"{skill_label(sid, s.get('name'))}: {p}"
+            for sid, s in audit["skills"].items()
+            for p in s["problems"]
+        ]
         problems += audit["shards"]["problems"]
         super().__init__("mixture audit failed: " + "; ".join(problems))
 
@@ -272,8 +277,8 @@ def audit_mixture(
         "n_batches": n,
         "tokens": manifest["tokens"],
         "shards": _check_shards(out_dir, manifest),
-        "skills": {
-            sid: _skill_report(sid, tally, manifest, tolerance)
+        "skills": {  # with names, for the people reading the audit and its plots
+            sid: {"name": given[sid].name, **_skill_report(sid, tally, manifest, tolerance)}
             for sid, tally in scanner.tallies.items()
         },
     }

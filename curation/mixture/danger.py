@@ -32,6 +32,12 @@ def warning(kind: str, message: str, skill_id: str | None = None, **numbers: Any
     return {"kind": kind, "skill_id": skill_id, "message": message, **numbers}
 
 
+def skill_label(skill_id: str, name: str | None = None) -> str:
+    """A skill as a message names it for a person: by its name; by its id only without one
+    (the id stays in the warning's `skill_id`)."""
+    return f"skill {name!r}" if name else f"skill {skill_id}"
+
+
 def repetition_warnings(
     skill_id: str,
     exposures: float,
@@ -40,14 +46,18 @@ def repetition_warnings(
     mixture_tokens: int,
     danger_exposures: float = DANGER_EXPOSURES,
     danger_repeated_share: float = DANGER_REPEATED_SHARE,
+    *,
+    name: str | None = None,
 ) -> list[dict]:
-    """Warnings for one skill; `exposures` is the mean over its `unique` placed instances."""
+    """Warnings for one skill; `exposures` is the mean over its `unique` placed instances;
+    the messages call the skill by its `name`."""
+    label = skill_label(skill_id, name)
     warnings = []
     if unique and exposures >= danger_exposures:
         warnings.append(
             warning(
                 "repeated_exposures",
-                f"skill {skill_id}: each of its {unique:,} unique instances would be seen "
+                f"{label}: each of its {unique:,} unique instances would be seen "
                 f"{exposures:.1f} times on average (threshold {danger_exposures:g}); a small "
                 f"slice repeated this often can be memorised instead of the rule ({PAPER}). "
                 "Use source=synthesize with a larger generator, or lower the target.",
@@ -62,7 +72,7 @@ def repetition_warnings(
         warnings.append(
             warning(
                 "repeated_token_share",
-                f"skill {skill_id}: repeated copies would take {share:.2%} of the mixture's "
+                f"{label}: repeated copies would take {share:.2%} of the mixture's "
                 f"tokens (threshold {danger_repeated_share:.2%}) ({PAPER}). Prefer fresh "
                 "instances (source=synthesize), or lower the target.",
                 skill_id,

@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE, warning
+from curation.mixture.danger import (
+    DANGER_EXPOSURES,
+    DANGER_REPEATED_SHARE,
+    skill_label,
+    warning,
+)
 from curation.mixture.models import DosingPlan
 from curation.mixture.skill_plan import PlanError, SkillPlan, plan_skill, seed_int
 from curation.skills.spec import SkillSpec
@@ -137,7 +142,10 @@ def plan_mixture(
             raise PlanError(f"skill {sid} is in the plan but not among the skills given")
         scan = scan_report.get("skills", {}).get(sid)
         if scan is None:
-            raise PlanError(f"skill {sid} was not part of the scan; scan the corpus for it first")
+            raise PlanError(
+                f"{skill_label(sid, specs[sid].name)} was not part of the scan; "
+                "scan the corpus for it first"
+            )
         skill_plans[sid], counts[sid], found = plan_skill(
             sid, dose, specs[sid], scan, plan, corpus, n_batches,
             danger_exposures, danger_repeated_share,

@@ -19,8 +19,10 @@ MAX_BARS = 400  # beyond this many batches, lines read better than bars
 LABEL_CHARS = 28
 
 
-def _label(skill_id: str) -> str:
-    return skill_id if len(skill_id) <= LABEL_CHARS else skill_id[: LABEL_CHARS - 1] + "…"
+def _label(skill_id: str, skill: dict[str, Any]) -> str:
+    """The skill's name (its id in an audit without names), shortened to fit."""
+    text = skill.get("name") or skill_id
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def _target(target: dict[str, Any]) -> str:
@@ -35,7 +37,7 @@ def _title(sid: str, skill: dict[str, Any]) -> str:
     state = "audit passed" if skill["passed"] else "AUDIT FAILED"
     spacing = "" if skill["spacing"] == "every" else f", {skill['spacing']}"
     return (
-        f"{_label(sid)}: {_target(skill['target'])} ({skill['source']}{spacing}) — "
+        f"{_label(sid, skill)}: {_target(skill['target'])} ({skill['source']}{spacing}) — "
         f"{skill['placed']['placements']:,} of {skill['planned']['placements']:,} placed, "
         f"{skill['natural']['instances']:,} natural; {state}"
     )

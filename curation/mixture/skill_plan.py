@@ -18,6 +18,7 @@ from curation.mixture.danger import (
     DANGER_EXPOSURES,
     DANGER_REPEATED_SHARE,
     repetition_warnings,
+    skill_label,
     warning,
 )
 from curation.mixture.models import DosingPlan, SkillDose
@@ -98,17 +99,18 @@ def _natural(scan: Mapping[str, Any], corpus: dict[str, Any], batch_tokens: int)
 
 def _mean_length(sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: int, bpt: float):
     """Mean instance length in tokens; for synthesize, check that the detector sees instances."""
+    label = skill_label(sid, spec.name)
     if source == "repeat":
         if not scan.get("instances"):
             fix = "use source=synthesize" if spec.generator else "add a generator to the skill"
-            raise PlanError(f"skill {sid}: the corpus has no instance to repeat; {fix}")
+            raise PlanError(f"{label}: the corpus has no instance to repeat; {fix}")
         return scan["instance_tokens"] * bpt / scan["instances"]
     samples = sample_instances(spec, SAMPLE_INSTANCES, seed=seed_int(seed, "sample", sid))
     matcher = SkillMatcher([spec])
     missed = [i for i in samples if not matcher.find(i.text).get(sid)]
     if missed:
         raise PlanError(
-            f"skill {sid}: its detector finds {len(samples) - len(missed)} of {len(samples)} "
+            f"{label}: its detector finds {len(samples) - len(missed)} of {len(samples)} "
             f"generated train instances (e.g. not {missed[0].text!r}), so the audit could not "
             "see what the build places; fix the detector or the generator's template"
         )
@@ -139,12 +141,13 @@ def plan_skill(
     danger_repeated_share: float = DANGER_REPEATED_SHARE,
 ) -> tuple[SkillPlan, np.ndarray, list[dict[str, Any]]]:
     """One skill's resolved dose, its per-batch schedule, and its warnings."""
+    label = skill_label(sid, spec.name)
     source = dose.source
     if source == "auto":
         source = "synthesize" if spec.generator is not None else "repeat"
     if source == "synthesize" and spec.generator is None:
         raise PlanError(
-            f"skill {sid}: source=synthesize needs a generator, and the skill has none; "
+            f"{label}: source=synthesize needs a generator, and the skill has none; "
             "add a generator to the skill or use source=repeat"
         )
     mean = _mean_length(sid, spec, source, scan, plan.seed, corpus["bytes_per_token"])
@@ -157,7 +160,7 @@ def plan_skill(
     n = int(counts.sum())
     if n == 0:
         raise PlanError(
-            f"skill {sid}: {rate:.3g} per batch over {n_batches} batches places nothing; "
+            f"{label}: {rate:.3g} per batch over {n_batches} batches places nothing; "
             "raise the target or use a longer mixture"
         )
     m = dose.max_repeats
@@ -176,7 +179,7 @@ def plan_skill(
         what = f"the corpus has {available:,} unique instances"
     if n > available * m:
         raise PlanError(
-            f"skill {sid}: {what}; {n:,} placements at max_repeats={m} can place at most "
+            f"{label}: {what}; {n:,} placements at max_repeats={m} can place at most "
             f"{available * m:,}; {advice}"
         )
     unique_used = min(n, available)
@@ -190,13 +193,14 @@ def plan_skill(
         n_batches * plan.batch_tokens,
         danger_exposures,
         danger_repeated_share,
+        name=spec.name,
     )
     natural = _natural(scan, corpus, plan.batch_tokens)
     if natural["probe_collisions"]:
         warnings.append(
             warning(
                 "probe_collisions",
-                f"skill {sid}: the corpus holds {natural['probe_collisions']} instances of the "
+                f"{label}: the corpus holds {natural['probe_collisions']} instances of the "
                 "probe (held-out) set; they stay in the mixture at their natural places and "
                 "are never repeated, but they leak the held-out set into training",
                 sid,

@@ -205,9 +205,22 @@ def test_audit_reports_a_damaged_mixture_and_build_raises_on_a_failed_audit(scan
     import curation.mixture.build as build_module
 
     monkeypatch.setattr(build_module, "audit_mixture", lambda *a, **k: audit)
-    with pytest.raises(AuditFailed, match="tp: .* placements verified of 156 planned") as caught:
+    match = "skill 'token pairs': .* placements verified of 156 planned"
+    with pytest.raises(AuditFailed, match=match) as caught:
         build(scanned, "damaged-2", tp={"target": {"per_batch": 2}})
     assert caught.value.audit is audit
+
+
+def test_audit_and_its_plots_name_the_skills(scanned, monkeypatch):
+    out, _ = build(scanned, "named", tp={"target": {"per_batch": 2}})
+    titles = []
+    monkeypatch.setattr(
+        "matplotlib.axes.Axes.set_title", lambda ax, text, *a, **k: titles.append(text)
+    )
+    audit = audit_mixture(out, SKILLS)
+    assert audit["skills"]["tp"]["name"] == "token pairs"  # keyed by id, named for people
+    assert set(audit["artifacts"]) == {"composition.png", "gaps.png"}
+    assert len(titles) == 2 and all(t.startswith("token pairs: 2 per batch") for t in titles)
 
 
 def test_baseline_mixture_has_no_placements(scanned):

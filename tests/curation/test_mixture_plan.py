@@ -4,20 +4,22 @@ import pytest
 from pydantic import ValidationError
 
 from curation.mixture import DosingPlan, PlanError, plan_mixture
-from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE
+from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE, skill_label
 
 BATCH = 8192
 
 
-def spec(sid, family=None, params=None, detector=None):
-    body = {"id": sid, "name": sid, "detector": detector or {"kind": "builtin"}}
+def spec(sid, family=None, params=None, detector=None, name=None):
+    body = {"id": sid, "name": name or sid, "detector": detector or {"kind": "builtin"}}
     if family:
         body["generator"] = {"family": family, "params": params or {}}
     return body
 
 
-TOKEN_PAIR = spec("tp", "token_pair", {"k": 20})
-DATES = spec("date", detector={"kind": "regex", "pattern": r"\b\d{4}-\d{2}-\d{2}\b"})
+TOKEN_PAIR = spec("tp", "token_pair", {"k": 20}, name="token pairs")
+DATES = spec(
+    "date", detector={"kind": "regex", "pattern": r"\b\d{4}-\d{2}-\d{2}\b"}, name="ISO dates"
+)
 SKILLS = [TOKEN_PAIR, DATES]
 
 
@@ -81,8 +83,8 @@ def test_repeat_beyond_the_cap_names_the_numbers_and_the_fixes():
     with pytest.raises(PlanError) as caught:
         plan_mixture(scan(), SKILLS, plan)
     message = str(caught.value)
-    assert "skill date: the corpus has 3 unique instances; 244 placements at max_repeats=4 " in (
-        message
+    assert message.startswith(  # by name: the person reading it knows the skill by its name
+        "skill 'ISO dates': the corpus has 3 unique instances; 244 placements at max_repeats=4 "
     )
     assert "can place at most 12; raise max_repeats, or lower the target" in message
 
@@ -136,6 +138,13 @@ def test_repeating_a_small_slice_warns_with_the_numbers():
     assert "0.1% of the data repeated 100x" in exposures["message"]
     share = kinds["repeated_token_share"]
     assert share["threshold"] == DANGER_REPEATED_SHARE and share["value"] > 0.5
+    for w in plan.warnings:  # a person reads the message; programs read the id
+        assert w["skill_id"] == "date" and w["message"].startswith("skill 'ISO dates': ")
+
+
+def test_messages_fall_back_to_the_id_for_a_skill_without_a_name():
+    assert skill_label("skill_01", "ISO dates") == "skill 'ISO dates'"
+    assert skill_label("skill_01", None) == skill_label("skill_01", "") == "skill skill_01"
 
 
 def test_thresholds_are_parameters_and_fresh_instances_do_not_warn():
@@ -157,6 +166,9 @@ def test_other_warnings():
     )  # fmt: skip
     assert {w["kind"] for w in plan.warnings} == {"max_batches", "probe_collisions"}
     assert plan.n_batches == 122
+    [collisions] = [w for w in plan.warnings if w["kind"] == "probe_collisions"]
+    assert collisions["skill_id"] == "date"
+    assert collisions["message"].startswith("skill 'ISO dates': the corpus holds 2 instances")
 
 
 @pytest.mark.parametrize(

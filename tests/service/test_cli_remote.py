@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from skillmix_client.types import Mixture, Verification
 from typer.testing import CliRunner
 
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.cli import app
+from service.cli_runs import result_table
 from service.embedded import embedded_stack
 from tests.service.conftest import new_key
 
@@ -97,3 +100,35 @@ def test_exit_codes_tell_usage_api_and_connection_errors(
     (tmp_path / "bad.yaml").write_text("name: x\ndetector: {kind: regex, pattern: '(a)\\1'}\n")
     code, out = run(remote, "skills", "add", str(tmp_path / "bad.yaml"))
     assert code == 3 and "backreference" in out
+
+
+def test_result_tables_name_the_skills() -> None:
+    """`skillmix mix --wait`, `verify --wait` and `... show`: skills by name, not by id."""
+    per_batch = {"mean": 2.0, "min": 2, "max": 2}
+    audit = {
+        "n_batches": 10,
+        "tolerance": 0.05,
+        "passed": True,
+        "skills": {
+            "skill_01abc": {
+                "name": "compare",
+                "spacing": "uniform",
+                "planned": {"per_batch": 2.0},
+                "placed": {"per_batch": per_batch},
+                "natural": {"per_batch": 0.1},
+                "passed": True,
+            }
+        },
+    }
+    verdict = {"skill_id": "skill_01abc", "size": "nano", "arm": "upweighted", "ci95": [0.5, 1]}
+    verdict |= {"n_retained": 5, "n_seeds": 5, "p_retained": 1.0, "threshold": 0.9}
+    verdict |= {"mean_accuracy": 0.99, "verdict": "retained"}
+    skills = [{"id": "skill_01abc", "version": 1, "name": "compare"}]
+    for resource in (
+        Mixture(id="mix_1", audit=audit),
+        Verification(id="ver_1", skills=skills, report={"verdicts": [verdict]}),
+    ):
+        console = Console(record=True, width=200)
+        console.print(result_table(resource))
+        text = console.export_text()
+        assert "compare" in text and "skill_01abc" not in text, text

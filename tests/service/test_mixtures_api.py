@@ -112,6 +112,25 @@ def test_infeasible_plans_and_bad_outputs_are_4xx(
     assert client.get("/v1/mixtures", headers=auth(key_a)).json()["data"] == []
 
 
+def test_plan_warnings_and_errors_name_the_skill(
+    client: TestClient, key_a: str, scanned: dict
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    sid = scanned["skill"]["id"]
+    repeat = {sid: {"target": {"per_batch": 1}, "source": "repeat", "max_repeats": 100}}
+    r = client.post(
+        "/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=repeat, dry_run=True)
+    )
+    assert r.status_code == 201, r.text
+    [warning] = [w for w in r.json()["warnings"] if w["kind"] == "repeated_exposures"]
+    assert warning["skill_id"] == sid  # the id for programs, the name for people
+    assert warning["message"].startswith("skill 'cmp': ") and sid not in warning["message"]
+    repeat[sid]["max_repeats"] = 1
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=repeat))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("skill 'cmp': ") and sid not in r.json()["detail"]
+
+
 def test_mixtures_are_project_scoped(
     client: TestClient, key_a: str, key_b: str, scanned: dict
 ) -> None:

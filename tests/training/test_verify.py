@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from tests.training.mixtures import prose, write_mixture
@@ -25,7 +26,7 @@ def verify(arms, skill, workdir, heldout_docs, config, progress=None, **kw):
 
 
 def test_two_arms_two_seeds_end_to_end(
-    tmp_path, skill, dense_dir, baseline_dir, heldout_docs, config
+    tmp_path, skill, dense_dir, baseline_dir, heldout_docs, config, monkeypatch
 ):
     arms = {"upweighted": dense_dir, "baseline": baseline_dir}
     seen = []
@@ -60,6 +61,15 @@ def test_two_arms_two_seeds_end_to_end(
         make_report(results, mixtures, [skill], None, "baseline", tmp_path)["verdicts"]
         == (report["verdicts"])
     )
+    # Plot titles name the skill by its name; ids stay in the files' names and the JSON.
+    titles: list[str] = []
+    monkeypatch.setattr(Figure, "suptitle", lambda fig, t, **kw: titles.append(t))
+    named = skill.model_copy(update={"name": "two-digit compare"})
+    renamed = make_report(results, mixtures, [named], None, "baseline", tmp_path / "named")
+    assert renamed["settings"]["thresholds"]["cmp"]["name"] == "two-digit compare"
+    skill_titles = [t for t in titles if "general" not in t]
+    assert skill_titles and all(t.startswith("two-digit compare") for t in skill_titles)
+    assert all("_cmp" in p for p in renamed["plots"] if "general" not in p)
 
     # Finished runs are reused, never retrained; a deleted run is trained again alone.
     shutil.rmtree(tmp_path / "baseline" / "nano" / "1")
