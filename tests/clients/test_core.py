@@ -68,15 +68,67 @@ def test_job_events_skip_repeats_and_stop_at_end() -> None:
     assert [j.id for j in jobs_seen if j] == ["job_1"] and parser.ended
 
 
-def test_progress_bar_on_a_pipe_prints_one_line_per_change() -> None:
+def snapshot(state: str, fraction: float, message: str = "") -> Job:
+    return Job.model_validate(
+        {**JOB, "state": state, "progress": {"fraction": fraction, "message": message}}
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_bar_on_a_pipe_prints_sparsely() -> None:
     job = Job.model_validate(JOB)
     assert render(job) == f"job_1 [{'#' * 15}{'-' * 15}]  50.0% running"
-    out = io.StringIO()
-    bar = ProgressBar(out)
-    for _ in range(3):
-        bar.update(job)
+    out, clock = io.StringIO(), Clock()  # StringIO is not a terminal
+    bar = ProgressBar(out, clock=clock)
+    bar.update(snapshot("queued", 0.0))
+    for step in range(201):  # a job reporting every 0.5% each second
+        clock.now += 1.0
+        bar.update(snapshot("running", step / 200, f"step {step}/200"))
+    for second in range(95):  # then 95 seconds at 100% with a changing message
+        clock.now += 1.0
+        bar.update(snapshot("running", 1.0, f"writing report ({second}s)"))
+    bar.update(snapshot("succeeded", 1.0, "done"))
     bar.close()
-    assert out.getvalue() == render(job) + "\n"
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert [line.split("] ")[1] for line in lines] == [
+        "  0.0% queued",
+        "  0.0% running: step 0/200",  # a new state
+        *(f"{p:5.1f}% running: step {p * 2}/200" for p in range(10, 101, 10)),  # each 10%
+        *(f"100.0% running: writing report ({s}s)" for s in (29, 59, 89)),  # each 30 s
+        "100.0% succeeded: done",
+    ]
+
+
+def test_progress_bar_on_a_pipe_prints_a_held_back_line_when_closed() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(out, clock=Clock())
+    for fraction in (0.5, 0.53, 0.55):  # a wait that times out, say
+        bar.update(snapshot("running", fraction))
+        bar.update(snapshot("running", fraction))  # repeats never print
+    bar.close()
+    first, last = render(snapshot("running", 0.5)), render(snapshot("running", 0.55))
+    assert out.getvalue() == f"{first}\n{last}\n"
+
+
+def test_progress_bar_on_a_terminal_redraws_every_change() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    bar = ProgressBar(out)
+    for fraction in (0.5, 0.53, 0.53, 0.55):
+        bar.update(snapshot("running", fraction))
+    bar.close()
+    assert out.getvalue().count("\r") == 3 and out.getvalue().endswith("\n")
 
 
 def test_request_shapes_follow_the_design() -> None:
