@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import get_settings
@@ -57,6 +59,17 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same statement may well succeed a moment later: a dropped or refused
+    connection, a lock or serialization timeout (OperationalError: PostgreSQL's connection
+    and deadlock errors, SQLite's "database is locked"), any error that invalidated its
+    connection, or no free connection in the pool. A bad statement or a constraint
+    violation is not."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError)
+    return isinstance(exc, PoolTimeoutError)
 
 
 def _fresh_pool_after_fork() -> None:

@@ -9,17 +9,27 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from service import jobs
-from service.db import session_scope
+from service.db import is_transient, session_scope
 from service.kinds import KINDS, JobKind
 from service.logs import log_context
 from service.models import Job, JobState
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("skillmix.runner")
+
+WRITE_ATTEMPTS = 4
+"""Tries of a lease-fenced write (progress, lease renewal, the final result) that meets
+transient database errors."""
+WRITE_BACKOFF_SECONDS = 0.25
+"""The wait before the second try, doubled before each next one (1.75 s in all: well inside
+a lease)."""
 
 
 class JobInterrupted(Exception):
@@ -50,13 +60,39 @@ class RunContext:
         if fraction < 1.0 and now - self._last_write < 0.5:
             return
         self._last_write = now
-        with session_scope() as session:
-            held = jobs.report_progress(
+        held = self.write(
+            "progress write",
+            lambda session: jobs.report_progress(
                 session, self.job_id, self.owner, fraction, message, self.settings.job_lease_seconds
-            )
+            ),
+        )
         if not held:
             self.lost.set()
             raise JobInterrupted("cancelled or lease lost")
+
+    def write(self, what: str, write: Callable[[Session], bool]) -> bool:
+        """Run one lease-fenced write (`write` says whether this worker still holds the job)
+        in a fresh session, again after a transient database error, a few times with backoff.
+
+        Only errors are retried: a write that finds the job cancelled or taken by another
+        attempt answers False at once. The UPDATEs are conditional on the lease, so running
+        one again is harmless. Gives up (False) if the lease is found lost meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                with session_scope() as session:
+                    return write(session)
+            except Exception as exc:
+                attempt += 1
+                if attempt >= WRITE_ATTEMPTS or not is_transient(exc):
+                    raise
+                delay = WRITE_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                reason = f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+                log.warning(
+                    "%s of job %s failed (%s); retry in %.2fs", what, self.job_id, reason, delay
+                )
+                if self.lost.wait(delay):
+                    return False
 
     def add_artifact(self, name: str, path: Path, media_type: str) -> None:
         self.artifacts = [a for a in self.artifacts if a["name"] != name]
@@ -69,11 +105,13 @@ def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
     interval = max(ctx.settings.job_lease_seconds / 3, 0.2)
     while not stop.wait(interval):
         try:
-            with session_scope() as session:
-                held = jobs.renew_lease(
+            held = ctx.write(
+                "lease renewal",
+                lambda session: jobs.renew_lease(
                     session, ctx.job_id, ctx.owner, ctx.settings.job_lease_seconds
-                )
-        except Exception:  # a database hiccup: try again at the next beat
+                ),
+            )
+        except Exception:  # the database is still away: try again at the next beat
             log.exception("lease renewal failed for job %s", ctx.job_id)
             continue
         if not held:
@@ -129,8 +167,10 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     finally:
         stop.set()
         beat.join()
-    with session_scope() as session:
-        done = jobs.finish(
+    # Retried like progress: a blip here would throw away the whole attempt's work.
+    done = ctx.write(
+        "final write",
+        lambda session: jobs.finish(
             session,
             ctx.job_id,
             ctx.owner,
@@ -138,5 +178,6 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
             result=result,
             error=error,
             artifacts=ctx.artifacts,
-        )
+        ),
+    )
     return state.value if done else "interrupted"

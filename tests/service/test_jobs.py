@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from service import jobs, runner, sweeper
 from service.auth import create_key
 from service.db import session_scope
+from service.embedded import refresh_settings
 from service.models import Job, JobState
 from service.settings import get_settings
 
@@ -166,3 +171,121 @@ def test_sweeper_resends_expired_jobs_and_fails_exhausted_ones(
     assert failed.state == "failed" and "lost 1 time(s) (max_attempts=1)" in (failed.error or "")
     assert runner.execute(retry) == "succeeded"
     assert load(retry).attempts == 2
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    """The embedded SQLite database, then the session's PostgreSQL one."""
+    return str(request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db"))
+
+
+def dropped_connection(statement: str) -> OperationalError:
+    """What SQLAlchemy raises when the server goes away mid-statement."""
+    orig = Exception("server closed the connection unexpectedly")
+    return OperationalError(statement, {}, orig, connection_invalidated=True)
+
+
+def failing_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    marker: str,
+    times: int,
+    error: Callable[[str], Exception] = dropped_connection,
+    before_raising: Callable[[], None] = lambda: None,
+) -> list[float]:
+    """The next `times` statements whose SQL contains `marker` raise `error` (in any
+    thread); returns when each failed."""
+    real = Session.execute
+    failed: list[float] = []
+
+    def execute(self: Session, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        sql = str(statement)
+        if marker in sql and len(failed) < times:
+            failed.append(time.monotonic())
+            before_raising()
+            raise error(sql)
+        return real(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "execute", execute)
+    return failed
+
+
+PROGRESS_WRITE = "UPDATE jobs SET progress="
+LEASE_RENEWAL = "UPDATE jobs SET lease_expires_at="
+FINAL_WRITE = "finished_at=:finished_at"  # finish() (cancel() too, not run here)
+
+
+@pytest.mark.parametrize("statement", [PROGRESS_WRITE, FINAL_WRITE], ids=["progress", "final"])
+def test_a_brief_database_error_in_a_progress_or_final_write_is_retried(
+    database: str, monkeypatch: pytest.MonkeyPatch, statement: str
+) -> None:
+    job_id = make_job({"seconds": 0, "steps": 2})
+    failed = failing_writes(monkeypatch, statement, times=runner.WRITE_ATTEMPTS - 1)
+    assert runner.execute(job_id) == "succeeded"
+    assert len(failed) == runner.WRITE_ATTEMPTS - 1
+    first, second = failed[1] - failed[0], failed[2] - failed[1]  # the waits: 0.25 s, 0.5 s
+    assert first >= runner.WRITE_BACKOFF_SECONDS and second >= 2 * runner.WRITE_BACKOFF_SECONDS
+    job = load(job_id)
+    assert (job.state, job.attempts, job.progress, job.error) == ("succeeded", 1, 1.0, None)
+
+
+@pytest.mark.parametrize(
+    ("error", "tries"),
+    [
+        (dropped_connection, runner.WRITE_ATTEMPTS),  # the database stays away: give up
+        (lambda sql: IntegrityError(sql, {}, Exception("not a blip")), 1),  # a bug: at once
+    ],
+    ids=["transient", "not-transient"],
+)
+def test_progress_write_errors_that_persist_or_are_not_transient_fail_the_job(
+    sqlite_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[str], Exception],
+    tries: int,
+) -> None:
+    monkeypatch.setattr(runner, "WRITE_BACKOFF_SECONDS", 0.01)
+    job_id = make_job({"seconds": 0, "steps": 2})
+    failed = failing_writes(monkeypatch, PROGRESS_WRITE, times=100, error=error)
+    assert runner.execute(job_id) == "failed"
+    assert len(failed) == tries
+    job = load(job_id)
+    assert job.state == "failed" and job.attempts == 1
+    assert (job.error or "").startswith(type(error("")).__name__)
+
+
+def test_a_lease_lost_while_a_write_is_retried_still_stops_the_job(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job({"seconds": 0, "steps": 2})
+
+    def another_worker_takes_the_job() -> None:  # this one looked dead meanwhile
+        expire_lease(job_id)
+        with session_scope() as s:
+            assert jobs.claim(s, job_id, "other-worker", 60)
+
+    failing_writes(monkeypatch, PROGRESS_WRITE, 1, before_raising=another_worker_takes_the_job)
+    assert runner.execute(job_id) == "interrupted"
+    job = load(job_id)  # the retried write was fenced off: the job is the other attempt's
+    assert (job.state, job.lease_owner, job.attempts, job.progress) == (
+        "running",
+        "other-worker",
+        2,
+        0.0,
+    )
+
+
+def test_a_brief_database_error_in_a_lease_renewal_is_retried_at_once(
+    sqlite_db: str, env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a full beat (a third of the lease) later, when the lease may have run out."""
+    env.setenv("SKILLMIX_JOB_LEASE_SECONDS", "3")
+    refresh_settings()
+    job_id = make_job({"seconds": 1.6, "steps": 1})  # one beat, at 1 s
+    failed = failing_writes(monkeypatch, LEASE_RENEWAL, times=1)
+    renewals: list[float] = []
+    real_renew = jobs.renew_lease
+    monkeypatch.setattr(
+        jobs, "renew_lease", lambda *a: renewals.append(time.monotonic()) or real_renew(*a)
+    )
+    assert runner.execute(job_id) == "succeeded"
+    assert len(failed) == 1 and len(renewals) == 2
+    assert renewals[1] - renewals[0] < 1.0 / 2
