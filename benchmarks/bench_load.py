@@ -39,6 +39,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -164,6 +165,45 @@ def machine() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- where the CPU goes -------------------------------------------------------------------
+
+
+def cpu_seconds(roots: list[int], names: tuple[str, ...] = ()) -> float:
+    """User + system CPU seconds of the processes `roots` and their descendants, and of
+    every process called one of `names` (PostgreSQL's backends, redis-server)."""
+    import psutil  # locust's own dependency, so the bench extra has it
+
+    procs: dict[int, psutil.Process] = {}
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            procs[pid] = root
+            procs.update({c.pid: c for c in root.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    if names:
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] in names:
+                procs[proc.pid] = proc
+    total = 0.0
+    for proc in procs.values():
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def cpu_groups(api: int, worker: int) -> dict[str, float]:
+    return {
+        "api": cpu_seconds([api]),
+        "worker": cpu_seconds([worker]),
+        "postgres": cpu_seconds([], ("postgres",)),
+        "redis": cpu_seconds([], ("redis-server",)),
     }
 
 
@@ -334,6 +374,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         locust_env = {**os.environ, "SKILLMIX_BENCH_CONFIG": str(work / "config.json")}
         stats_path = work / "stats.json"
+        cpu_before = cpu_groups(procs[0].pid, procs[1].pid)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         subprocess.run(
             [
@@ -368,6 +410,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
         wall = time.monotonic() - started
+        cpu_after = cpu_groups(procs[0].pid, procs[1].pid)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+        cpu["locust"] = (children_after.ru_utime - children_before.ru_utime) + (
+            children_after.ru_stime - children_before.ru_stime
+        )
         stats = json.loads(stats_path.read_text())
         # Locust's own clock for the run: from the first request to the last.
         first = min(e["start_time"] for e in stats)
@@ -385,6 +433,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "worker_concurrency": args.worker_concurrency,
             "rate_limit_per_minute": args.rate * 60 * 10,
             **summary,
+            "cpu_seconds": {name: round(value, 1) for name, value in cpu.items()},
             "jobs": job_outcomes(base, seeded["keys"][0]),
             "machine": {**machine(), "postgres": pg_version, "redis": redis_version},
         }
@@ -421,6 +470,17 @@ def report(r: dict[str, Any]) -> str:
             f"| {e['name']} | {e['requests']:,} | {e['rps']:.1f} | {e['p50_ms']:.0f} | "
             f"{e['p99_ms']:.0f} | {e['max_ms']:.0f} | {e['errors']} |"
         )
+    cpu, wall = r["cpu_seconds"], r["locust_wall_s"]
+    lines += [
+        "",
+        "CPU used during the run (user + system), in cores on average over locust's "
+        f"{wall:.0f} s and in ms per request: "
+        + ", ".join(
+            f"{name} {seconds / wall:.2f} ({1000 * seconds / max(r['requests'], 1):.1f} ms)"
+            for name, seconds in cpu.items()
+        )
+        + f"; all {sum(cpu.values()) / wall:.2f} of {m['cpus']} cores.",
+    ]
     jobs = ", ".join(f"{n:,} {state}" for state, n in sorted(r["jobs"].items()))
     lines += ["", f"Jobs of the project at the end (seeded and submitted): {jobs}."]
     return "\n".join(lines)

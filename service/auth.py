@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,3 +46,59 @@ def api_key_for(session: Session, key: str) -> ApiKey | None:
 def project_for_key(session: Session, key: str) -> Project | None:
     row = api_key_for(session, key)
     return session.get(Project, row.project_id) if row else None
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """The project a request acts for, as the routes need it: a plain value, so it can be
+    cached across requests, unlike an ORM row tied to one session."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    project: ProjectRef
+
+
+def caller_for(session: Session, key: str) -> Caller | None:
+    """The live key and its project, in one query."""
+    row = session.execute(
+        select(ApiKey.id, Project.id, Project.name)
+        .join(Project, Project.id == ApiKey.project_id)
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    ).first()
+    return Caller(row[0], ProjectRef(row[1], row[2])) if row else None
+
+
+class CallerCache:
+    """Keys verified in the last `ttl` seconds, by hash, so most requests authenticate
+    without a database query. The price: a key revoked in the database keeps working in
+    an API process for up to `ttl` seconds. Unknown keys are never cached (a new key works
+    at once, and guessing cannot fill the cache)."""
+
+    def __init__(
+        self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.max_entries, self.clock = ttl, max_entries, clock
+        self._entries: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Caller | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, caller: Caller) -> None:
+        if self.ttl <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[key_hash] = (now + self.ttl, caller)

@@ -63,6 +63,8 @@ class Rate:
 
 class RateLimiter(Protocol):
     rate: Rate
+    # Whether hit() waits on I/O: the API then calls it in a thread, off the event loop.
+    blocking: bool
 
     def hit(self, key: str) -> Decision:
         """Count one request for `key`; refused requests are not counted."""
@@ -73,6 +75,7 @@ class LocalRateLimiter:
     """GCRA in this process: right for one API process (the embedded default)."""
 
     PRUNE_AT = 10_000  # keys remembered before the idle ones are dropped
+    blocking = False
 
     def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.clock = rate, clock
@@ -111,6 +114,8 @@ return {1, 0}
 
 class RedisRateLimiter:
     """GCRA in Redis, shared by every API process that uses the same Redis."""
+
+    blocking = True
 
     def __init__(self, url: str, rate: Rate, prefix: str = REDIS_PREFIX) -> None:
         self.rate, self.prefix = rate, prefix

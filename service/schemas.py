@@ -487,12 +487,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         429: "Rate limit exceeded, or the project's cap on active jobs reached",
     }
     headers = {
+        401: {
+            "WWW-Authenticate": {
+                "description": "`Bearer` (RFC 6750): send the API key as a bearer token.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
         429: {
             "Retry-After": {
                 "description": "Whole seconds to wait before retrying.",
                 "schema": {"type": "integer"},
             }
-        }
+        },
     }
     return {
         status: {

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="Requests a key may make at once, on top of nothing used recently; "
         "default: a tenth of rate_limit_per_minute (six seconds' worth).",
     )
+    auth_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long an API process trusts a key it has verified before asking "
+        "the database again (0: every request). A revoked key keeps working for up to this "
+        "long; in exchange most requests authenticate without a query.",
+    )
     max_active_jobs_per_project: int = Field(
         default=16,
         ge=0,

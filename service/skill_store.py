@@ -27,6 +27,21 @@ def get_version(session: Session, skill_id: str, version: int) -> SkillVersion |
     )
 
 
+def latest_versions(session: Session, skill_ids: list[str]) -> dict[str, SkillVersion]:
+    """The latest version of each skill, in one query (a page of skills, not one each)."""
+    if not skill_ids:
+        return {}
+    rows = session.scalars(
+        select(SkillVersion)
+        .join(
+            Skill,
+            (Skill.id == SkillVersion.skill_id) & (Skill.latest_version == SkillVersion.version),
+        )
+        .where(Skill.id.in_(skill_ids))
+    )
+    return {row.skill_id: row for row in rows}
+
+
 def name_taken(session: Session, project_id: str, name: str, except_id: str = "") -> bool:
     found = session.scalar(
         select(Skill.id).where(

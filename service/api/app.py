@@ -20,6 +20,7 @@ from service.api.routes import (
     skills,
     verifications,
 )
+from service.auth import CallerCache
 from service.logs import log_context
 from service.schemas import problem_responses
 from service.settings import Settings, get_settings
@@ -97,7 +98,7 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
 
 
-def refuse_nul_in_url(request: Request) -> None:
+async def refuse_nul_in_url(request: Request) -> None:
     """422 for a NUL character in a path or query parameter: PostgreSQL text cannot hold
     one, so no id or cursor can contain it, and the query would fail with a 500."""
     params = [("path", k, v) for k, v in request.path_params.items()]
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Per API key, checked in the authenticating dependency (so /healthz, /readyz and
     # /metrics are never limited); shared through Redis when the broker is Redis.
     app.state.rate_limiter = ratelimit.from_settings(settings)
+    app.state.caller_cache = CallerCache(settings.auth_cache_seconds)
     app.include_router(health.router)
     app.include_router(metrics.router)
     for module in (jobs, skills, corpora, scans, mixtures, verifications):

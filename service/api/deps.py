@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.errors import Problem, too_many_requests
-from service.auth import api_key_for
+from service.auth import Caller, CallerCache, ProjectRef, caller_for, hash_key
 from service.db import get_sessionmaker
-from service.models import Project
+from service.ratelimit import Decision, RateLimiter
 from service.settings import Settings, get_settings
 
 
-def get_db() -> Iterator[Session]:
+async def get_db() -> AsyncIterator[Session]:
+    # Async, so FastAPI does not hand off to a thread just to make the session (that does
+    # no I/O); closing it returns its connection to the pool, which talks to the database,
+    # so that part runs in a thread.
     session = get_sessionmaker()()
     try:
         yield session
     finally:
-        session.close()
+        await run_in_threadpool(session.close)
+
+
+async def settings_dep() -> Settings:
+    return get_settings()
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_dep)]
 
 
-def get_current_project(
-    request: Request,
-    session: SessionDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Project:
-    """The project of the request's API key, after the key's rate limit."""
+# The API's security scheme in the OpenAPI document: every operation that depends on
+# `get_current_project` lists it. auto_error=False: the 401s stay our problem details.
+api_key_scheme = HTTPBearer(
+    scheme_name="ApiKey",
+    description="An API key (`skillmix keys create --project NAME`), sent as "
+    "`Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+def bearer_key(authorization: str | None) -> str:
+    """The key of an `Authorization: Bearer <key>` header, or 401."""
     if not authorization:
         raise Problem(
             401,
@@ -49,20 +64,47 @@ def get_current_project(
             "Malformed Authorization header",
             "Expected 'Authorization: Bearer <key>'.",
         )
-    api_key = api_key_for(session, key.strip())
-    project = session.get(Project, api_key.project_id) if api_key else None
-    if api_key is None or project is None:
-        raise Problem(401, "unauthorized", "Invalid API key", "The key is unknown or revoked.")
-    check_rate(request, api_key.id)
-    return project
+    return key.strip()
 
 
-def check_rate(request: Request, key_id: str) -> None:
-    """429 when this API key is over SKILLMIX_RATE_LIMIT_PER_MINUTE (the app's limiter)."""
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is None:
-        return
-    decision = limiter.hit(key_id)
+def _lookup_caller(key: str) -> Caller | None:
+    with get_sessionmaker()() as session:
+        return caller_for(session, key)
+
+
+async def get_current_project(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(api_key_scheme)],
+) -> ProjectRef:
+    """The project of the request's API key, after the key's rate limit.
+
+    Keys verified in the last SKILLMIX_AUTH_CACHE_SECONDS come from the app's cache; only
+    a miss queries the database. Blocking calls (that query, the Redis rate limiter) run
+    in a thread, off the event loop; a cache hit with the in-process limiter needs none."""
+    header = request.headers.get("Authorization")
+    # No usable bearer credentials: bearer_key raises the 401 for a missing or malformed one.
+    key = credentials.credentials if credentials else bearer_key(header)
+    key_hash = hash_key(key)
+    cache: CallerCache | None = getattr(request.app.state, "caller_cache", None)
+    caller = cache.get(key_hash) if cache else None
+    if caller is None:
+        caller = await run_in_threadpool(_lookup_caller, key)
+        if caller is None:
+            raise Problem(401, "unauthorized", "Invalid API key", "The key is unknown or revoked.")
+        if cache:
+            cache.put(key_hash, caller)
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        if limiter.blocking:
+            decision = await run_in_threadpool(limiter.hit, caller.key_id)
+        else:
+            decision = limiter.hit(caller.key_id)
+        refuse_if_limited(limiter, decision)
+    return caller.project
+
+
+def refuse_if_limited(limiter: RateLimiter, decision: Decision) -> None:
+    """429 when the API key is over SKILLMIX_RATE_LIMIT_PER_MINUTE."""
     if not decision.allowed:
         per_minute = limiter.rate.per_minute
         raise too_many_requests(
@@ -75,35 +117,40 @@ def check_rate(request: Request, key_id: str) -> None:
         )
 
 
-CurrentProject = Annotated[Project, Depends(get_current_project)]
+CurrentProject = Annotated[ProjectRef, Depends(get_current_project)]
 
 
 class PageParams:
-    def __init__(
-        self,
-        settings: SettingsDep,
-        limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
-        after: Annotated[
-            str | None,
-            Query(
-                max_length=64,
-                description="Return items after this id (the previous page's `next_after`).",
-            ),
-        ] = None,
-    ) -> None:
-        if limit > settings.max_page_size:
-            msg = f"limit must be at most {settings.max_page_size}"
-            raise Problem(
-                422,
-                "validation-error",
-                "Invalid request",
-                f"query.limit: {msg}",
-                errors=[{"loc": ["query", "limit"], "msg": msg, "type": "less_than_equal"}],
-            )
+    """`?limit=N&after=<id>`, checked against SKILLMIX_MAX_PAGE_SIZE."""
+
+    def __init__(self, limit: int, after: str | None) -> None:
         self.limit, self.after = limit, after
 
 
-PageDep = Annotated[PageParams, Depends()]
+async def page_params(
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Return items after this id (the previous page's `next_after`).",
+        ),
+    ] = None,
+) -> PageParams:
+    if limit > settings.max_page_size:
+        msg = f"limit must be at most {settings.max_page_size}"
+        raise Problem(
+            422,
+            "validation-error",
+            "Invalid request",
+            f"query.limit: {msg}",
+            errors=[{"loc": ["query", "limit"], "msg": msg, "type": "less_than_equal"}],
+        )
+    return PageParams(limit, after)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
 IdempotencyKey = Annotated[
     str | None,
     Header(

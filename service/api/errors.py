@@ -60,8 +60,15 @@ class Problem(Exception):
             detail,
             extra,
         )
-        # A 409 that retrying cannot fix says so, for clients that retry conflicts.
-        self.headers = headers or ({"X-Should-Retry": "false"} if status == 409 else None)
+        self.headers = headers or _default_headers(status)
+
+
+def _default_headers(status: int) -> dict[str, str] | None:
+    if status == 401:  # RFC 6750: the scheme to authenticate with (an API key as a token)
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 409:  # a 409 that retrying cannot fix says so, for clients that retry conflicts
+        return {"X-Should-Retry": "false"}
+    return None
 
 
 def not_found(what: str, ident: str) -> Problem:

@@ -1,7 +1,10 @@
 """Property-based API fuzzing with schemathesis: every operation of the OpenAPI document,
 against a real uvicorn server on PostgreSQL, with a key for a project that has one of
-every resource. Checks: no 5xx, and responses conform to the document (status code
-documented, content type, body schema, documented headers).
+every resource. Checks: no 5xx, responses conform to the document (status code
+documented, content type, body schema, documented headers), and every operation that
+declares the `ApiKey` bearer scheme enforces it (`ignored_auth`: each success is sent again
+without the key and with a made-up one, and must be refused). Negative cases may drop the
+key (the scheme is a parameter schemathesis negates), which must give a documented 401.
 
 Bounded for CI: a fixed seed, deterministic generation and a few examples per operation
 (about a minute). Jobs created by fuzzing stay queued: no worker runs, the embedded
@@ -27,6 +30,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -58,6 +62,7 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     response_headers_conformance,
+    ignored_auth,
 ]
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from service.auth import Caller, CallerCache, ProjectRef
 from service.db import session_scope
-from service.models import Job
+from service.models import ApiKey, Job, utcnow
 from tests.service.conftest import auth
 
 PROBLEM = "application/problem+json"
@@ -37,6 +38,45 @@ def test_missing_wrong_and_malformed_keys_are_401(client: TestClient, key_a: str
         assert r.status_code == 401
         assert r.headers["content-type"].startswith(PROBLEM)
         assert r.json()["type"] == "urn:skillmix:problem:unauthorized"
+        assert r.headers["www-authenticate"] == "Bearer"  # RFC 6750
+    titles = [
+        client.get("/v1/jobs", headers=h).json()["title"]
+        for h in ({}, {"Authorization": "Bearer  "}, {"Authorization": "Bearer sk_nope"})
+    ]
+    assert titles == ["Missing API key", "Malformed Authorization header", "Invalid API key"]
+
+
+def test_verified_keys_are_cached_for_auth_cache_seconds(client: TestClient, key_a: str) -> None:
+    """A key verified once is trusted without a query until the cache entry expires; then
+    a revocation in the database takes effect. Unknown keys are never cached."""
+    now = [1000.0]
+    cache = CallerCache(ttl=10, clock=lambda: now[0])
+    client.app.state.caller_cache = cache  # type: ignore[attr-defined]
+    assert client.get("/v1/jobs", headers=auth(key_a)).status_code == 200
+    with session_scope() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == key_a[:10]))
+        assert row is not None
+        row.revoked_at = utcnow()
+    now[0] += 9.9
+    assert client.get("/v1/jobs", headers=auth(key_a)).status_code == 200
+    now[0] += 0.2
+    assert client.get("/v1/jobs", headers=auth(key_a)).status_code == 401
+    assert client.get("/v1/jobs", headers=auth("sk_unknown")).status_code == 401
+    assert len(cache._entries) == 1  # the (now stale) entry of key_a, nothing for the unknown
+
+
+def test_caller_cache_stays_bounded_and_ttl_zero_disables_it() -> None:
+    now = [0.0]
+    caller = Caller("key_x", ProjectRef("proj_x", "x"))
+    cache = CallerCache(ttl=5, max_entries=3, clock=lambda: now[0])
+    for i in range(10):
+        cache.put(f"h{i}", caller)
+        now[0] += 1
+        assert len(cache._entries) <= 3
+    assert cache.get("h9") == caller and cache.get("h0") is None
+    off = CallerCache(ttl=0)
+    off.put("h", caller)
+    assert off.get("h") is None
 
 
 def test_another_projects_job_is_404_everywhere(client: TestClient, key_a: str, key_b: str) -> None:
@@ -172,3 +212,26 @@ def test_openapi_documents_every_resource_with_errors_and_examples(client: TestC
     assert "ProblemDetails" in schemas
     for name in ("CorpusCreate", "ScanCreate", "MixtureCreate", "VerificationCreate"):
         assert schemas[name].get("examples"), name
+
+
+def test_openapi_declares_the_bearer_scheme_on_every_authenticated_operation(
+    client: TestClient, key_a: str
+) -> None:
+    doc = client.get("/openapi.json").json()
+    [(name, scheme)] = doc["components"]["securitySchemes"].items()
+    assert (name, scheme["type"], scheme["scheme"]) == ("ApiKey", "http", "bearer")
+    assert "Authorization: Bearer <key>" in scheme["description"]
+    operations = [
+        (method, path, op) for path, ops in doc["paths"].items() for method, op in ops.items()
+    ]
+    for method, path, op in operations:
+        if path.startswith("/v1/"):
+            assert op.get("security") == [{"ApiKey": []}], (method, path)
+            assert "Authorization" not in {p["name"] for p in op.get("parameters", [])}
+            assert op["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]
+        else:  # probes: no key, and they answer without one
+            assert "security" not in op, (method, path)
+            assert client.request(method.upper(), path).status_code in (200, 503)
+    assert "/metrics" not in doc["paths"] and client.get("/metrics").status_code == 200
+    # What the document declares is what the API does: the scheme's header is enough.
+    assert client.get("/v1/skill-families", headers=auth(key_a)).status_code == 200

@@ -17,7 +17,8 @@ from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep
 from service.api.errors import Problem, not_found
 from service.api.idempotency import create_once
 from service.api.pagination import paginate
-from service.models import Corpus, Project, utcnow
+from service.auth import ProjectRef
+from service.models import Corpus, utcnow
 from service.schemas import CorporaPublic, CorpusCreate, CorpusPublic
 from service.settings import Settings
 
@@ -39,7 +40,7 @@ def public(corpus: Corpus) -> CorpusPublic:
     )
 
 
-def get_corpus(session: SessionDep, project: Project, corpus_id: str) -> Corpus:
+def get_corpus(session: SessionDep, project: ProjectRef, corpus_id: str) -> Corpus:
     corpus = session.get(Corpus, corpus_id)
     if corpus is None or corpus.project_id != project.id or corpus.deleted_at is not None:
         raise not_found("Corpus", corpus_id)

@@ -20,10 +20,11 @@ from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep
 from service.api.errors import Problem, not_found, too_many_requests
 from service.api.idempotency import create_once
 from service.api.pagination import paginate
+from service.auth import ProjectRef
 from service.celery_app import enqueue
 from service.db import get_sessionmaker
 from service.kinds import KINDS
-from service.models import Job, JobState, Project
+from service.models import Job, JobState
 from service.schemas import ArtifactsPublic, JobCreate, JobPublic, JobsPublic
 from service.settings import Settings
 
@@ -37,7 +38,7 @@ KEEPALIVE_SECONDS = 15.0
 ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 
 
-def get_job(session: SessionDep, project: Project, job_id: str) -> Job:
+def get_job(session: SessionDep, project: ProjectRef, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.project_id != project.id:
         raise not_found("Job", job_id)

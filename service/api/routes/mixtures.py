@@ -20,9 +20,10 @@ from service.api.idempotency import create_once
 from service.api.pagination import paginate
 from service.api.routes.corpora import get_corpus, service_owned
 from service.api.routes.jobs import start_job
+from service.auth import ProjectRef
 from service.handlers.scan import load_specs
 from service.ids import new_id
-from service.models import Job, JobState, Mixture, Project, Scan
+from service.models import Job, JobState, Mixture, Scan
 from service.schemas import JobPublic, MixtureCreate, MixturePublic, MixturesPublic
 from service.settings import Settings
 
@@ -47,14 +48,14 @@ def public(session: Session, mixture: Mixture) -> MixturePublic:
     )
 
 
-def get_mixture(session: Session, project: Project, mixture_id: str) -> Mixture:
+def get_mixture(session: Session, project: ProjectRef, mixture_id: str) -> Mixture:
     mixture = session.get(Mixture, mixture_id)
     if mixture is None or mixture.project_id != project.id:
         raise not_found("Mixture", mixture_id)
     return mixture
 
 
-def succeeded_scan(session: Session, project: Project, scan_id: str, corpus_id: str) -> Scan:
+def succeeded_scan(session: Session, project: ProjectRef, scan_id: str, corpus_id: str) -> Scan:
     scan = session.get(Scan, scan_id)
     if scan is None or scan.project_id != project.id:
         raise not_found("Scan", scan_id)

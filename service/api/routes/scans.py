@@ -18,8 +18,9 @@ from service.api.idempotency import create_once
 from service.api.pagination import paginate
 from service.api.routes.corpora import get_corpus
 from service.api.routes.jobs import start_job
+from service.auth import ProjectRef
 from service.ids import new_id
-from service.models import Job, JobState, Project, Scan
+from service.models import Job, JobState, Scan
 from service.schemas import JobPublic, ScanCreate, ScanPublic, ScansPublic, SkillRef
 
 router = APIRouter(prefix="/v1/scans", tags=["scans"])
@@ -43,7 +44,7 @@ def public(session: Session, scan: Scan) -> ScanPublic:
     )
 
 
-def skill_refs(session: Session, project: Project, skill_ids: list[str]) -> list[dict[str, Any]]:
+def skill_refs(session: Session, project: ProjectRef, skill_ids: list[str]) -> list[dict[str, Any]]:
     """The latest version of each skill, pinned: later edits never change this scan."""
     refs = []
     for skill_id in dict.fromkeys(skill_ids):

@@ -122,10 +122,17 @@ def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) 
     """This project's skills (latest versions), newest first."""
     stmt = select(Skill).where(Skill.project_id == project.id, Skill.deleted_at.is_(None))
 
-    def latest(skill: Skill) -> SkillPublic:
-        return public(*_load(session, project.id, skill.id))
+    versions: dict[str, SkillVersion] = {}
 
-    return SkillsPublic.model_validate(paginate(session, stmt, Skill.id, page, latest))
+    def prefetch(skills: list[Skill]) -> None:
+        versions.update(store.latest_versions(session, [skill.id for skill in skills]))
+
+    def latest(skill: Skill) -> SkillPublic:
+        return public(skill, versions[skill.id])
+
+    return SkillsPublic.model_validate(
+        paginate(session, stmt, Skill.id, page, latest, prefetch=prefetch)
+    )
 
 
 @router.get("/v1/skills/{skill_id}", response_model=SkillPublic)

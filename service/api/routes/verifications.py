@@ -17,12 +17,12 @@ from service.api.idempotency import create_once
 from service.api.pagination import paginate
 from service.api.routes.jobs import start_job
 from service.api.routes.mixtures import get_mixture
+from service.auth import ProjectRef
 from service.ids import new_id
 from service.models import (
     Job,
     JobState,
     Mixture,
-    Project,
     Scan,
     Verification,
     VerificationRun,
@@ -65,7 +65,7 @@ def public(session: Session, ver: Verification) -> VerificationPublic:
     )
 
 
-def arm_mixtures(session: Session, project: Project, arms: dict[str, str]) -> dict[str, Mixture]:
+def arm_mixtures(session: Session, project: ProjectRef, arms: dict[str, str]) -> dict[str, Mixture]:
     """The given arms' mixtures, checked comparable; a mixture still building is fine (the
     job waits for it), a failed or dry-run one is refused."""
     found = {arm: get_mixture(session, project, mid) for arm, mid in arms.items() if mid != "auto"}
@@ -117,7 +117,7 @@ def arm_mixtures(session: Session, project: Project, arms: dict[str, str]) -> di
 
 
 def baseline_mixture(
-    session: Session, project: Project, like: Mixture, settings: Settings
+    session: Session, project: ProjectRef, like: Mixture, settings: Settings
 ) -> tuple[Mixture, Callable[[], None]]:
     """The corpus at its natural frequency, packed like `like` (same scan, shape, seed)."""
     dosing = {**like.dosing, "skills": {}}
