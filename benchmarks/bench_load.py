@@ -16,7 +16,11 @@ What runs, all real processes on this machine:
   2) and one `skillmix worker` (curation and training queues) so submitted jobs run;
 - a seeded project: --keys API keys, 20 skills and 50 finished `sleep` jobs;
 - `locust --headless` (benchmarks/locustfile.py) with --users users, each at
-  rate/users requests a second (locust's constant_throughput), for --duration seconds.
+  rate/users requests a second, for --duration seconds. --arrivals poisson (default):
+  each user starts requests at exponential gaps, so together they make an open Poisson
+  stream at the rate; --arrivals paced: locust's constant_throughput, where the users,
+  all started at once, stay in step and send in bursts of --users requests every
+  users/rate seconds.
   Traffic by weight: GET a job 30, list jobs 20, list skills 15, GET a skill 15,
   /healthz 10, POST /v1/jobs 10 (kind `sleep`, 10 ms, a fresh Idempotency-Key each).
 
@@ -63,6 +67,10 @@ DEFAULT_PG = os.environ.get(
 DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 SEED_SKILLS, SEED_JOBS = 20, 50
 SLEEP_SECONDS = 0.01
+ARRIVALS = {
+    "poisson": "Poisson arrivals: each user starts requests at exponential gaps",
+    "paced": "paced arrivals: the users in step, a burst of one request each per interval",
+}
 
 
 def free_port() -> int:
@@ -263,7 +271,8 @@ def percentile(histogram: dict[float, int], q: float) -> float:
 
 
 def summarize(stats: list[dict[str, Any]], duration: float) -> dict[str, Any]:
-    rows, merged = [], {}
+    rows: list[dict[str, Any]] = []
+    merged: dict[float, int] = {}
     for entry in stats:
         hist = {float(k): int(v) for k, v in entry["response_times"].items()}
         for k, v in hist.items():
@@ -364,6 +373,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         config = {
             **seeded,
             "per_user_rps": args.rate / args.users,
+            "arrivals": args.arrivals,
             "sleep_seconds": SLEEP_SECONDS,
         }
         (work / "config.json").write_text(json.dumps(config))
@@ -428,6 +438,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "duration_s": round(duration, 1),
             "locust_wall_s": round(wall, 1),
             "users": args.users,
+            "arrivals": args.arrivals,
             "keys": args.keys,
             "api_workers": args.api_workers,
             "worker_concurrency": args.worker_concurrency,
@@ -451,7 +462,8 @@ def report(r: dict[str, Any]) -> str:
         f"{', '.join(map(str, m['load_average']))}. Everything on this one machine: the API "
         f"({r['api_workers']} uvicorn workers), one Celery worker (prefork, concurrency "
         f"{r['worker_concurrency']}), PostgreSQL, Redis and locust.",
-        f"Load: {r['users']} locust users at {r['target_rps']} req/s in all for "
+        f"Load: {r['users']} locust users at {r['target_rps']} req/s in all "
+        f"({ARRIVALS[r['arrivals']]}) for "
         f"{r['duration_s']} s, over {r['keys']} API keys of one project (rate limit "
         f"{r['rate_limit_per_minute']:,}/min per key: on, never reached). Traffic: GET a job "
         "30, list jobs 20, list skills 15, GET a skill 15, /healthz 10, POST /v1/jobs 10 "
@@ -492,6 +504,12 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=120, help="seconds of load (default 120)")
     p.add_argument("--rate", type=int, default=200, help="target requests/s (default 200)")
     p.add_argument("--users", type=int, default=50, help="locust users (default 50)")
+    p.add_argument(
+        "--arrivals",
+        choices=["poisson", "paced"],
+        default="poisson",
+        help="request starts: random (Poisson, default) or in step (paced bursts)",
+    )
     p.add_argument("--keys", type=int, default=4, help="API keys the users share (default 4)")
     p.add_argument(
         "--api-workers", type=int, default=max(2, cpus), help="uvicorn workers (default: CPUs)"

@@ -5,10 +5,18 @@ bench_load.py starts the service, seeds it and runs
     locust -f benchmarks/locustfile.py --headless -u USERS -r USERS -t 120s ...
 
 with SKILLMIX_BENCH_CONFIG naming a JSON file: {"keys": [...], "job_ids": [...],
-"skill_ids": [...], "per_user_rps": 4.0, "sleep_seconds": 0.01}. Each user takes one of the
-keys in turn and waits so that it makes `per_user_rps` requests a second (locust's
-constant_throughput: a user whose requests take longer falls behind instead of queueing
-more). Traffic, by weight: mostly reads (a job, the job list, the skill list, a skill,
+"skill_ids": [...], "per_user_rps": 4.0, "arrivals": "poisson", "sleep_seconds": 0.01}.
+Each user takes one of the keys in turn and starts `per_user_rps` requests a second:
+
+- "poisson": at random times, exponential gaps between starts, so the users together
+  make an open Poisson stream at the target rate, the usual model of many independent
+  clients;
+- "paced": at fixed intervals (locust's constant_throughput). Locust starts every user
+  at the same instant, so they stay in step: all of them send at once, every interval,
+  a burst as large as the number of users.
+
+Either way a user whose requests take longer falls behind instead of queueing more.
+Traffic, by weight: mostly reads (a job, the job list, the skill list, a skill,
 /healthz) and one request in ten a job submission (kind `sleep`, a few milliseconds, with
 an Idempotency-Key) whose id later reads may pick.
 """
@@ -19,7 +27,9 @@ import itertools
 import json
 import os
 import random
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +40,23 @@ _KEYS = itertools.cycle(CONFIG["keys"])
 MAX_OWN_JOBS = 200  # ids of jobs this user submitted, for its reads to pick from
 
 
+def poisson_starts(rate: float) -> Callable[[Any], float]:
+    """A wait_time: starts at exponential gaps (mean 1/rate) on the user's own schedule."""
+
+    def wait(user: Any) -> float:
+        now = time.monotonic()
+        user.next_start = max(getattr(user, "next_start", now), now - 1.0 / rate)
+        user.next_start += user.rng.expovariate(rate)
+        return max(0.0, user.next_start - now)
+
+    return wait
+
+
 class ApiUser(FastHttpUser):
-    wait_time = constant_throughput(CONFIG["per_user_rps"])
+    if CONFIG.get("arrivals", "poisson") == "paced":
+        wait_time = constant_throughput(CONFIG["per_user_rps"])
+    else:
+        wait_time = poisson_starts(CONFIG["per_user_rps"])
 
     def on_start(self) -> None:
         self.headers = {"Authorization": f"Bearer {next(_KEYS)}"}
