@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
+from curation.mixture.atomic import remove_temporaries
 from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
 from curation.mixture.manifest import MANIFEST, build_manifest, read_manifest
 from curation.mixture.plan import MixturePlan
@@ -147,6 +148,7 @@ def build_mixture(
         )
         write_json(manifest_path, manifest, indent=1)
     shutil.rmtree(os.path.join(out_dir, BUILD_DIR), ignore_errors=True)
+    remove_temporaries(out_dir)
     result: dict[str, Any] = {"plan": manifest["plan"], "manifest": manifest, "audit": None}
     if audit:
         found = audit_mixture(

@@ -13,6 +13,7 @@ number of rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zlib
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from curation.mixture.atomic import temp_path
 from curation.mixture.packer import EOS, Piece
 
 GZIP_LEVEL = 6
@@ -104,6 +106,7 @@ class _OpenShard:
     def __init__(self, out_dir: str, index: int, fmt: str):
         self.index = index
         self.paths = {k: os.path.join(out_dir, v) for k, v in shard_names(index, fmt).items()}
+        self.temps = {k: temp_path(v) for k, v in self.paths.items()}
         self.tokens = open(self._tmp("tokens"), "wb")  # noqa: SIM115 - closed in commit/abort
         self.token_hash = hashlib.sha256()
         self.text = (
@@ -113,7 +116,7 @@ class _OpenShard:
         self.sequences = self.documents = 0
 
     def _tmp(self, kind: str) -> str:
-        return self.paths[kind] + ".tmp"
+        return self.temps[kind]
 
     def close(self) -> None:
         self.tokens.close()
@@ -206,8 +209,9 @@ class ShardWriter:
 
     def _commit(self, shard: _OpenShard) -> None:
         shard.close()
+        self.open = None  # closed: an abort after a failed rename must not close it again
         for kind in ("tokens", "text", "composition"):
-            os.replace(shard.paths[kind] + ".tmp", shard.paths[kind])
+            os.replace(shard.temps[kind], shard.paths[kind])
         names = shard_names(shard.index, self.fmt)
         entries = [
             {"path": names["tokens"], "kind": "tokens", "sequences": shard.sequences,
@@ -218,11 +222,14 @@ class ShardWriter:
         first = shard.index * self.shard_batches
         for entry in entries:
             entry["batches"] = [first, min(first + self.shard_batches, self.n_batches)]
-        self.open = None
         self.on_commit(shard.index, entries)
 
     def abort(self) -> None:
-        """Close the shard in progress (its temporary files stay; a rerun overwrites them)."""
+        """Close the shard in progress and delete its temporary files (no other writer uses
+        their names; a rerun writes the shard again)."""
         if self.open is not None:
-            self.open.close()
-            self.open = None
+            shard, self.open = self.open, None
+            shard.close()
+            for path in shard.temps.values():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from curation.mixture.atomic import temp_path
 from curation.mixture.shards import BUILD_DIR, sha256_file
 
 STATE_FORMAT = "skillmix.mixture.state/1"
@@ -20,7 +21,7 @@ STATE_FORMAT = "skillmix.mixture.state/1"
 
 def write_json(path: str, data: Any, indent: int | None = None) -> None:
     """Deterministic JSON (sorted keys), written to a temporary file and renamed into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, sort_keys=True, indent=indent, ensure_ascii=False)
         f.write("\n")
@@ -29,7 +30,7 @@ def write_json(path: str, data: Any, indent: int | None = None) -> None:
 
 def write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
     """JSON lines with sorted keys, written to a temporary file and renamed into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")

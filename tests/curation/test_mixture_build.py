@@ -1,7 +1,9 @@
 """build_mixture + audit_mixture end to end on a small planted corpus, scanned for real."""
 
+import glob
 import json
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -183,14 +185,37 @@ def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
     with pytest.raises(Killed):
         run(cut, kill_after_third_shard)
     assert not os.path.exists(f"{cut}/manifest.json")
+    # What a writer killed by SIGKILL inside a shard leaves (an exception cleans its own up).
+    Path(f"{cut}/tokens-00004.bin.deadhost.123.0a0b0c0d.tmp").write_bytes(b"partial")
     kept = os.stat(f"{cut}/tokens-00001.bin").st_mtime_ns
     messages = []
     run(cut, lambda f, m: messages.append(m))
     assert data_files(cut) == data_files(whole)
     assert os.stat(f"{cut}/tokens-00001.bin").st_mtime_ns == kept  # not written again
     assert "wrote shard 10 / 10" in messages and "wrote shard 2 / 10" not in messages
-    assert not os.path.exists(f"{cut}/.build")
+    assert not os.path.exists(f"{cut}/.build") and not glob.glob(f"{cut}/*.tmp")
     assert run(cut)["manifest"] == run(whole)["manifest"]  # a finished build is returned as is
+
+    # Two overlapping writers of one mixture (a worker that stalled past its lease and the
+    # attempt that replaced it): each writes its own temporary files, so whichever renames
+    # last renames the same bytes; the one that finds its files cleaned away stops.
+    both = f"{root}/resume-both"
+    outcomes: list[object] = []
+
+    def writer() -> None:
+        try:
+            outcomes.append(run(both)["manifest"])
+        except Exception as exc:  # the later writer may lose its temporaries
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert any(isinstance(o, dict) for o in outcomes), outcomes
+    assert all(isinstance(o, dict | FileNotFoundError) for o in outcomes), outcomes
+    assert data_files(both) == data_files(whole) and not glob.glob(f"{both}/*.tmp")
 
 
 def test_audit_reports_a_damaged_mixture_and_build_raises_on_a_failed_audit(scanned, monkeypatch):
