@@ -24,8 +24,8 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from curation.atomic import remove_temporaries
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
-from curation.mixture.atomic import remove_temporaries
 from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
 from curation.mixture.manifest import MANIFEST, build_manifest, read_manifest
 from curation.mixture.plan import MixturePlan

@@ -22,7 +22,7 @@ import orjson
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from curation.mixture.atomic import temp_path
+from curation.atomic import temp_path
 from curation.steps.frequency import byte_len, char_to_byte_offsets
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from curation.mixture.atomic import temp_path
+from curation.atomic import temp_path
 from curation.mixture.packer import EOS, Piece
 
 GZIP_LEVEL = 6

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from curation.mixture.atomic import temp_path
+from curation.atomic import temp_path
 from curation.mixture.shards import BUILD_DIR, sha256_file
 
 STATE_FORMAT = "skillmix.mixture.state/1"

@@ -28,6 +28,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
+from curation.atomic import temp_path
 from curation.sources.reader import SKIPPED
 
 PARTIAL_FORMAT = "skillmix.frequency.partial/1"
@@ -182,9 +183,12 @@ class SkillFrequencyStats(PipelineStep):
             },
         }
         name = f"{rank:05d}.json"
-        with self.output_folder.open(f"{name}.tmp", "w") as f:
+        # A temporary name of this writer's own: a stale-lease worker may write the same
+        # rank at the same time (see curation.atomic.temp_path).
+        tmp = temp_path(name)
+        with self.output_folder.open(tmp, "w") as f:
             json.dump(partial, f)
-        self.output_folder.mv(f"{name}.tmp", name)
+        self.output_folder.mv(tmp, name)
 
 
 def read_partials(folder: DataFolderLike) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ def temp_path(path: str) -> str:
     """A temporary name for writing `path`, unique to this writer (host, process, random).
 
     Two writers of one file can overlap: a worker that stalled past its lease and the
-    attempt that replaced it run the same deterministic build until the stale one notices.
+    attempt that replaced it run the same deterministic scan or build until the stale one
+    notices.
     Each writes its own temporary file and renames it into place (same bytes either way);
     with a shared temporary name their writes would interleave into a corrupt file."""
     return f"{path}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
