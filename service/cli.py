@@ -130,6 +130,7 @@ def worker(
         # becomes log lines (with the job's context), as Celery's own redirect would do.
         if not isinstance(sys.stdout, LoggingProxy):
             get_celery().log.redirect_stdouts("WARNING")
+            logs.redirect_loguru()
 
     @worker_ready.connect(weak=False)
     def _sweep(**_: object) -> None:
@@ -165,7 +166,10 @@ def worker(
             pool,
             concurrency or settings.worker_concurrency,
         )
-    get_celery().worker_main(argv)
+    celery = get_celery()
+    # Quiet, its shutdown notices are log lines too (service/celery_worker.py).
+    celery.Worker = celery.subclass_with_self("service.celery_worker:Worker")
+    celery.worker_main(argv)
 
 
 @db_app.command("upgrade")

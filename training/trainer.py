@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from training.evaluate import EvalSpec, Evaluator
 from training.model import GPT, SIZES, ModelConfig
 
 Progress = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 # Fields that change how a run executes, not what it computes: a run may resume with others.
 EXECUTION_FIELDS = ("device", "compile", "num_threads", "checkpoint_every")
@@ -230,6 +232,15 @@ class _Run:
         shuffle_seed = config.seed if config.shuffle_within_batch else None
         report_every = max(1, n_steps // 100)
         start = self.state["step"]
+        log.info(
+            "%s %s model (%s parameters) on %s: step %d of %d",
+            "resuming" if start else "training",
+            config.size,
+            f"{self.model.n_params():,}",
+            self.device,
+            start,
+            n_steps,
+        )
         if start == 0 and not self.state["evals"]:
             self.evaluate(0)
         running = self.state["train_loss_sum"]
@@ -291,4 +302,5 @@ class _Run:
         checkpoint.save_atomic(weights, self.out / WEIGHTS)
         checkpoint.write_json_atomic(asdict(result), self.out / RESULT)
         checkpoint.discard(self.path)
+        log.info("trained %d steps in %.1fs", result.steps, result.seconds)
         return result

@@ -16,7 +16,7 @@ A caller that wants to record each run (the service) can do the loop itself:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from curation.skills.spec import SkillSpec
 from training import checkpoint, verdict
 from training.data import Mixture, open_mixture
 from training.evaluate import EvalSpec
-from training.pool import Job, label, run_pool
+from training.pool import Job, RunScope, label, run_pool, scoped
 from training.report import plot_verification
 from training.trainer import Progress, RunResult, TrainConfig, train_run
 
@@ -96,13 +96,17 @@ def run_verification(
     workers: int = 1,
     config: TrainConfig | None = None,
     eval_options: dict[str, Any] | None = None,
+    initializer: Callable[[], None] | None = None,
+    run_scope: RunScope | None = None,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
     threshold: None for the per-family default (verdict.default_threshold), a number for
     every skill, or a dict by skill id. baseline: the arm the others are compared with.
     config: base training settings; size, seed, token_budget, eval_every, device are set
-    per run. eval_options: EvalSpec fields (n_probe, n_seen, ...).
+    per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
+    first in each pool process (e.g. to set up its logging); run_scope: entered around each
+    run, here or in the pool (training.pool.RunScope).
     """
     started, work = time.perf_counter(), Path(workdir)
     report_progress = progress or (lambda fraction, message: None)
@@ -114,16 +118,24 @@ def run_verification(
     jobs = plan_runs(mixtures, sizes, seeds, work, base)
     todo = [j for j in jobs if not (Path(j.out_dir) / "result.json").exists()]
     if workers > 1 and len(todo) > 1:
-        run_pool(todo, spec, min(workers, len(todo)), report_progress, len(jobs))
+        run_pool(
+            todo,
+            spec,
+            min(workers, len(todo)),
+            report_progress,
+            len(jobs),
+            initializer=initializer,
+            run_scope=run_scope,
+        )
     results = []
     for i, job in enumerate(jobs):
 
         def run_progress(fraction: float, message: str, i: int = i, job: Job = job) -> None:
             report_progress((i + fraction) / len(jobs), label(job, message))
 
-        results.append(
-            (job, train_run(job.config, job.mixture_dir, spec, job.out_dir, run_progress))
-        )
+        with scoped(run_scope, job):
+            result = train_run(job.config, job.mixture_dir, spec, job.out_dir, run_progress)
+        results.append((job, result))
     report = make_report(results, mixtures, spec.skills, threshold, baseline, work)
     report["seconds"] = round(time.perf_counter() - started, 1)
     checkpoint.write_json_atomic(report, work / "report.json")

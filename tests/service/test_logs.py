@@ -1,6 +1,6 @@
 """Logs: text or JSON lines that carry their context (the request id in the API; the job id,
 kind and attempt in a worker, on every line written while the job runs, whichever library
-wrote it)."""
+or process wrote it). A worker in JSON mode writes nothing else, up to its shutdown."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from service.embedded import refresh_settings
+from service.embedded import refresh_settings, start_workers
 from service.logs import ContextFilter, JsonFormatter, TextFormatter, log_context, logging_config
 from service.settings import get_settings
 from tests.service.conftest import auth, new_key
@@ -39,6 +39,16 @@ def captured() -> Iterator[io.StringIO]:
 
 def lines(out: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
+def json_lines(log: Path) -> list[dict]:
+    """Every line of a worker's output (stdout and stderr), each of which must be JSON."""
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(isinstance(e, dict) for e in entries)
+    return entries
+
+
+SHUTDOWN = "worker: Warm shutdown (MainProcess) on SIGTERM"
 
 
 def test_log_lines_carry_the_context_they_were_written_in(captured: io.StringIO) -> None:
@@ -128,17 +138,14 @@ def test_a_worker_logs_json_naming_the_job_on_every_line_it_writes_during_it(
             job = wait_final(client, scan["job"]["id"], timeout=90)
     finally:
         stop_process(w)
-    text = log_path.read_text()
-    assert job["state"] == "succeeded", text[-3000:]
+    assert job["state"] == "succeeded", log_path.read_text()[-3000:]
 
-    # Every line is JSON: no Celery banner or format of its own. (Celery's signal handler
-    # writes "worker: Warm shutdown (MainProcess)" straight to the terminal as it stops.)
-    entries = [
-        json.loads(line)
-        for line in text.splitlines()
-        if line.strip() and not line.startswith("worker: ")
-    ]
+    # Every line is JSON: no Celery banner or format of its own, and the notice Celery's
+    # signal handler writes as SIGTERM stops the worker is a log line too.
+    entries = json_lines(log_path)
     assert any(e["logger"] == "celery.apps.worker" and "ready" in e["message"] for e in entries)
+    [notice] = [e for e in entries if e["message"] == SHUTDOWN]
+    assert notice["logger"] == "celery.apps.worker" and "job_id" not in notice
     job_id = job["id"]
     [start] = [i for i, e in enumerate(entries) if e["message"].startswith(f"job {job_id} attempt")]
     [end] = [i for i, e in enumerate(entries) if e["message"].startswith(f"job {job_id}: ")]
@@ -153,3 +160,83 @@ def test_a_worker_logs_json_naming_the_job_on_every_line_it_writes_during_it(
     # datatrove's own output (loguru, to stderr) is among them.
     assert any("datatrove" in e["message"] for e in during), [e["message"] for e in during]
     assert all("job_id" not in e for e in entries[:start])
+
+
+def test_a_verifications_training_processes_log_json_naming_the_job_and_their_run(
+    pg_db: str, redis_url: str, env: pytest.MonkeyPatch, planted: dict, tmp_path: Path
+) -> None:
+    env.setenv("SKILLMIX_BROKER_URL", redis_url)
+    env.setenv("SKILLMIX_LOG_FORMAT", "json")
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "2")
+    refresh_settings()
+    # The deployed shape: a curation worker (prefork) and a training worker (solo), which
+    # trains a verification's runs in a pool of spawned processes.
+    workers = start_workers(tmp_path)
+    try:
+        with TestClient(create_app()) as client:
+            client.headers.update(auth(new_key("logs")))
+            corpus = client.post(
+                "/v1/corpora", json={"name": "web", "uri": planted["uri"], "format": "jsonl.gz"}
+            ).json()
+            skill = client.post(
+                "/v1/skills",
+                json={
+                    "name": "cmp",
+                    "detector": {"kind": "builtin"},
+                    "generator": {"family": "number_comparison", "params": {}},
+                },
+            ).json()
+            scan = client.post(
+                "/v1/scans",
+                json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
+            ).json()
+            assert wait_final(client, scan["job"]["id"], timeout=90)["state"] == "succeeded"
+            plan = {skill["id"]: {"target": {"per_batch": 3}, "source": "synthesize"}}
+            mixture = client.post(
+                "/v1/mixtures",
+                json={
+                    "corpus_id": corpus["id"],
+                    "scan_id": scan["id"],
+                    "batch_tokens": 4096,
+                    "seq_len": 256,
+                    "plan": plan,
+                },
+            ).json()
+            assert wait_final(client, mixture["job"]["id"], timeout=90)["state"] == "succeeded"
+            ver = client.post(
+                "/v1/verifications",
+                json={
+                    "arms": {"upweighted": mixture["id"]},
+                    "skill_ids": [skill["id"]],
+                    "sizes": ["nano"],
+                    "seeds": [0, 1],
+                    "token_budget": 8 * 4096,
+                    "eval_every": 4,
+                    "device": "cpu",
+                },
+            ).json()
+            job = wait_final(client, ver["job"]["id"], timeout=120)
+    finally:
+        for proc in workers:
+            stop_process(proc)
+    training_log = tmp_path / "worker-training.log"
+    assert job["state"] == "succeeded", (job, training_log.read_text()[-3000:])
+
+    curation = json_lines(tmp_path / "worker-curation.log")
+    entries = json_lines(training_log)
+    for lines_of_a_worker in (curation, entries):
+        assert [e for e in lines_of_a_worker if e["message"] == SHUTDOWN]
+    job_id = job["id"]
+    [start] = [e for e in entries if e["message"].startswith(f"job {job_id} attempt")]
+    children = [e for e in entries if e["process"] != start["process"]]
+    # The runs trained in two other processes, whose lines (the trainer's, here) name the
+    # job and the run, as the worker's own do.
+    assert len({e["process"] for e in children}) == 2, children
+    assert {e["run"] for e in children} == {"upweighted/nano/0", "upweighted/nano/1"}
+    for entry in children:
+        assert (entry["job_id"], entry["job_kind"], entry["job_attempt"]) == (
+            job_id,
+            "verification",
+            1,
+        ), entry
+    assert any(e["message"].startswith("training nano model") for e in children), children
