@@ -4,6 +4,8 @@ on, train every (arm, size, seed) with `training.verify`, record each run as it 
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import re
 import shutil
 import time
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select, update
 
+from service import logs
 from service.db import session_scope
 from service.handlers.scan import load_specs
 from service.kinds import TRAINING, JobContext, register
@@ -21,6 +24,8 @@ from service.settings import get_settings
 
 if TYPE_CHECKING:
     from training.data import Mixture as OpenMixture
+
+log = logging.getLogger("skillmix.verification")
 
 HELDOUT_TOKENS = 65_536
 """General held-out loss is measured on this much of the baseline arm's tail, which no run
@@ -194,6 +199,18 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             throughput.record()
             record_runs(ver_id, workdir)
 
+    workers, threads = settings.training_workers, None
+    if workers > 1 and multiprocessing.current_process().daemon:
+        # A Celery prefork pool process may not start processes of its own: train the runs
+        # one after another here, on one thread each, so results equal a pool's bit for bit.
+        log.warning(
+            "verification %s: this worker's pool processes cannot start training processes "
+            "(prefork); training its runs one at a time. A worker for the training queue "
+            "alone (`skillmix worker --queues training`, the solo pool) trains %d at once.",
+            ver_id,
+            workers,
+        )
+        workers, threads = 1, 1
     try:
         report = run_verification(
             folders,
@@ -208,8 +225,13 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             progress=progress,
             heldout_docs=heldout,
             baseline="baseline" if "baseline" in folders else None,
-            workers=settings.training_workers,
-            config=TrainConfig(checkpoint_every=params.get("checkpoint_every", 500)),
+            workers=workers,
+            config=TrainConfig(
+                checkpoint_every=params.get("checkpoint_every", 500), num_threads=threads
+            ),
+            # Training processes log like this worker, naming the job and their run.
+            initializer=logs.child_setup(),
+            run_scope=logs.log_context,
         )
     finally:
         throughput.stop()

@@ -3,11 +3,14 @@ built beside the treatment; each run is recorded; the report carries verdicts.""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from fastapi.testclient import TestClient
 
 from service import runner
 from service.embedded import refresh_settings
+from service.handlers import verification as verification_handler
 from tests.service.conftest import auth
 from tests.service.test_mixtures_api import body, scanned  # noqa: F401  (fixture)
 
@@ -22,10 +25,25 @@ def treatment(client: TestClient, key_a: str, scanned: dict) -> dict:  # noqa: F
     return {**scanned, "mixture": r.json()}
 
 
+@pytest.mark.parametrize("prefork", [False, True], ids=["in-process", "prefork-pool-process"])
 def test_verification_with_auto_baseline_records_runs_and_verdicts(
-    client: TestClient, key_a: str, treatment: dict, env: pytest.MonkeyPatch
+    client: TestClient,
+    key_a: str,
+    treatment: dict,
+    env: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    prefork: bool,
 ) -> None:
-    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
+    """prefork: the job runs in a daemonic process (a Celery prefork pool process), which
+    may not start the training pool that SKILLMIX_TRAINING_WORKERS=2 asks for: it trains
+    the runs one at a time instead, and says so."""
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "2" if prefork else "1")
+    if prefork:
+        env.setattr(
+            verification_handler.multiprocessing,
+            "current_process",
+            lambda: types.SimpleNamespace(daemon=True),
+        )
     refresh_settings()
     sid = treatment["skill"]["id"]
     r = client.post(
@@ -62,6 +80,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
         assert 0 <= lo <= v["p_retained"] <= hi <= 1
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
+    assert ("one at a time" in caplog.text) is prefork
 
 
 def test_arms_are_checked_before_anything_runs(
