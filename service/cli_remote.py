@@ -260,6 +260,8 @@ def skills_preview(
             [[m["start"], m["end"], m["text"], m["in_probe"]] for m in dump(preview)["matches"]],
         )
     )
+    if preview.matches_truncated:
+        console.print("(the first matches only: more may follow)")
     for label in ("samples", "probe"):
         console.print(
             rows_table(

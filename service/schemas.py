@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.mixture.models import SkillDose
+from curation.skills.preview import MAX_PREVIEW_MATCHES
 from service.models import Job
 
 MAX_INT32 = 2**31 - 1  # the largest value an INTEGER column holds
@@ -195,7 +196,14 @@ class MatchPublic(BaseModel):
 class PreviewPublic(BaseModel):
     skill_id: str
     version: int
-    matches: list[MatchPublic]
+    matches: list[MatchPublic] = Field(
+        description=f"The first matches in the text, at most {MAX_PREVIEW_MATCHES}: "
+        "those a scan of the text would find first."
+    )
+    matches_truncated: bool = Field(
+        description=f"More matches may follow: there are over {MAX_PREVIEW_MATCHES}, or the "
+        "keywords hit the text so densely (nested keywords) that the preview stopped early."
+    )
     samples: list[InstancePublic]
     probe: list[InstancePublic]
 

@@ -6,7 +6,8 @@ non-overlapping matches. Three engines implement them:
 
 - `KeywordAutomaton`: an Aho-Corasick automaton (pyahocorasick) over the folded
   text, candidates checked in Python. Exact for every text; slow when a keyword
-  set has many candidate hits (short keywords inside longer words).
+  set has many candidate hits (short keywords inside longer words): nested
+  keywords ("a", "aa", "aaa", ...) give one hit per keyword at every character.
 - `safe_pattern`: one RE2 alternation with leftmost-longest semantics. RE2's
   `\\b` and `(?i)` agree with the semantics above on "safe" texts, those whose
   non-ASCII characters are all caseless non-word characters (punctuation, dashes,
@@ -17,7 +18,10 @@ non-overlapping matches. Three engines implement them:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
+from heapq import heappop, heappush
+from itertools import islice
 
 import ahocorasick
 
@@ -107,15 +111,8 @@ def safe_pattern(detector: KeywordsDetector) -> str | None:
     return _alternation(detector, keys, ascii_edges=False) if keys else None
 
 
-def leftmost_longest(spans: list[Span]) -> list[Span]:
-    """Non-overlapping spans: the earliest start wins, then the longest, then resume after it."""
-    chosen: list[Span] = []
-    position = 0
-    for start, end in sorted(spans, key=lambda span: (span[0], -span[1])):
-        if start >= position:
-            chosen.append((start, end))
-            position = end
-    return chosen
+class TooManyHits(Exception):
+    """`KeywordAutomaton.iter_spans` reached its `max_hits`; the spans it yielded still hold."""
 
 
 class KeywordAutomaton:
@@ -135,18 +132,52 @@ class KeywordAutomaton:
         for key, keyed in owners.items():
             self._automaton.add_word(key, (len(key), tuple(keyed)))
         self._automaton.make_automaton()
+        self._longest = max(map(len, owners))
 
     def find(self, text: str) -> list[Span]:
-        spans: list[Span] = []
-        size = len(text)
-        for last, (length, owners) in self._automaton.iter(fold(text)):
-            start, end = last - length + 1, last + 1
+        return list(self.iter_spans(text))
+
+    def iter_spans(self, text: str, max_hits: int | None = None) -> Iterator[Span]:
+        """The spans of `find`, each yielded once no hit still to come can change it.
+
+        The automaton gives every hit, overlapping, in order of end; a hit ends at
+        most `_longest` characters after its start. So once hits end more than
+        that past the earliest pending start, its longest hit is the next span.
+        Memory holds one end per pending start, never the hits of the whole text.
+        After `max_hits` hits (counted before any check: the work done), raises
+        TooManyHits instead of yielding the spans not settled yet.
+        """
+        size, reach = len(text), self._longest
+        longest_end: dict[int, int] = {}  # pending start -> end of its longest valid hit so far
+        starts: list[int] = []  # heap of the pending starts (those below `position` are stale)
+        position = 0  # end of the last span yielded: a span must start there or after
+        hits = self._automaton.iter(fold(text))
+        for last, (length, owners) in hits if max_hits is None else islice(hits, max_hits):
+            end = last + 1
+            while starts and starts[0] < end - reach:  # settled: no later hit starts there
+                first = heappop(starts)
+                stop = longest_end.pop(first)
+                if first >= position:
+                    yield first, stop
+                    position = stop
+            start = end - length
+            if start < position:
+                continue
             for exact, check_left, check_right in owners:
                 if check_left and start and (text[start - 1].isalnum() or text[start - 1] == "_"):
                     continue
                 if check_right and end < size and (text[end].isalnum() or text[end] == "_"):
                     continue
                 if exact is None or text[start:end] == exact:
-                    spans.append((start, end))
+                    if start not in longest_end:
+                        heappush(starts, start)
+                    longest_end[start] = end  # hits come in order of end: this one is longer
                     break
-        return leftmost_longest(spans)
+        if max_hits is not None and next(hits, None) is not None:
+            raise TooManyHits(f"more than {max_hits:,} keyword hits")
+        while starts:
+            first = heappop(starts)
+            stop = longest_end.pop(first)
+            if first >= position:
+                yield first, stop
+                position = stop

@@ -12,6 +12,7 @@ from curation.skills.probes import SkillGenerator
 from curation.skills.spec import BuiltinDetector, SkillSpec
 
 MAX_PREVIEW_SAMPLES = 100
+MAX_PREVIEW_MATCHES = 100
 
 
 def preview(spec: SkillSpec, text: str = "", samples: int = 5, seed: int = 0) -> dict[str, Any]:
@@ -20,6 +21,8 @@ def preview(spec: SkillSpec, text: str = "", samples: int = 5, seed: int = 0) ->
     Each match has `start`, `end` (character offsets), `text` and `key` (the
     match key). With a builtin detector a match also has the `prompt` and
     `answer` it parses into, and `probe`: whether that instance is held out.
+    `matches` are the first MAX_PREVIEW_MATCHES of a scan's, found with work bounded
+    by them (see `SkillMatcher.first_matches`); `matches_truncated` says more may follow.
     Without a generator, `instances` and `probe_instances` are empty.
     """
     samples = max(0, min(samples, MAX_PREVIEW_SAMPLES))
@@ -28,7 +31,8 @@ def preview(spec: SkillSpec, text: str = "", samples: int = 5, seed: int = 0) ->
         spec.family.parse if spec.family and isinstance(spec.detector, BuiltinDetector) else None
     )
     matches = []
-    for match in SkillMatcher([spec]).find(text).get(spec.id, []):
+    first, complete = SkillMatcher([spec]).first_matches(text, spec.id, MAX_PREVIEW_MATCHES)
+    for match in first:
         found: dict[str, Any] = {"start": match.start, "end": match.end, "key": match.key}
         found["text"] = text[match.start : match.end]
         parsed = parse(found["text"]) if parse else None
@@ -37,10 +41,10 @@ def preview(spec: SkillSpec, text: str = "", samples: int = 5, seed: int = 0) ->
             probe = generator.split_of(canonical_key(prompt, answer)) == "probe"
             found |= {"prompt": prompt, "answer": answer, "probe": probe}
         matches.append(found)
+    result = {"matches": matches, "matches_truncated": not complete}
     if generator is None:
-        return {"matches": matches, "instances": [], "probe_instances": []}
-    return {
-        "matches": matches,
+        return result | {"instances": [], "probe_instances": []}
+    return result | {
         "instances": [asdict(i) for i in generator.sample(random.Random(seed), samples)],
         "probe_instances": [asdict(i) for i in generator.probe_instances(samples)],
     }

@@ -34,6 +34,17 @@ def _keyword_at(text: str, folded: str, at: int, keyword: str, detector: Keyword
     return True
 
 
+def leftmost_longest(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Non-overlapping spans: the earliest start wins, then the longest, then resume after it."""
+    chosen: list[tuple[int, int]] = []
+    position = 0
+    for start, end in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if start >= position:
+            chosen.append((start, end))
+            position = end
+    return chosen
+
+
 def reference_keywords(text: str, detector: KeywordsDetector) -> list[tuple[int, int]]:
     by_prefix: dict[str, list[str]] = {}  # keywords by their first two folded characters
     for keyword in detector.keywords:

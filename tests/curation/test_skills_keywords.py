@@ -13,15 +13,15 @@ import re2
 from curation.skills.detectors import KeywordsDetector
 from curation.skills.keywords import (
     KeywordAutomaton,
+    TooManyHits,
     fold,
-    leftmost_longest,
     prefilter_pattern,
     risky_chars,
 )
 from curation.skills.matcher import SkillMatcher
 from curation.skills.spec import SkillSpec
 from tests.curation.skills_names import FULL_NAMES
-from tests.curation.skills_reference import random_text, reference_keywords
+from tests.curation.skills_reference import leftmost_longest, random_text, reference_keywords
 
 
 def find(text, keywords, **options):
@@ -94,3 +94,50 @@ def test_fifty_thousand_names():
         "Yesterday aaron SMITH met William Powell and Mary Smithson at the Bell Hall.", FULL_NAMES
     )
     assert spans == [(10, 21), (26, 40)]
+
+
+def spans_until_budget(automaton, text, max_hits):
+    """What `iter_spans` yields with `max_hits`, and whether it stopped for the budget."""
+    yielded = []
+    try:
+        for span in automaton.iter_spans(text, max_hits=max_hits):
+            yielded.append(span)
+    except TooManyHits:
+        return yielded, True
+    return yielded, False
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_overlapping_hits_settle_exactly_and_a_hit_budget_keeps_a_prefix(seed):
+    """Few letters, keywords nesting and overlapping everywhere: the automaton settles each
+    span from its stream of hits exactly as the reference; stopped by `max_hits`, what it
+    yielded before is the start of the full answer."""
+    rng = random.Random(seed)
+    letters = "aAéÉ_ -"
+    stopped = 0
+    for _ in range(400):
+        keywords = ["".join(rng.choices(letters, k=rng.randint(1, 7))) for _ in range(8)]
+        keywords = [k for k in keywords if k.strip()] or ["a"]
+        detector = KeywordsDetector(
+            keywords=keywords,
+            case_sensitive=rng.random() < 0.3,
+            word_boundaries=rng.random() < 0.6,
+        )
+        automaton = KeywordAutomaton(detector)
+        text = "".join(rng.choices(letters, k=rng.randint(0, 80)))
+        expected = reference_keywords(text, detector)
+        assert automaton.find(text) == expected, (keywords, text)
+        yielded, budget_ran_out = spans_until_budget(automaton, text, rng.randint(0, 20))
+        assert yielded == (expected[: len(yielded)] if budget_ran_out else expected)
+        stopped += budget_ran_out
+    assert stopped > 50
+
+
+def test_nested_keywords_stop_at_the_hit_budget():
+    """200 nested keywords make 200 hits a character; the budget stops the search early."""
+    nested = [c * n for c in "aé" for n in range(1, 201)]
+    automaton = KeywordAutomaton(KeywordsDetector(keywords=nested, word_boundaries=False))
+    text = "é" * 10_000
+    assert automaton.find(text) == [(i, i + 200) for i in range(0, 10_000, 200)]
+    yielded, budget_ran_out = spans_until_budget(automaton, text, 25_000)  # 20,100 reach 200
+    assert budget_ran_out and yielded == [(0, 200)]  # settled once hits end 200 past its start

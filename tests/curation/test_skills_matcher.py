@@ -1,9 +1,12 @@
 """SkillMatcher: planted instances come back exactly; one pass equals the slow reference."""
 
 import random
+from types import SimpleNamespace
 
+import ahocorasick
 import pytest
 
+from curation.skills import keywords as keywords_module
 from curation.skills import matcher as matcher_module
 from curation.skills.instance import match_key
 from curation.skills.matcher import SkillMatcher
@@ -107,3 +110,108 @@ def test_a_lone_surrogate_from_json_is_matched_as_a_replacement_character():
     found = matcher.find(text)
     assert {m.start for m in found["date"]} == {text.index("2024")}
     assert [text[m.start : m.end] for m in found["places"]] == ["New York"]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_first_matches_are_the_start_of_find(seed):
+    rng = random.Random(seed)
+    matcher = SkillMatcher(SPECS)
+    for _ in range(200):
+        risky = rng.random() < 0.5
+        text = random_text(rng, risky=risky)
+        if rng.random() < 0.2:
+            text += "\ud800 x xx"  # a lone surrogate, as JSON can carry
+        found = matcher.find(text)
+        for skill in SPECS:
+            everything = found.get(skill.id, [])
+            for limit in (0, 1, 3):
+                first, complete = matcher.first_matches(text, skill.id, limit)
+                assert first == everything[:limit], (skill.id, text)
+                assert complete == (len(everything) <= limit), (skill.id, text)
+            if not risky:  # the automaton's hit budget runs out at once: RE2 finds the rest
+                first, complete = matcher.first_matches(text, skill.id, 3, max_hits=1)
+                assert (first, complete) == (everything[:3], len(everything) <= 3), text
+
+
+class CountingAutomaton:
+    """pyahocorasick's Automaton, counting the hits its searches yield."""
+
+    hits = 0
+
+    def __init__(self):
+        self._automaton = ahocorasick.Automaton()
+
+    def add_word(self, key, value):
+        return self._automaton.add_word(key, value)
+
+    def make_automaton(self):
+        self._automaton.make_automaton()
+
+    def iter(self, text):
+        for hit in self._automaton.iter(text):
+            CountingAutomaton.hits += 1
+            yield hit
+
+
+def nested(skill_id, keyword, **detector):
+    """200 keywords, each in the next ("é", "éé", ...): 200 hits at every character."""
+    keywords = [keyword * n for n in range(1, 201)]
+    return spec(skill_id, {"kind": "keywords", "keywords": keywords} | detector)
+
+
+PATHOLOGICAL = [  # (spec, text): every character starts or ends a hit or a match
+    (nested("é-words", "é"), "é" * 400_000),  # no match at all (word boundaries), 80M hits
+    (nested("é", "é", word_boundaries=False), "é" * 400_000),
+    (nested("é-exact", "é", case_sensitive=True, word_boundaries=False), "é" * 400_000),
+    (nested("a", "a", word_boundaries=False), "a" * 400_000),  # ASCII: RE2's path
+    (
+        spec("a-a-a", {"kind": "keywords", "keywords": [" ".join("a" * n) for n in range(1, 129)]}),
+        "a " * 200_000,
+    ),
+    (spec("regex-a", {"kind": "regex", "pattern": "a"}), "a" * 400_000),
+    (spec("regex-é", {"kind": "regex", "pattern": "é"}), "é" * 400_000),
+    (spec("scan-ahead", {"kind": "regex", "pattern": "a.*b|a"}), "a" * 400_000),  # O(n) a match
+    (SPECS[10], "cmp 1 2 : < " * 30_000),  # builtin, a regex
+    (
+        spec(
+            "examples",
+            {"kind": "builtin"},
+            {
+                "family": "examples",
+                "params": {
+                    "template": "{prompt}{answer}",
+                    "examples": [{"prompt": "é" * n, "answer": "é"} for n in range(1, 201)],
+                },
+            },
+        ),
+        "é" * 400_000,
+    ),  # builtin, keywords
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("skill", "text"), PATHOLOGICAL, ids=[s.id for s, _ in PATHOLOGICAL])
+def test_first_matches_work_is_bounded_by_what_they_return(skill, text, monkeypatch):
+    """Counted, not timed: RE2 searches (one per span) and automaton hits, on texts where
+    `find` would make 400,000 matches or 80 million hits."""
+    monkeypatch.setattr(
+        keywords_module, "ahocorasick", SimpleNamespace(Automaton=CountingAutomaton)
+    )
+    monkeypatch.setattr(CountingAutomaton, "hits", 0)
+    searches = 0
+    byte_spans = matcher_module._byte_spans
+
+    def counted(regexp, data):
+        nonlocal searches
+        for span in byte_spans(regexp, data):
+            searches += 1
+            yield span
+
+    monkeypatch.setattr(matcher_module, "_byte_spans", counted)
+    matcher = SkillMatcher([skill])
+    first, complete = matcher.first_matches(text, skill.id, 100, max_hits=100_000)
+    assert not complete
+    assert searches <= 101 and CountingAutomaton.hits <= 100_001
+    if first:  # the start of what a scan finds (in a head of the text, to find it all quickly)
+        head = text[: first[-1].end + 1000]
+        assert first == matcher.find(head)[skill.id][: len(first)]

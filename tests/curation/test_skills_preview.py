@@ -1,6 +1,7 @@
 """preview: what the REST preview endpoint shows for one skill and one text."""
 
 from curation.skills import SkillSpec, preview
+from curation.skills.preview import MAX_PREVIEW_MATCHES
 from curation.skills.probes import probe_instances, sample_instances
 
 
@@ -27,4 +28,13 @@ def test_preview_without_generator():
     result = preview(spec, "ada, Ada and adage")
     assert [m["text"] for m in result["matches"]] == ["ada", "Ada"]
     assert "prompt" not in result["matches"][0]
+    assert result["matches_truncated"] is False
     assert result["instances"] == result["probe_instances"] == []
+
+
+def test_preview_lists_the_first_matches_and_says_when_more_may_follow():
+    spec = SkillSpec(id="x", name="x", detector={"kind": "regex", "pattern": "x"})
+    assert preview(spec, "x " * MAX_PREVIEW_MATCHES)["matches_truncated"] is False
+    result = preview(spec, "x " * 10_000)
+    assert [m["start"] for m in result["matches"]] == list(range(0, 2 * MAX_PREVIEW_MATCHES, 2))
+    assert result["matches_truncated"] is True

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from curation.skills.preview import MAX_PREVIEW_MATCHES
 from service.db import session_scope
 from service.models import Skill, SkillVersion
 from tests.service.conftest import auth
@@ -89,6 +91,7 @@ def test_preview_returns_exactly_the_planted_instances(client: TestClient, key_a
         assert r.status_code == 200, r.text
         got = [(m["text"], m["start"]) for m in r.json()["matches"]]
         assert got == planted, skill_id
+        assert r.json()["matches_truncated"] is False
         for m in r.json()["matches"]:
             assert text[m["start"] : m["end"]] == m["text"]
 
@@ -170,6 +173,35 @@ def test_pathological_patterns_run_in_linear_time(client: TestClient, key_a: str
         )
         assert r.status_code == 200 and r.json()["matches"] == []
         assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.timeout(120)
+def test_preview_lists_the_first_matches_and_stops_early_on_nested_keywords(
+    client: TestClient, key_a: str
+) -> None:
+    """400,000 characters, each a match or a hit of 200 nested keywords: the preview lists the
+    first matches, at most MAX_PREVIEW_MATCHES, those a scan finds first, and says more may
+    follow (the work it does is counted in tests/curation/test_skills_matcher.py)."""
+    nested = ["é" * n for n in range(1, 201)]
+    text = "é" * 400_000
+    cases = [  # detector, every match a scan finds, how many the preview lists at least
+        ({"kind": "keywords", "keywords": nested}, [], 0),  # whole words: none
+        (
+            {"kind": "keywords", "keywords": nested, "word_boundaries": False},
+            [(i, i + 200) for i in range(0, 400_000, 200)],
+            1,  # then the hit budget runs out
+        ),
+        ({"kind": "regex", "pattern": "é"}, [(i, i + 1) for i in range(400_000)], 100),
+    ]
+    for i, (detector, everything, least) in enumerate(cases):
+        skill = add(client, key_a, {"name": f"dense-{i}", "detector": detector})
+        r = client.post(
+            f"/v1/skills/{skill['id']}/preview", json={"text": text}, headers=auth(key_a)
+        )
+        assert r.status_code == 200, r.text[:300]
+        got = [(m["start"], m["end"]) for m in r.json()["matches"]]
+        assert got == everything[: len(got)] and least <= len(got) <= MAX_PREVIEW_MATCHES
+        assert r.json()["matches_truncated"] is True
 
 
 def test_a_large_real_keyword_list_works(client: TestClient, key_a: str) -> None:

@@ -74,11 +74,13 @@ class Skill(Model):
 
 class SkillPreview(Model):
     """Matches of the skill's detector in a given text (`start`, `end`, `text`, `key`,
-    `in_probe`), and sample train-split (`samples`) and held-out (`probe`) instances."""
+    `in_probe`), and sample train-split (`samples`) and held-out (`probe`) instances.
+    `matches` are the first ones only (at most 100); `matches_truncated` says more may follow."""
 
     skill_id: Optional[str] = None
     version: Optional[int] = None
     matches: list[dict[str, Any]] = []
+    matches_truncated: bool = False
     samples: list[dict[str, Any]] = []
     probe: list[dict[str, Any]] = []
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from curation.skills.families import family_catalog
 from curation.skills.matcher import SkillMatcher
+from curation.skills.preview import MAX_PREVIEW_MATCHES
 from curation.skills.probes import probe_instances, sample_instances
 from curation.skills.spec import SkillDefinition
 from service import skill_store as store
@@ -182,6 +183,7 @@ def preview_skill(
     skill, row = _load(session, project.id, skill_id, body.version)
     spec = store.to_spec(skill.id, row)
     probe_keys = store.cached_probe_match_keys(spec)
+    first, complete = SkillMatcher([spec]).first_matches(body.text, spec.id, MAX_PREVIEW_MATCHES)
     matches = [
         MatchPublic(
             start=m.start,
@@ -190,7 +192,7 @@ def preview_skill(
             key=m.key,
             in_probe=m.key in probe_keys,
         )
-        for m in SkillMatcher([spec]).find(body.text).get(spec.id, [])
+        for m in first
     ]
     samples: list[InstancePublic] = []
     probe: list[InstancePublic] = []
@@ -204,7 +206,12 @@ def preview_skill(
             raise Problem(422, "empty-split", "Cannot sample the train split", str(exc)) from None
         probe = [InstancePublic(**asdict(i)) for i in probe_instances(spec, body.probe_samples)]
     return PreviewPublic(
-        skill_id=skill.id, version=row.version, matches=matches, samples=samples, probe=probe
+        skill_id=skill.id,
+        version=row.version,
+        matches=matches,
+        matches_truncated=not complete,
+        samples=samples,
+        probe=probe,
     )
 
 
