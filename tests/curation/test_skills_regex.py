@@ -1,7 +1,5 @@
 """RE2 patterns: unsupported constructs named with their offset; linear time."""
 
-import time
-
 import pytest
 
 from curation.skills.matcher import SkillMatcher
@@ -70,6 +68,7 @@ def test_patterns_matching_the_empty_string_are_rejected(pattern):
         compile_pattern(pattern)
 
 
+@pytest.mark.timeout(60)  # backtracking engines take years here; RE2 milliseconds
 @pytest.mark.parametrize(
     "pattern, text",
     [(r"(a+)+$", "a" * 100_000 + "!"), (r"(x+x+)+y", "x" * 100_000)],
@@ -77,7 +76,5 @@ def test_patterns_matching_the_empty_string_are_rejected(pattern):
 def test_catastrophic_patterns_run_in_linear_time(pattern, text):
     spec = SkillSpec(id="redos", name="r", detector={"kind": "regex", "pattern": pattern})
     matcher = SkillMatcher([spec])
-    started = time.perf_counter()
     assert compile_pattern(pattern).search(text) is None
     assert matcher.find(text) == {}
-    assert time.perf_counter() - started < 1.0  # backtracking engines take years here

@@ -3,8 +3,6 @@ and project isolation."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -162,17 +160,18 @@ def test_unsafe_and_absurd_definitions_are_4xx_and_store_nothing(
     assert dup.status_code == 409
 
 
+@pytest.mark.timeout(60)
 def test_pathological_patterns_run_in_linear_time(client: TestClient, key_a: str) -> None:
+    # Under a backtracking engine either pattern would not finish on these texts in any
+    # lifetime; RE2 answers in milliseconds. The timeout, not a timed assertion, says so.
     for pattern, text in ((r"(a+)+$", "a" * 100_000 + "!"), (r"(x+x+)+y", "x" * 100_000)):
         skill = add(
             client, key_a, {"name": pattern, "detector": {"kind": "regex", "pattern": pattern}}
         )
-        start = time.perf_counter()
         r = client.post(
             f"/v1/skills/{skill['id']}/preview", json={"text": text}, headers=auth(key_a)
         )
         assert r.status_code == 200 and r.json()["matches"] == []
-        assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.timeout(120)
