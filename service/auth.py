@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from service.models import ApiKey, Project
@@ -36,11 +36,14 @@ def create_key(session: Session, project_name: str) -> tuple[Project, str]:
     return project, key
 
 
+def _live(key: str) -> tuple[ColumnElement[bool], ...]:
+    """The conditions for the row of a key given in clear that is not revoked."""
+    return ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+
+
 def api_key_for(session: Session, key: str) -> ApiKey | None:
     """The live (not revoked) key row for a key given in clear."""
-    return session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
+    return session.scalar(select(ApiKey).where(*_live(key)))
 
 
 def project_for_key(session: Session, key: str) -> Project | None:
@@ -68,7 +71,7 @@ def caller_for(session: Session, key: str) -> Caller | None:
     row = session.execute(
         select(ApiKey.id, Project.id, Project.name)
         .join(Project, Project.id == ApiKey.project_id)
-        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        .where(*_live(key))
     ).first()
     return Caller(row[0], ProjectRef(row[1], row[2])) if row else None
 

@@ -104,9 +104,13 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 
 def setup_logging(settings: Settings) -> None:
+    _apply(logging_config(settings))
+
+
+def _apply(config: dict[str, Any]) -> None:
     global _applied
-    _applied = logging_config(settings)
-    logging.config.dictConfig(_applied)
+    _applied = config
+    logging.config.dictConfig(config)
     logging.captureWarnings(True)
 
 
@@ -123,10 +127,7 @@ def child_setup() -> Callable[[], None] | None:
 def _setup_child(config: dict[str, Any], context: dict[str, Any]) -> None:
     from celery.utils.log import LoggingProxy
 
-    global _applied
-    _applied = config
-    logging.config.dictConfig(config)
-    logging.captureWarnings(True)
+    _apply(config)
     _context.set(dict(context))
     # As in the worker's own processes (Celery's redirect_stdouts, under the same name).
     sys.stdout = sys.stderr = LoggingProxy(logging.getLogger("celery.redirected"), logging.WARNING)

@@ -39,6 +39,29 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def register_scan(client: TestClient, uri: str, headers: dict[str, str] | None = None) -> dict:
+    """A jsonl.gz corpus at `uri`, the builtin `cmp` skill and a (queued) scan of the two:
+    `{"corpus", "skill", "scan"}` as the API answered them."""
+    corpus = client.post(
+        "/v1/corpora", headers=headers, json={"name": "web", "uri": uri, "format": "jsonl.gz"}
+    ).json()
+    skill = client.post(
+        "/v1/skills",
+        headers=headers,
+        json={
+            "name": "cmp",
+            "detector": {"kind": "builtin"},
+            "generator": {"family": "number_comparison", "params": {}},
+        },
+    ).json()
+    scan = client.post(
+        "/v1/scans",
+        headers=headers,
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
+    ).json()
+    return {"corpus": corpus, "skill": skill, "scan": scan}
+
+
 CMP = tuple(
     f"cmp {a} {b} : {'<' if a < b else '>'}"
     for a, b in [(12, 57), (80, 31), (45, 46), (99, 10), (23, 71)]

@@ -17,8 +17,9 @@ from service.api.app import create_app
 from service.embedded import refresh_settings, start_workers
 from service.logs import ContextFilter, JsonFormatter, TextFormatter, log_context, logging_config
 from service.settings import get_settings
-from tests.service.conftest import auth, new_key
+from tests.service.conftest import auth, new_key, register_scan
 from tests.service.stack import stop_process, wait_final, worker
+from tests.service.test_mixtures_api import body
 
 
 @pytest.fixture
@@ -175,33 +176,11 @@ def test_a_verifications_training_processes_log_json_naming_the_job_and_their_ru
     try:
         with TestClient(create_app()) as client:
             client.headers.update(auth(new_key("logs")))
-            corpus = client.post(
-                "/v1/corpora", json={"name": "web", "uri": planted["uri"], "format": "jsonl.gz"}
-            ).json()
-            skill = client.post(
-                "/v1/skills",
-                json={
-                    "name": "cmp",
-                    "detector": {"kind": "builtin"},
-                    "generator": {"family": "number_comparison", "params": {}},
-                },
-            ).json()
-            scan = client.post(
-                "/v1/scans",
-                json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
-            ).json()
+            scanned = register_scan(client, planted["uri"])
+            skill, scan = scanned["skill"], scanned["scan"]
             assert wait_final(client, scan["job"]["id"], timeout=90)["state"] == "succeeded"
             plan = {skill["id"]: {"target": {"per_batch": 3}, "source": "synthesize"}}
-            mixture = client.post(
-                "/v1/mixtures",
-                json={
-                    "corpus_id": corpus["id"],
-                    "scan_id": scan["id"],
-                    "batch_tokens": 4096,
-                    "seq_len": 256,
-                    "plan": plan,
-                },
-            ).json()
+            mixture = client.post("/v1/mixtures", json=body(scanned, plan=plan)).json()
             assert wait_final(client, mixture["job"]["id"], timeout=90)["state"] == "succeeded"
             ver = client.post(
                 "/v1/verifications",

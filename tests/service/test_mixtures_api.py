@@ -9,30 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service import runner
-from tests.service.conftest import auth
+from tests.service.conftest import auth, register_scan
 
 
 @pytest.fixture
 def scanned(client: TestClient, key_a: str, planted: dict) -> dict:
-    h = auth(key_a)
-    corpus = client.post(
-        "/v1/corpora", headers=h, json={"name": "web", "uri": planted["uri"], "format": "jsonl.gz"}
-    ).json()
-    skill = client.post(
-        "/v1/skills",
-        headers=h,
-        json={
-            "name": "cmp",
-            "detector": {"kind": "builtin"},
-            "generator": {"family": "number_comparison", "params": {}},
-        },
-    ).json()
-    scan = client.post(
-        "/v1/scans",
-        headers=h,
-        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
-    ).json()
-    return {"corpus": corpus, "skill": skill, "scan": scan}
+    return register_scan(client, planted["uri"], auth(key_a))
 
 
 def body(scanned: dict, **extra: object) -> dict:
