@@ -29,6 +29,7 @@ from service.embedded import free_port, refresh_settings, run_api
 from service.models import IdempotencyRecord, Job, JobState, Scan
 from service.ratelimit import LocalRateLimiter, Rate, RedisRateLimiter
 from service.settings import Settings
+from tests.clients.servers import serve
 from tests.service.conftest import auth, new_key
 
 PARKED = {"queue": "training"}  # no worker consumes it here: jobs stay queued
@@ -170,8 +171,9 @@ def test_the_sdk_waits_out_retry_after(
     key = new_key("sdk-429")
     app = create_app()
     app.state.rate_limiter = LocalRateLimiter(Rate(60, 1), clock=clock)
-    with make_client(app) as http:
-        client = Skillmix(base_url="http://testserver", api_key=key, http_client=http)
+    # A real server on loopback: the SDK speaks HTTP through its own httpx client (starlette's
+    # TestClient is built on another HTTP library since starlette 1.10, and is no httpx.Client).
+    with serve(app) as base_url, Skillmix(base_url=base_url, api_key=key) as client:
         first = client.jobs.create(**PARKED)
         second = client.jobs.create(**PARKED)
         assert slept == [1.0] and first.id != second.id
