@@ -1,21 +1,51 @@
-# `make demo` and `make test` work from a fresh clone: both create .venv and install first.
+# `make demo` and `make test` work from a fresh clone: both create .venv and install the
+# locked versions first (requirements/lock.txt; see requirements/README.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is pinned at install time, not in pyproject.toml: here this takes the CPU wheel
-# that lies on disk; on a GPU machine `make install TORCH_SPEC=torch` keeps the CUDA build.
+LOCK := requirements/lock.txt
+# torch is not in the lock: on a CPU machine this takes the CPU wheel; on a GPU machine
+# `make install TORCH_SPEC=torch==2.13.0 TORCH_INDEX=` keeps PyPI's CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# Where `make lock` finds the CPU torch wheel it resolves torch's own dependencies with:
+# this machine's wheel folder if it has one, else PyTorch's CPU index.
+TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--index https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-latest lock lint format bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
+# 1. the lock, hash-checked, without resolving anything; 2. torch, constrained by the lock
+# (pip will not take hashed constraints, so the pins alone); 3. our two packages, editable;
+# 4. pip check: the set is complete and consistent.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]" -e ./clients/python
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	grep -E '^[A-Za-z0-9]' $(LOCK) | sed -e 's/ *\\$$//' > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e "./clients/python[cli]" -e ".[all,dev,bench]"
+	$(PY) -m pip check
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's floors (newest allowed versions).
+lock: install
+	cd requirements && ../$(VENV)/bin/uv pip compile ../pyproject.toml \
+	  --extra all --extra dev --extra bench --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --constraint torch.txt $(TORCH_SOURCE) \
+	  --no-emit-package torch --no-emit-package skillmix-client --output-file lock.txt
+	@! grep -nE '^(nvidia-|triton|cuda-)' $(LOCK) || (echo "lock.txt holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
+
+# Not in CI: the newest versions pyproject.toml allows, in their own venv, to see drift early.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet "$(TORCH_SPEC)"
+	.venv-latest/bin/pip install --quiet --upgrade -e "./clients/python[cli]" -e ".[all,dev,bench]"
+	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
+	.venv-latest/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/skillmix demo
@@ -33,8 +63,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	$(PY) -m pip install --quiet -e ".[bench]"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .skillmix .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .skillmix .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,13 @@
-"""`skillmix`: server verbs (serve, worker, db, keys) and the demo."""
+"""`skillmix`: the server verbs (serve, worker, db, keys, demo), added to the SDK's client
+verbs (`skillmix_client.cli`) through the `skillmix.cli` entry point.
+
+This module imports only typer and the standard library, so the command starts (and says
+which extra is missing) in any install; each verb imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -9,23 +15,45 @@ import socket
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service import cli_remote
-from service.settings import get_settings
+if TYPE_CHECKING:
+    from service.settings import Settings
 
-app = typer.Typer(
-    help="skillmix: rare-skill upweighting for pretraining data.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+server_app = typer.Typer()
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(keys_app, name="keys")
-cli_remote.register(app)
+server_app.add_typer(db_app, name="db")
+server_app.add_typer(keys_app, name="keys")
+
+# What each install part brings (pyproject.toml's extras), checked before a verb imports it.
+EXTRAS = {
+    "service": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "celery", "pydantic_settings"),
+    "training": ("torch",),
+}
+
+
+def require(*extras: str) -> None:
+    """Exit 2 with the pip command to run when an extra this verb needs is not installed."""
+    for extra in extras:
+        missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            typer.echo(
+                f"error: this command needs skillmix's {extra} extra ({', '.join(missing)} "
+                f"not installed): pip install 'skillmix[{extra}]'",
+                err=True,
+            )
+            raise typer.Exit(2)
+
+
+def get_settings() -> Settings:
+    require("service")
+    from service.settings import get_settings as settings
+
+    return settings()
+
 
 DataDir = Annotated[
     Path | None,
@@ -35,7 +63,7 @@ DataDir = Annotated[
 ]
 
 
-@app.command()
+@server_app.command()
 def serve(
     embedded: Annotated[
         bool,
@@ -51,6 +79,7 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run the HTTP API (and, with --embedded, a worker beside it)."""
+    require("service", *(["training"] if embedded else []))
     import uvicorn
 
     from service import embedded as emb
@@ -87,7 +116,7 @@ def serve(
             emb.stop_process(proc)
 
 
-@app.command()
+@server_app.command()
 def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues to consume.")
@@ -107,6 +136,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
+    require("service", *(["training"] if "training" in queues.split(",") else []))
     from celery.signals import setup_logging, worker_ready
     from celery.utils.log import LoggingProxy
 
@@ -180,6 +210,7 @@ def db_upgrade(
     ] = 0,
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
+    require("service")
     from service import migrate
 
     migrate.wait_for_database(get_settings().effective_database_url, wait)
@@ -190,6 +221,7 @@ def db_upgrade(
 @db_app.command("downgrade")
 def db_downgrade(revision: str = "base") -> None:
     """Revert migrations down to REVISION (default: base, an empty database)."""
+    require("service")
     from service import migrate
 
     migrate.downgrade(get_settings().effective_database_url, revision)
@@ -198,6 +230,7 @@ def db_downgrade(revision: str = "base") -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's migration revision."""
+    require("service")
     from service import migrate
 
     typer.echo(migrate.current(get_settings().effective_database_url) or "empty")
@@ -210,6 +243,7 @@ def keys_create(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
     """Create an API key for PROJECT (shown once; only its hash is stored)."""
+    require("service")
     from service.auth import create_key
     from service.db import session_scope
 
@@ -224,13 +258,14 @@ def keys_create(
         typer.echo(f"project {name}\nkey     {key}  (store it now: it is not shown again)")
 
 
-@app.command()
+@server_app.command()
 def demo(
     data_dir: DataDir = None,
     seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 5,
     steps: Annotated[int, typer.Option(help="Training steps per run.")] = 4000,
 ) -> None:
     """Run the whole loop on the embedded default: skills, corpus, scan, mix, verify."""
+    require("service", "training")
     from service.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
@@ -238,5 +273,33 @@ def demo(
     sys.exit(run_demo(target, seeds=seeds, steps=steps))
 
 
+def register(app: typer.Typer) -> None:
+    """Add the server verbs to the root command (the `skillmix.cli` entry point)."""
+    app.registered_commands += server_app.registered_commands
+    app.registered_groups += server_app.registered_groups
+
+
+def build_app() -> typer.Typer:
+    """The whole `skillmix` command: the SDK's client verbs and the server verbs."""
+    from skillmix_client.cli import make_app
+
+    app = make_app(plugins=False)
+    register(app)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `service.cli.app`, built on first use: loading this module as the SDK's entry point
+    # must not import the SDK's command back.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
+
+def main() -> None:
+    """The `skillmix` script of the server distribution."""
+    build_app()()
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -11,13 +11,12 @@ from typing import Any
 
 import typer
 from skillmix_client import Skillmix
+from skillmix_client.cli import audit_table, console, frequency_table, verdict_table
 
 from curation.skills.probes import SkillGenerator
 from curation.skills.spec import SkillSpec
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.auth import create_key
-from service.cli_remote import console
-from service.cli_runs import audit_table, frequency_table, verdict_table
 from service.db import session_scope
 from service.embedded import embedded_stack
 from service.handlers.verification import HELDOUT_TOKENS

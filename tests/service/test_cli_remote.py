@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from skillmix_client.cli._runs import result_table
 from skillmix_client.types import Mixture, Verification
 from typer.testing import CliRunner
 
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.cli import app
-from service.cli_runs import result_table
 from service.embedded import embedded_stack
 from tests.service.conftest import new_key
 

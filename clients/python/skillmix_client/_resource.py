@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from skillmix_client._core import APICall
 from skillmix_client._pagination import AsyncPager, SyncPager
 from skillmix_client.types import Page
-
-if sys.version_info >= (3, 10):
-    from typing import Concatenate, ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import Concatenate, ParamSpec
 
 if TYPE_CHECKING:
     from skillmix_client._client import AsyncSkillmix, Skillmix

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
@@ -21,7 +21,7 @@ class NotGiven:
 
 NOT_GIVEN = NotGiven()
 
-Timeout = Union[float, httpx.Timeout, None]
+Timeout = float | httpx.Timeout | None
 
 
 def body_of(fields: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

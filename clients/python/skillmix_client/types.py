@@ -2,7 +2,7 @@
 newer server never breaks an older client; unknown fields are attributes all the same."""
 
 from datetime import datetime
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,7 +20,7 @@ class Page(Model, Generic[T]):
 
     data: list[T]
     has_more: bool = False
-    next_after: Optional[str] = None
+    next_after: str | None = None
 
 
 class Progress(Model):
@@ -41,18 +41,18 @@ class Job(Model):
 
     id: str
     kind: str
-    queue: Optional[str] = None
+    queue: str | None = None
     state: str
     progress: Progress = Progress()
     attempts: int = 0
-    max_attempts: Optional[int] = None
-    error: Optional[str] = None
-    result: Optional[dict[str, Any]] = None
+    max_attempts: int | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
     artifacts: list[Artifact] = []
-    created_at: Optional[datetime] = None
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    updated_at: Optional[datetime] = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -62,14 +62,14 @@ class Job(Model):
 class Skill(Model):
     id: str
     name: str
-    description: Optional[str] = None
-    version: Optional[int] = None
-    latest_version: Optional[int] = None
-    detector: Optional[dict[str, Any]] = None
-    generator: Optional[dict[str, Any]] = None
-    probe: Optional[dict[str, Any]] = None
-    created_at: Optional[datetime] = None
-    updated_at: Optional[datetime] = None
+    description: str | None = None
+    version: int | None = None
+    latest_version: int | None = None
+    detector: dict[str, Any] | None = None
+    generator: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class SkillPreview(Model):
@@ -77,8 +77,8 @@ class SkillPreview(Model):
     `in_probe`), and sample train-split (`samples`) and held-out (`probe`) instances.
     `matches` are the first ones only (at most 100); `matches_truncated` says more may follow."""
 
-    skill_id: Optional[str] = None
-    version: Optional[int] = None
+    skill_id: str | None = None
+    version: int | None = None
     matches: list[dict[str, Any]] = []
     matches_truncated: bool = False
     samples: list[dict[str, Any]] = []
@@ -89,56 +89,56 @@ class SkillFamily(Model):
     """A built-in generator family and the JSON schema of its parameters."""
 
     family: str
-    description: Optional[str] = None
-    params_schema: Optional[dict[str, Any]] = None
-    example: Optional[dict[str, Any]] = None
+    description: str | None = None
+    params_schema: dict[str, Any] | None = None
+    example: dict[str, Any] | None = None
 
 
 class Corpus(Model):
     id: str
     name: str
     uri: str
-    format: Optional[str] = None
-    text_key: Optional[str] = None
-    id_key: Optional[str] = None
+    format: str | None = None
+    text_key: str | None = None
+    id_key: str | None = None
     files: int = 0
     total_bytes: int = 0
-    fingerprint: Optional[Any] = None
-    created_at: Optional[datetime] = None
+    fingerprint: Any | None = None
+    created_at: datetime | None = None
 
 
 class JobBacked(Model):
     """A resource whose creation starts a job (scans, mixtures, verifications)."""
 
     id: str
-    job: Optional[Job] = None
-    created_at: Optional[datetime] = None
+    job: Job | None = None
+    created_at: datetime | None = None
 
 
 class Scan(JobBacked):
-    corpus_id: Optional[str] = None
+    corpus_id: str | None = None
     skills: list[dict[str, Any]] = []
-    batch_tokens: Optional[int] = None
-    report: Optional[dict[str, Any]] = None
+    batch_tokens: int | None = None
+    report: dict[str, Any] | None = None
 
 
 class Mixture(JobBacked):
-    corpus_id: Optional[str] = None
-    scan_id: Optional[str] = None
+    corpus_id: str | None = None
+    scan_id: str | None = None
     dry_run: bool = False
-    output: Optional[dict[str, Any]] = None
+    output: dict[str, Any] | None = None
     warnings: list[dict[str, Any]] = []
-    plan: Optional[dict[str, Any]] = None
-    manifest: Optional[dict[str, Any]] = None
-    audit: Optional[dict[str, Any]] = None
+    plan: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None
 
 
 class Verification(JobBacked):
-    arms: Optional[dict[str, Any]] = None
+    arms: dict[str, Any] | None = None
     skills: list[dict[str, Any]] = []
-    params: Optional[dict[str, Any]] = None
+    params: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = []
-    report: Optional[dict[str, Any]] = None
+    report: dict[str, Any] | None = None
 
 
 __all__ = [

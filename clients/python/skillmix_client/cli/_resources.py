@@ -1,110 +1,26 @@
-"""`skillmix` client verbs: every resource over HTTP, through the SDK.
-
-Human tables by default, `--json` for scripts. Exit codes: 0 success, 1 a job that ended
-failed or cancelled, 2 usage error, 3 an API error answer, 4 the server could not be reached.
-"""
+"""`skillmix` client verbs for jobs, skills and corpora, through the SDK."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
 from rich.table import Table
-from skillmix_client import APIConnectionError, APIError, Skillmix, SkillmixError
 
-EXIT_JOB_FAILED, EXIT_API_ERROR, EXIT_UNREACHABLE = 1, 3, 4
-
-# Tables are wide: off a terminal, use 140 columns rather than rich's 80.
-console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
-BaseUrl = Annotated[
-    str | None,
-    typer.Option("--base-url", envvar="SKILLMIX_BASE_URL", help="API address.", show_envvar=True),
-]
-ApiKey = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="SKILLMIX_API_KEY", help="API key.", show_envvar=True),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new id.")]
-Wait = Annotated[bool, typer.Option("--wait", help="Follow the job with a progress bar.")]
-
-
-@contextmanager
-def client(base_url: str | None, api_key: str | None) -> Iterator[Skillmix]:
-    """An SDK client; API and connection errors become a message and an exit code."""
-    try:
-        with Skillmix(base_url=base_url, api_key=api_key) as c:
-            yield c
-    except APIError as exc:
-        console.print(
-            f"[red]error {exc.status}[/red] {exc.title}: {exc.detail or ''}", highlight=False
-        )
-        raise typer.Exit(EXIT_API_ERROR) from None
-    except APIConnectionError as exc:
-        console.print(f"[red]cannot reach the API[/red]: {exc}", highlight=False)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
-    except SkillmixError as exc:
-        console.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(EXIT_API_ERROR) from None
-
-
-def dump(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return [dump(o) for o in obj]
-    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
-
-
-def emit(
-    obj: Any, as_json: bool, table: Callable[[Any], Table] | None = None, quiet: bool = False
-) -> None:
-    """JSON, a table, or (quiet) just the id, for `ID=$(skillmix ... -q)` in scripts."""
-    if quiet:
-        typer.echo(obj.id)
-    elif as_json or table is None:
-        typer.echo(json.dumps(dump(obj), indent=2))
-    else:
-        console.print(table(obj))
-
-
-def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col, no_wrap=True)
-    for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
-    return t
-
-
-def read_definition(path: Path) -> dict[str, Any]:
-    """A skill file in YAML or JSON (`-` reads standard input)."""
-    text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path}: expected a mapping with name, detector, ...")
-    return data
-
-
-def finish_job(
-    resource: Any, as_json: bool, table: Callable[[Any], Table] | None, quiet: bool = False
-) -> None:
-    """Print a waited-for resource; exit 1 when its job did not succeed."""
-    emit(resource, as_json, table, quiet)
-    job = getattr(resource, "job", None) or resource
-    if getattr(job, "state", "succeeded") != "succeeded":
-        if not as_json and not quiet:
-            console.print(
-                f"[red]job {job.id} {job.state}[/red]: {job.error or ''}", highlight=False
-            )
-        raise typer.Exit(EXIT_JOB_FAILED)
-
+from skillmix_client.cli._common import (
+    ApiKey,
+    AsJson,
+    BaseUrl,
+    Quiet,
+    client,
+    console,
+    dump,
+    emit,
+    finish_job,
+    read_definition,
+    rows_table,
+)
 
 # -- jobs ------------------------------------------------------------------------------
 
@@ -134,7 +50,7 @@ def jobs_list(
     limit: int = 20, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """The newest jobs."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         jobs = [j for j, _ in zip(c.jobs.list(limit=limit), range(limit), strict=False)]
     emit(jobs, as_json, jobs_table)
 
@@ -144,7 +60,7 @@ def jobs_show(
     job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """One job."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(c.jobs.retrieve(job_id), as_json, lambda j: jobs_table([j]))
 
 
@@ -153,7 +69,7 @@ def jobs_wait(
     job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """Follow a job to its end; exit 1 unless it succeeded."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         job = c.jobs.wait(job_id, progress=not as_json)
     finish_job(job, as_json, lambda j: jobs_table([j]))
 
@@ -163,7 +79,7 @@ def jobs_cancel(
     job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """Cancel a queued or running job."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(c.jobs.cancel(job_id), as_json, lambda j: jobs_table([j]))
 
 
@@ -178,7 +94,7 @@ def jobs_artifacts(
     api_key: ApiKey = None,
 ) -> None:
     """List (or download) a job's artifacts."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         artifacts = list(c.jobs.artifacts(job_id))
         if download:
             download.mkdir(parents=True, exist_ok=True)
@@ -219,14 +135,14 @@ def skills_add(
 ) -> None:
     """Register a skill from a file."""
     definition = read_definition(path)
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(c.skills.create(**definition), as_json, lambda s: skills_table([s]), quiet)
 
 
 @skills_app.command("list")
 def skills_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """This project's skills."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(list(c.skills.list()), as_json, skills_table)
 
 
@@ -248,7 +164,7 @@ def skills_preview(
 ) -> None:
     """Matches in a text, plus sample train and held-out instances."""
     body = text if text is not None else (file.read_text() if file else "")
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         preview = c.skills.preview(skill_id, text=body)
     if as_json:
         emit(preview, True)
@@ -298,7 +214,7 @@ def corpora_add(
     api_key: ApiKey = None,
 ) -> None:
     """Register a corpus (validated before it is stored)."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         corpus = c.corpora.create(
             name=name, uri=uri, format=format, text_key=text_key, id_key=id_key
         )
@@ -308,7 +224,7 @@ def corpora_add(
 @corpora_app.command("list")
 def corpora_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """This project's corpora."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(list(c.corpora.list()), as_json, corpora_table)
 
 
@@ -316,6 +232,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(skills_app, name="skills")
     app.add_typer(corpora_app, name="corpora")
-    from service import cli_runs  # it builds on this module's helpers
-
-    cli_runs.register(app)

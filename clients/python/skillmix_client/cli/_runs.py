@@ -8,18 +8,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from skillmix_client import NOT_GIVEN
 
-from service.cli_remote import (
+from skillmix_client import NOT_GIVEN
+from skillmix_client.cli._common import (
     ApiKey,
     AsJson,
     BaseUrl,
     Quiet,
     Wait,
     client,
-    console,
     dump,
     emit,
+    err_console,
     finish_job,
     read_definition,
     rows_table,
@@ -110,7 +110,7 @@ def scan_create(
 ) -> None:
     """Scan a corpus for skills (ids or names); with --wait, follow it and print the
     frequency table."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         scan = c.scans.create(
             corpus_id=corpus_id, skill_ids=resolve_skills(c, skill), batch_tokens=batch_tokens
         )
@@ -124,7 +124,7 @@ def scan_create(
 @scans_app.command("list")
 def scans_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """This project's scans."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         scans = list(c.scans.list())
     emit(
         scans,
@@ -140,7 +140,7 @@ def scans_show(
     scan_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """One scan: its frequency table once done."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         emit(c.scans.retrieve(scan_id), as_json, scan_table)
 
 
@@ -255,7 +255,7 @@ def mix_create(
 ) -> None:
     """Plan and build a mixture; --dry-run prints the plan and its warnings only."""
     doses = read_definition(plan)
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         mixture = c.mixtures.create(
             corpus_id=corpus_id,
             scan_id=scan_id,
@@ -268,7 +268,9 @@ def mix_create(
         )
         if not (as_json or quiet):
             for warning in mixture.warnings:
-                console.print(f"[yellow]warning[/yellow]: {warning['message']}", highlight=False)
+                err_console.print(
+                    f"[yellow]warning[/yellow]: {warning['message']}", highlight=False
+                )
         if dry_run or not wait:
             emit(mixture, True, quiet=quiet)
             return
@@ -302,7 +304,7 @@ def verify_create(
     arms = dict(a.split("=", 1) for a in arm if "=" in a)
     if len(arms) != len(arm):
         raise typer.BadParameter("each --arm is NAME=MIXTURE_ID")
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         ver = c.verifications.create(
             arms=arms,
             skill_ids=resolve_skills(c, skill),
@@ -328,7 +330,7 @@ def mixtures_show(
     mixture_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """One mixture: its audit once built (JSON: plan, manifest, audit)."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         m = c.mixtures.retrieve(mixture_id)
     emit(m, as_json or m.audit is None, lambda x: audit_table(x.audit, {}))
 
@@ -338,7 +340,7 @@ def verifications_show(
     verification_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """One verification: its verdicts once done."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         v = c.verifications.retrieve(verification_id)
     emit(v, as_json or v.report is None, lambda x: verdict_table(x.report, skill_names(x)))
 
@@ -348,7 +350,7 @@ def mixtures_list(
     as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """This project's mixtures."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         items = list(c.mixtures.list())
     emit(
         items,
@@ -366,7 +368,7 @@ def verifications_list(
     as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
 ) -> None:
     """This project's verifications."""
-    with client(base_url, api_key) as c:
+    with client(base_url, api_key, as_json) as c:
         items = list(c.verifications.list())
     emit(
         items,

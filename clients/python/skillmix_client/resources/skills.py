@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from skillmix_client._core import APICall, path_param
 from skillmix_client._resource import (
@@ -18,7 +18,7 @@ from skillmix_client._resource import (
 from skillmix_client._types import NOT_GIVEN, NotGiven, body_of
 from skillmix_client.types import Page, Skill, SkillFamily, SkillPreview
 
-OptionalDict = Optional[Mapping[str, Any]]
+OptionalDict = Mapping[str, Any] | None
 
 
 def _path(skill_id: str, *rest: str) -> str:
