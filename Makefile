@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := VIRTUAL_ENV=$(VENV) $(VENV)/bin/uv
 LOCK := requirements/lock.txt
 # torch is not in the lock: on a CPU machine this takes the CPU wheel; on a GPU machine
 # `make install TORCH_SPEC=torch==2.13.0 TORCH_INDEX=` keeps PyPI's CUDA build.
@@ -17,26 +18,37 @@ TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--
 
 install: $(VENV)/.installed
 
-# 1. the lock, hash-checked, without resolving anything; 2. torch, constrained by the lock
-# (pip will not take hashed constraints, so the pins alone); 3. our two packages, editable;
-# 4. pip check: the set is complete and consistent.
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK)
+# 1. uv, pinned and hash-checked (requirements/uv.txt); 2. the lock, hash-checked, without
+# resolving anything (uv: ~30x faster than pip here); 3. torch with pip (which finds the
+# CPU wheel on this machine's disk), constrained by the lock (pip will not take hashed
+# constraints, so the pins alone); 4. our two packages, editable; 5. the set is consistent.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) requirements/uv.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
+	$(UV) pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	grep -E '^[A-Za-z0-9]' $(LOCK) | sed -e 's/ *\\$$//' > $(VENV)/constraints.txt
 	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e "./clients/python[cli]" -e ".[all,dev,bench]"
-	$(PY) -m pip check
+	$(UV) pip install --quiet --no-deps -e "./clients/python[cli]" -e ".[all,dev,bench]"
+	$(UV) pip check
 	touch $@
 
-# Re-resolve the lock from pyproject.toml's floors (newest allowed versions).
+# Re-resolve the lock from pyproject.toml's floors (newest allowed versions), then the
+# images' subsets of it (service.txt: the cpu image; all.txt: the cuda image), pinned to
+# the same versions.
+UV_COMPILE = ../$(VENV)/bin/uv pip compile ../pyproject.toml --generate-hashes \
+  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --constraint torch.txt $(TORCH_SOURCE) --custom-compile-command "make lock" \
+  --no-emit-package torch --no-emit-package skillmix-client
 lock: install
-	cd requirements && ../$(VENV)/bin/uv pip compile ../pyproject.toml \
-	  --extra all --extra dev --extra bench --generate-hashes \
-	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --constraint torch.txt $(TORCH_SOURCE) \
-	  --no-emit-package torch --no-emit-package skillmix-client --output-file lock.txt
-	@! grep -nE '^(nvidia-|triton|cuda-)' $(LOCK) || (echo "lock.txt holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
+	cd requirements && $(UV_COMPILE) --extra all --extra dev --extra bench --output-file lock.txt
+	grep -E '^[A-Za-z0-9]' $(LOCK) | sed -e 's/ *\\$$//' > requirements/.pins.txt
+	cd requirements && for part in service all; do \
+	  $(UV_COMPILE) --extra $$part --constraint .pins.txt --output-file $$part.txt || exit 1; done
+	cd requirements && echo uv | ../$(VENV)/bin/uv pip compile - --generate-hashes \
+	  --python-version 3.11 --constraint .pins.txt --custom-compile-command "make lock" \
+	  --output-file uv.txt
+	rm requirements/.pins.txt
+	@! grep -nE '^(nvidia-|triton|cuda-)' requirements/*.txt || (echo "a lock holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
 
 # Not in CI: the newest versions pyproject.toml allows, in their own venv, to see drift early.
 test-latest:

@@ -30,19 +30,17 @@ def load_local_tokenizer(path: str) -> TokenCounter:
             f"tokenizer path {path} does not exist; tokenizers are loaded from local files only"
         )
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        Tokenizer = None  # noqa: N806
-    if Tokenizer is not None and os.path.isfile(file):
+    from tokenizers import Tokenizer  # a dependency of skillmix itself
+
+    if os.path.isfile(file):
         tok = Tokenizer.from_file(file)
         return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
     try:
         from transformers import AutoTokenizer
     except ImportError as e:
         raise ValueError(
-            f"cannot load the tokenizer at {path}: install `tokenizers` (for tokenizer.json) "
-            "or `transformers`, or use tokens='bytes'"
+            f"cannot load the tokenizer at {path}: it holds no tokenizer.json; install "
+            "`transformers` for other saved tokenizers, or use tokens='bytes'"
         ) from e
     hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return lambda text: len(hf_tok(text, add_special_tokens=False)["input_ids"])
