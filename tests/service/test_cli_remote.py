@@ -102,6 +102,30 @@ def test_exit_codes_tell_usage_api_and_connection_errors(
     assert code == 3 and "backreference" in out
 
 
+def test_errors_go_to_stderr_as_json_with_json(remote: dict[str, str], tmp_path: Path) -> None:
+    """`ID=$(skillmix ... -q)` never captures an error: stdout stays empty."""
+    (tmp_path / "bad.yaml").write_text("name: x\ndetector: {kind: regex, pattern: '(a)\\1'}\n")
+    for extra, parse in (([], None), (["--json"], json.loads)):
+        result = CliRunner().invoke(
+            app, ["skills", "add", str(tmp_path / "bad.yaml"), "-q", *extra], env=remote
+        )
+        assert result.exit_code == 3 and result.stdout == ""
+        assert "backreference" in result.stderr
+        if parse:
+            error = parse(result.stderr)["error"]
+            assert error["status"] == 422 and error["type"].endswith(":validation-error")
+    unreachable = {**remote, "SKILLMIX_BASE_URL": "http://127.0.0.1:9"}
+    result = CliRunner().invoke(app, ["jobs", "list", "--json"], env=unreachable)
+    assert result.exit_code == 4 and result.stdout == ""
+    assert json.loads(result.stderr)["error"]["status"] is None
+
+
+def test_version_names_both_distributions() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "skillmix 0.1.0, skillmix-client 0.1.0"
+
+
 def test_result_tables_name_the_skills() -> None:
     """`skillmix mix --wait`, `verify --wait` and `... show`: skills by name, not by id."""
     per_batch = {"mean": 2.0, "min": 2, "max": 2}
