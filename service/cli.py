@@ -78,7 +78,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the HTTP API (and, with --embedded, a worker beside it)."""
+    """Run the HTTP API (and, with --embedded, a worker beside it).
+
+    With --embedded, SIGTERM or Ctrl-C stops the API and the workers; the exit status is
+    then 0."""
     require("service", *(["training"] if embedded else []))
     import uvicorn
 
@@ -104,16 +107,11 @@ def serve(
     emb.use_embedded(data_dir or get_settings().data_dir)
     settings = get_settings()
     migrate.upgrade(settings.effective_database_url)
-    procs = emb.start_workers(settings.resolved_data_dir)
     typer.echo(
         f"embedded skillmix: data in {settings.resolved_data_dir}, workers for the curation "
         f"and training queues (logs: worker-*.log), API on http://{host}:{port}"
     )
-    try:
-        run_api()
-    finally:
-        for proc in procs:
-            emb.stop_process(proc)
+    emb.serve_with_workers(run_api, settings.resolved_data_dir)
 
 
 @server_app.command()
