@@ -64,15 +64,25 @@ class Project(Base):
 
 
 class ApiKey(Base):
-    """Only a SHA-256 of the key is stored; the key itself is shown once, at creation."""
+    """Only a SHA-256 of the key is stored; the key itself is shown once, at creation.
+
+    A key is live while it is neither revoked nor expired. `role` is `member` (the
+    project's resources) or `admin` (also its keys: `/v1/keys`)."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    # Nullable: rows from before names existed have none (shown as "default").
+    name: Mapped[str | None] = mapped_column(String(100), default="default")
+    role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 

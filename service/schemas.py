@@ -465,6 +465,60 @@ class VerificationsPublic(BaseModel):
     next_after: str | None = None
 
 
+MAX_KEY_LIFETIME = 10 * 366 * 86_400  # ten years, in seconds
+
+
+class KeyCreate(StrictModel):
+    model_config = example({"name": "ci", "expires_in_seconds": 2_592_000, "role": "member"})
+
+    name: str = Field(default="default", min_length=1, max_length=100)
+    expires_in_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_KEY_LIFETIME,
+        description="The key expires this many seconds after creation (default: never).",
+    )
+    role: Literal["member", "admin"] = Field(
+        default="member",
+        description="`member`: the project's resources; `admin`: also its keys (/v1/keys).",
+    )
+
+
+class KeyRotate(StrictModel):
+    grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=MAX_KEY_LIFETIME,
+        description="The old key keeps working this long (0: revoked at once).",
+    )
+
+
+class KeyPublic(BaseModel):
+    """An API key as listed: never its secret, only the first characters (`prefix`)."""
+
+    id: str
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    role: Literal["member", "admin"]
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = Field(
+        default=None, description="Updated at most once a minute per API process."
+    )
+    revoked_at: datetime | None = None
+    live: bool = Field(description="Neither revoked nor expired.")
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    has_more: bool
+    next_after: str | None = None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The key itself (`sk_...`): shown this once, never again.")
+
+
 class ProblemDetails(BaseModel):
     """RFC 9457 problem details, the body of every error (`application/problem+json`)."""
 
@@ -488,6 +542,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "Malformed request",
         401: "Missing or invalid API key",
+        403: "Not allowed for this API key (an admin key is required)",
         404: "Not found in this project",
         409: "Conflict with the current state",
         413: "Request body too large",

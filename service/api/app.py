@@ -15,12 +15,13 @@ from service.api.routes import (
     corpora,
     health,
     jobs,
+    keys,
     mixtures,
     scans,
     skills,
     verifications,
 )
-from service.auth import CallerCache
+from service.auth import CallerCache, UsageThrottle
 from service.logs import log_context
 from service.schemas import problem_responses
 from service.settings import Settings, get_settings
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /metrics are never limited); shared through Redis when the broker is Redis.
     app.state.rate_limiter = ratelimit.from_settings(settings)
     app.state.caller_cache = CallerCache(settings.auth_cache_seconds)
+    app.state.key_usage = UsageThrottle()  # last_used_at: one write a minute per key
     app.include_router(health.router)
     app.include_router(metrics.router)
     for module in (jobs, skills, corpora, scans, mixtures, verifications):
@@ -131,6 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dependencies=[Depends(refuse_nul_in_url)],
             responses=problem_responses(400, 401, 404, 409, 413, 422, 429),
         )
+    app.include_router(
+        keys.router,
+        dependencies=[Depends(refuse_nul_in_url)],
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
+    )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     app.add_middleware(metrics.RequestMetrics)

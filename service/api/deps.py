@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -11,10 +12,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.errors import Problem, too_many_requests
-from service.auth import Caller, CallerCache, ProjectRef, caller_for, hash_key
+from service.auth import (
+    Caller,
+    CallerCache,
+    ProjectRef,
+    UsageThrottle,
+    caller_for,
+    hash_key,
+    record_use,
+)
 from service.db import get_sessionmaker
 from service.ratelimit import Decision, RateLimiter
 from service.settings import Settings, get_settings
+
+log = logging.getLogger("skillmix.api")
 
 
 async def get_db() -> AsyncIterator[Session]:
@@ -72,6 +83,17 @@ def _lookup_caller(key: str) -> Caller | None:
         return caller_for(session, key)
 
 
+def _record_use(key_id: str) -> None:
+    """Write a key's last_used_at; a failure is logged (by key id) and never fails the
+    request."""
+    try:
+        with get_sessionmaker()() as session:
+            record_use(session, key_id)
+            session.commit()
+    except Exception:
+        log.warning("could not record the use of API key %s", key_id, exc_info=True)
+
+
 async def get_current_project(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(api_key_scheme)],
@@ -79,8 +101,10 @@ async def get_current_project(
     """The project of the request's API key, after the key's rate limit.
 
     Keys verified in the last SKILLMIX_AUTH_CACHE_SECONDS come from the app's cache; only
-    a miss queries the database. Blocking calls (that query, the Redis rate limiter) run
-    in a thread, off the event loop; a cache hit with the in-process limiter needs none."""
+    a miss queries the database. Blocking calls (that query, the Redis rate limiter, the
+    once-a-minute write of the key's last_used_at) run in a thread, off the event loop; a
+    cache hit with the in-process limiter needs none. The caller (key id, role) is left in
+    `request.state.caller` for `AdminCaller`."""
     header = request.headers.get("Authorization")
     # No usable bearer credentials: bearer_key raises the 401 for a missing or malformed one.
     key = credentials.credentials if credentials else bearer_key(header)
@@ -90,9 +114,15 @@ async def get_current_project(
     if caller is None:
         caller = await run_in_threadpool(_lookup_caller, key)
         if caller is None:
-            raise Problem(401, "unauthorized", "Invalid API key", "The key is unknown or revoked.")
+            raise Problem(
+                401, "unauthorized", "Invalid API key", "The key is unknown, revoked or expired."
+            )
         if cache:
             cache.put(key_hash, caller)
+    usage: UsageThrottle | None = getattr(request.app.state, "key_usage", None)
+    if usage is not None and usage.due(caller.key_id):
+        await run_in_threadpool(_record_use, caller.key_id)
+    request.state.caller = caller
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         if limiter.blocking:
@@ -118,6 +148,23 @@ def refuse_if_limited(limiter: RateLimiter, decision: Decision) -> None:
 
 
 CurrentProject = Annotated[ProjectRef, Depends(get_current_project)]
+
+
+async def get_admin_caller(request: Request, project: CurrentProject) -> Caller:
+    """The request's key, if it is an admin key of its project; 403 otherwise."""
+    caller: Caller = request.state.caller
+    if caller.role != "admin":
+        raise Problem(
+            403,
+            "admin-key-required",
+            "Admin key required",
+            "Managing API keys needs an admin key of this project "
+            "('skillmix keys create --project NAME --admin').",
+        )
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(get_admin_caller)]
 
 
 class PageParams:

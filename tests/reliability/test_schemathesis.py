@@ -85,7 +85,7 @@ def fuzz_target(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         refresh_settings()
         migrate.upgrade(pg_url)
         try:
-            key = new_key("fuzz")
+            key = new_key("fuzz", "admin")  # an admin key reaches /v1/keys too
             with run_api() as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
                 served = http.get("/openapi.json").json()
                 assert served == DOCUMENT, "the fuzzed document is not the one served"
@@ -110,6 +110,11 @@ def seed(http: httpx.Client, key: str, root: Path) -> dict[str, Any]:
         ).json()["id"]
         for i in range(2)
     ]
+    # Revoked and rotated instead of the fuzzing key itself.
+    spare_keys = [
+        http.post("/v1/keys", headers=auth(key), json={"name": f"spare-{i}"}).json()["id"]
+        for i in range(2)
+    ]
     spare_corpus = http.post(
         "/v1/corpora",
         headers=auth(key),
@@ -131,6 +136,7 @@ def seed(http: httpx.Client, key: str, root: Path) -> dict[str, Any]:
             "skill_id": spare_skills,
             "corpus_id": [spare_corpus],
             "job_id": [seeded["job"]["id"], seeded["scan"]["job"]["id"]],
+            "key_id": spare_keys,
         },
         "corpus_uri": seeded["corpus"]["uri"],
         # The events stream of a job that is still queued never ends (no worker here):
@@ -155,7 +161,9 @@ def use_real_ids(case: schemathesis.Case, target: dict[str, Any]) -> None:
     if zlib.crc32(salt.encode()) % 4 == 0:
         return
     ids = target["ids"]
-    destructive = case.method.upper() == "DELETE" or case.path.endswith("/cancel")
+    destructive = case.method.upper() == "DELETE" or case.path.endswith(
+        ("/cancel", "/revoke", "/rotate")
+    )
     for name in list(case.path_parameters or {}):
         pool = (target["spares"] if destructive else ids).get(name)
         if pool:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from curation.synthetic_corpus import Plant, generate_corpus
 from service import runner
 from service.api.app import create_app
-from service.auth import create_key
+from service.auth import api_key_for, create_key
 from service.db import session_scope
 from service.embedded import refresh_settings, run_api
 from service.models import ApiKey, Corpus, Job, Mixture, Skill, utcnow
@@ -41,10 +41,17 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def new_key(project: str) -> str:
+def new_key(project: str, role: str = "member") -> str:
     with session_scope() as session:
-        _, key = create_key(session, project)
+        _, key = create_key(session, project, role=role)
     return key
+
+
+def key_id_of(key: str) -> str:
+    with session_scope() as session:
+        row = api_key_for(session, key)
+        assert row is not None
+        return row.id
 
 
 @pytest.fixture
@@ -168,6 +175,7 @@ def seed_project(
         "mixtures": [mixture, dry],
         "verification": verification,
         "job": job,
+        "key_id": key_id_of(key),
         "job_ids": [
             job["id"],
             scan["job"]["id"],
@@ -196,11 +204,14 @@ def snapshot(client: TestClient, project: dict[str, Any]) -> dict[str, Any]:
     paths += [f"/v1/skills/{s['id']}?version=1" for s in project["skills"]]
     paths += [f"/v1/skills/{s['id']}" for s in project["skills"]]
     paths += [f"/v1/mixtures/{m['id']}" for m in project["mixtures"]]
+    paths += ["/v1/keys"]  # the seeded key is an admin key
     out = {}
     for path in paths:
         r = client.get(path, headers=h)
         assert r.status_code == 200, (path, r.text)
         out[path] = r.json()
+    for key in out["/v1/keys"]["data"]:
+        key.pop("last_used_at")  # written once a minute by the owner's own requests
     return out
 
 
@@ -233,6 +244,10 @@ def cross_project_requests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[s
     reqs += [("GET", f"/v1/scans/{a['scan']['id']}", None)]
     reqs += [("GET", f"/v1/mixtures/{m['id']}", None) for m in a["mixtures"]]
     reqs += [("GET", f"/v1/verifications/{a['verification']['id']}", None)]
+    reqs += [
+        ("POST", f"/v1/keys/{a['key_id']}/revoke", None),
+        ("POST", f"/v1/keys/{a['key_id']}/rotate", {"grace_seconds": 0}),
+    ]
     # Creating with A's ids, alone or mixed with B's own.
     a_skill, b_skill = a["skills"][1]["id"], b["skills"][1]["id"]
     reqs += [
@@ -274,8 +289,9 @@ def _fake_id(path: str, real: str) -> str:
 def test_another_projects_resources_answer_404_and_stay_unchanged(
     client: TestClient, roots: dict[str, Path]
 ) -> None:
-    a = seed_project(client, new_key("project-a"), roots["root"], "a")
-    b = seed_project(client, new_key("project-b"), roots["root"], "b")
+    # Admin keys, which may manage their project's keys: A's key ids must answer B 404 too.
+    a = seed_project(client, new_key("project-a", "admin"), roots["root"], "a")
+    b = seed_project(client, new_key("project-b", "admin"), roots["root"], "b")
     before = snapshot(client, a)
     b_before = {k: len(v["data"]) for k, v in snapshot(client, b).items() if "data" in v}
     a_ids = (
@@ -283,6 +299,7 @@ def test_another_projects_resources_answer_404_and_stay_unchanged(
         + a["job_ids"]
         + [s["id"] for s in a["skills"]]
         + [m["id"] for m in a["mixtures"]]
+        + [a["key_id"]]
     )
     for method, path, body in cross_project_requests(a, b):
         r = client.request(method, path, json=body, headers=auth(b["key"]))
@@ -294,7 +311,7 @@ def test_another_projects_resources_answer_404_and_stay_unchanged(
         for secret in ("cmp-regex-a", "secret description of a", "web-a", str(roots["root"])):
             assert secret not in r.text, (method, path, r.text)
         # The 404 is the one an id nobody has gets: existence is not revealed either.
-        if method != "POST" or "/v1/jobs/" in path or "/preview" in path:
+        if method != "POST" or any(p in path for p in ("/v1/jobs/", "/preview", "/v1/keys/")):
             real = next(i for i in a_ids if i in path)
             fake = client.request(method, _fake_id(path, real), json=body, headers=auth(b["key"]))
             assert fake.status_code == 404
@@ -302,7 +319,7 @@ def test_another_projects_resources_answer_404_and_stay_unchanged(
                 k: v for k, v in fake.json().items() if k not in ("detail", "instance")
             }, (method, path)
     # B's lists hold only B's resources.
-    for path in ("/v1/jobs", "/v1/skills", "/v1/corpora", "/v1/scans", "/v1/mixtures"):
+    for path in ("/v1/jobs", "/v1/skills", "/v1/corpora", "/v1/scans", "/v1/mixtures", "/v1/keys"):
         listed = {item["id"] for item in client.get(path, headers=auth(b["key"])).json()["data"]}
         assert not listed & set(a_ids), path
     # A sees exactly what it saw before; B created nothing while trying.

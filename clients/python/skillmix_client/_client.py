@@ -14,7 +14,7 @@ import httpx
 from skillmix_client._core import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, APICall, ClientCore
 from skillmix_client._exceptions import connection_error, error_from_response
 from skillmix_client._types import NOT_GIVEN, NotGiven, Timeout
-from skillmix_client.resources import corpora, jobs, mixtures, scans, skills, verifications
+from skillmix_client.resources import corpora, jobs, keys, mixtures, scans, skills, verifications
 
 T = TypeVar("T")
 
@@ -53,6 +53,7 @@ class Skillmix(ClientCore):
         self.scans = scans.Scans(self)
         self.mixtures = mixtures.Mixtures(self)
         self.verifications = verifications.Verifications(self)
+        self.keys = keys.Keys(self)
 
     def with_options(
         self,
@@ -158,6 +159,7 @@ class AsyncSkillmix(ClientCore):
         self.scans = scans.AsyncScans(self)
         self.mixtures = mixtures.AsyncMixtures(self)
         self.verifications = verifications.AsyncVerifications(self)
+        self.keys = keys.AsyncKeys(self)
 
     def with_options(
         self,

@@ -4,7 +4,7 @@ newer server never breaks an older client; unknown fields are attributes all the
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -105,6 +105,27 @@ class Corpus(Model):
     total_bytes: int = 0
     fingerprint: Any | None = None
     created_at: datetime | None = None
+
+
+class ApiKey(Model):
+    """An API key of the project, as listed: never its secret, only its `prefix`."""
+
+    id: str
+    name: str = "default"
+    prefix: str = ""
+    role: str = "member"
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    live: bool = True
+
+
+class CreatedApiKey(ApiKey):
+    """A new key, with the key itself (`sk_...`): the server shows it this once. Left out
+    of the repr, so printing or logging the object does not leak it."""
+
+    key: str = Field(repr=False)
 
 
 class JobBacked(Model):
