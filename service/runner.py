@@ -36,6 +36,11 @@ class JobInterrupted(Exception):
     """The job was cancelled, or this worker lost its lease to another attempt."""
 
 
+class ClaimUnavailable(Exception):
+    """The database could not be reached to claim the job (a transient error): nothing ran
+    and nothing was taken, so the task may try again later (service/tasks.py)."""
+
+
 class RunContext:
     def __init__(self, job: Job, owner: str, settings: Settings) -> None:
         self.job_id = job.id
@@ -87,7 +92,7 @@ class RunContext:
                 if attempt >= WRITE_ATTEMPTS or not is_transient(exc):
                     raise
                 delay = WRITE_BACKOFF_SECONDS * 2 ** (attempt - 1)
-                reason = f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+                reason = _reason(exc)
                 log.warning(
                     "%s of job %s failed (%s); retry in %.2fs", what, self.job_id, reason, delay
                 )
@@ -99,6 +104,11 @@ class RunContext:
         self.artifacts.append(
             {"name": name, "path": str(path), "media_type": media_type, "size": path.stat().st_size}
         )
+
+
+def _reason(exc: BaseException) -> str:
+    """A database error in one line: its class and the driver's message."""
+    return " ".join(f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}".split())
 
 
 def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
@@ -124,7 +134,15 @@ def execute(job_id: str, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     owner = secrets.token_hex(8)
     with session_scope() as session:
-        if not jobs.claim(session, job_id, owner, settings.job_lease_seconds):
+        try:
+            claimed = jobs.claim(session, job_id, owner, settings.job_lease_seconds)
+        except Exception as exc:
+            # Had the claim's commit reached the database after all, a try again would find
+            # the job held under a lease nobody renews: sent again once that runs out.
+            if is_transient(exc):
+                raise ClaimUnavailable(f"cannot claim job {job_id}: {_reason(exc)}") from exc
+            raise
+        if not claimed:
             job = session.get(Job, job_id)
             if job is None:
                 return "missing"

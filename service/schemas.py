@@ -548,6 +548,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid request",
         429: "Rate limit exceeded, or the project's cap on active jobs reached",
+        503: "The database cannot be reached right now (retry after Retry-After seconds)",
     }
     headers = {
         401: {
@@ -564,6 +565,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             }
         },
     }
+    headers[503] = headers[429]
     return {
         status: {
             "model": ProblemDetails,

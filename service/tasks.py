@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+
+from celery import Task, shared_task
 
 from service import runner
 from service.celery_app import TASK_NAME
 
+log = logging.getLogger("skillmix.tasks")
 
-@shared_task(name=TASK_NAME)
-def run_job(job_id: str) -> str:
-    return runner.execute(job_id)
+CLAIM_RETRIES = 12
+"""Tries again of a task that could not reach the database to claim its job, after 1, 2, 4,
+8, 16 and then every 30 seconds: about four minutes in all. After that the message is
+consumed, and the sweeper sends the job again (SKILLMIX_REQUEUE_QUEUED_AFTER_SECONDS)."""
+CLAIM_RETRY_CAP_SECONDS = 30
+
+
+def claim_retry_delay(retries: int) -> int:
+    """Seconds before try number `retries + 2` of the claim: 1, 2, 4 ... capped at 30."""
+    return int(min(2**retries, CLAIM_RETRY_CAP_SECONDS))
+
+
+@shared_task(name=TASK_NAME, bind=True)
+def run_job(self: Task, job_id: str) -> str:
+    try:
+        return runner.execute(job_id)
+    except runner.ClaimUnavailable as exc:
+        # Nothing was claimed: send the message again for later instead of consuming it
+        # (a 16 s outage would otherwise leave the job queued until the sweeper's re-queue).
+        retries = self.request.retries
+        if retries >= CLAIM_RETRIES:
+            log.error("%s; giving up after %d tries, the sweeper will send it again", exc, retries)
+            raise
+        delay = claim_retry_delay(retries)
+        log.warning("%s; try %d of %d in %ds", exc, retries + 2, CLAIM_RETRIES + 1, delay)
+        raise self.retry(exc=exc, countdown=delay, max_retries=CLAIM_RETRIES) from exc

@@ -131,12 +131,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(
             module.router,
             dependencies=[Depends(refuse_nul_in_url)],
-            responses=problem_responses(400, 401, 404, 409, 413, 422, 429),
+            responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503),
         )
     app.include_router(
         keys.router,
         dependencies=[Depends(refuse_nul_in_url)],
-        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)

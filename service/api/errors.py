@@ -10,13 +10,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.db import is_transient
 from service.logs import log_context
 
 log = logging.getLogger("skillmix.api")
 
 PROBLEM_JSON = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
+"""Retry-After of a 503 for a database that cannot be reached: a restart or a failover takes
+seconds; a client's few retries at this pace span most such blips."""
 
 # Stable problem types by HTTP status, for errors raised by the framework itself.
 _STATUS_TYPES = {
@@ -169,6 +175,29 @@ def install(app: FastAPI) -> None:
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
         )
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_transient(exc):
+            raise exc  # a bad statement is a bug: the 500 below
+        # Inside the app's middleware (unlike `_unexpected`): the line names the request.
+        reason = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+        reason = " ".join(reason.split())  # one line: driver messages span several
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason[:300]
+        )
+        return problem_response(
+            503,
+            "database-unavailable",
+            "Database unavailable",
+            "The database cannot be reached right now; retry after Retry-After seconds.",
+            instance=request.url.path,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+            retry_after=DATABASE_RETRY_AFTER_SECONDS,
+        )
+
+    # `is_transient` errors: a dropped or refused connection, a lock timeout, a full pool.
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
