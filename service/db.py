@@ -72,6 +72,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, PoolTimeoutError)
 
 
+def describe_error(exc: BaseException) -> str:
+    """A database error in one line, for logs: its class and the driver's message (which
+    often spans several lines)."""
+    return " ".join(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}".split())
+
+
 def _fresh_pool_after_fork() -> None:
     """A forked child (a Celery prefork pool process replacing one that died, a datatrove
     or multiprocessing fork) must not use the connections its parent has open: two

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service import jobs
-from service.db import is_transient, session_scope
+from service.db import describe_error, is_transient, session_scope
 from service.kinds import KINDS, JobKind
 from service.logs import log_context
 from service.models import Job, JobState
@@ -92,7 +92,7 @@ class RunContext:
                 if attempt >= WRITE_ATTEMPTS or not is_transient(exc):
                     raise
                 delay = WRITE_BACKOFF_SECONDS * 2 ** (attempt - 1)
-                reason = _reason(exc)
+                reason = describe_error(exc)
                 log.warning(
                     "%s of job %s failed (%s); retry in %.2fs", what, self.job_id, reason, delay
                 )
@@ -104,11 +104,6 @@ class RunContext:
         self.artifacts.append(
             {"name": name, "path": str(path), "media_type": media_type, "size": path.stat().st_size}
         )
-
-
-def _reason(exc: BaseException) -> str:
-    """A database error in one line: its class and the driver's message."""
-    return " ".join(f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}".split())
 
 
 def _keep_lease(ctx: RunContext, stop: threading.Event) -> None:
@@ -140,7 +135,7 @@ def execute(job_id: str, settings: Settings | None = None) -> str:
             # Had the claim's commit reached the database after all, a try again would find
             # the job held under a lease nobody renews: sent again once that runs out.
             if is_transient(exc):
-                raise ClaimUnavailable(f"cannot claim job {job_id}: {_reason(exc)}") from exc
+                raise ClaimUnavailable(f"cannot claim job {job_id}: {describe_error(exc)}") from exc
             raise
         if not claimed:
             job = session.get(Job, job_id)

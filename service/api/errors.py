@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.db import is_transient
+from service.db import describe_error, is_transient
 from service.logs import log_context
 
 log = logging.getLogger("skillmix.api")
@@ -180,10 +180,11 @@ def install(app: FastAPI) -> None:
         if not is_transient(exc):
             raise exc  # a bad statement is a bug: the 500 below
         # Inside the app's middleware (unlike `_unexpected`): the line names the request.
-        reason = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
-        reason = " ".join(reason.split())  # one line: driver messages span several
         log.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, reason[:300]
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            describe_error(exc)[:300],
         )
         return problem_response(
             503,
