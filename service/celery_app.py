@@ -20,8 +20,8 @@ from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import celeryd_after_setup
 from kombu import Queue
 
-from service.kinds import QUEUES
 from service.models import utcnow
+from service.queues import QUEUES
 from service.settings import Settings, get_settings
 
 TASK_NAME = "skillmix.run_job"
@@ -55,7 +55,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("skillmix", broker=settings.effective_broker_url, include=["service.tasks"])
+    app = Celery("skillmix", broker=settings.effective_broker_url, include=["service.worker.tasks"])
     app.conf.update(
         task_queues=[Queue(name, routing_key=name) for name in QUEUES],
         task_default_queue=QUEUES[0],

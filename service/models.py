@@ -122,6 +122,19 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),)
 
 
+class JobDependency(Base):
+    """Job `job_id` waits for job `needs_job_id` to succeed before it is sent to a worker
+    (a verification for its arms' mixtures). The waiting job stays `queued` and unsent; it
+    is sent when the last job it needs succeeds, and failed when one of them fails."""
+
+    __tablename__ = "job_dependencies"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    needs_job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class IdempotencyRecord(Base):
     """The first response to a POST with an Idempotency-Key, replayed for its retries."""
 

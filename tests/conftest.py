@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from service.embedded import refresh_settings
+from service.cli.embedded import refresh_settings
 
 PG_ADMIN_URL = os.environ.get(
     "SKILLMIX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

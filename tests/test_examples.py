@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from service.auth import create_key
+from service.cli.embedded import embedded_stack
 from service.db import session_scope
-from service.embedded import embedded_stack
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 # Arguments per script (default: a scratch folder); the SDK loop at a tiny scale.

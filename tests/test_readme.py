@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from curation.synthetic_corpus import Plant, generate_corpus
-from service.embedded import embedded_stack
+from service.cli.embedded import embedded_stack
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)

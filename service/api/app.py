@@ -9,8 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics, ratelimit
-from service.api import errors
+from service.api import errors, metrics, ratelimit
 from service.api.routes import (
     corpora,
     health,
@@ -21,9 +20,9 @@ from service.api.routes import (
     skills,
     verifications,
 )
+from service.api.schemas import problem_responses
 from service.auth import CallerCache, UsageThrottle
 from service.logs import log_context
-from service.schemas import problem_responses
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Rare-skill upweighting for pretraining data: register skills, measure how

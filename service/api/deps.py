@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.errors import Problem, too_many_requests
+from service.api.ratelimit import Decision, RateLimiter
 from service.auth import (
     Caller,
     CallerCache,
@@ -22,7 +23,6 @@ from service.auth import (
     record_use,
 )
 from service.db import get_sessionmaker
-from service.ratelimit import Decision, RateLimiter
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("skillmix.api")

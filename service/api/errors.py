@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db import describe_error, is_transient
 from service.logs import log_context
+from service.problems import Problem, not_found, too_many_requests
+
+__all__ = ["Problem", "not_found", "too_many_requests"]
 
 log = logging.getLogger("skillmix.api")
 
@@ -43,63 +45,6 @@ _STATUS_TYPES = {
 
 def problem_type(slug: str) -> str:
     return f"urn:skillmix:problem:{slug}"
-
-
-class Problem(Exception):
-    """Raise from a handler to answer with a problem document."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str = "",
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status, self.slug, self.title, self.detail, self.extra = (
-            status,
-            slug,
-            title,
-            detail,
-            extra,
-        )
-        self.headers = headers or _default_headers(status)
-
-
-def _default_headers(status: int) -> dict[str, str] | None:
-    if status == 401:  # RFC 6750: the scheme to authenticate with (an API key as a token)
-        return {"WWW-Authenticate": "Bearer"}
-    if status == 409:  # a 409 that retrying cannot fix says so, for clients that retry conflicts
-        return {"X-Should-Retry": "false"}
-    return None
-
-
-def not_found(what: str, ident: str) -> Problem:
-    return Problem(
-        404,
-        "not-found",
-        f"{what} not found",
-        f"No {what.lower()} with id {ident!r} in this project.",
-    )
-
-
-def too_many_requests(
-    slug: str, title: str, detail: str, retry_after: float, **extra: Any
-) -> Problem:
-    """A 429 whose `Retry-After` (and `retry_after` member) is whole seconds, at least 1."""
-    seconds = max(1, math.ceil(retry_after))
-    return Problem(
-        429,
-        slug,
-        title,
-        detail,
-        headers={"Retry-After": str(seconds)},
-        retry_after=seconds,
-        **extra,
-    )
 
 
 def problem_response(

@@ -6,19 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.api.deps import CurrentProject, IdempotencyKey, SessionDep, SettingsDep
 from service.api.errors import Problem
 from service.models import IdempotencyRecord
+from service.settings import Settings
 
 Create = Callable[[], tuple[dict[str, Any], Callable[[], None] | None]]
+Row = TypeVar("Row")
 
 
 def _digest(path: str, payload: Any) -> str:
@@ -89,3 +92,60 @@ def create_once(
     if after_commit:
         after_commit()
     return JSONResponse(response_body, status_code=status_code)
+
+
+class CreateOnce:
+    """The create of a POST route, run once per `Idempotency-Key` (a route's dependency):
+
+        return create(body, lambda: scans.start_scan(...), present=..., status_code=202)
+
+    `make` adds the rows through the store and returns the new row and an after-commit
+    hook (or None); `present` turns the row into the response model. The rows, the
+    idempotency record and the response commit together; the hook runs after the commit.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        session: Session,
+        project_id: str,
+        settings: Settings,
+        key: str | None,
+    ) -> None:
+        self.request, self.session, self.project_id = request, session, project_id
+        self.settings, self.key = settings, key
+
+    def __call__(
+        self,
+        body: BaseModel,
+        make: Callable[[], tuple[Row, Callable[[], None] | None]],
+        present: Callable[[Session, Row], BaseModel],
+        *,
+        status_code: int,
+    ) -> JSONResponse:
+        def create() -> tuple[dict[str, Any], Callable[[], None] | None]:
+            row, after_commit = make()
+            return present(self.session, row).model_dump(mode="json"), after_commit
+
+        return create_once(
+            self.session,
+            self.request,
+            body,
+            project_id=self.project_id,
+            key=self.key,
+            status_code=status_code,
+            create=create,
+        )
+
+
+def create_once_dep(
+    request: Request,
+    session: SessionDep,
+    project: CurrentProject,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CreateOnce:
+    return CreateOnce(request, session, project.id, settings, idempotency_key)
+
+
+CreateOnceDep = Annotated[CreateOnce, Depends(create_once_dep)]

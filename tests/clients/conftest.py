@@ -17,8 +17,8 @@ from skillmix_client import Skillmix
 
 from service import migrate
 from service.auth import create_key
+from service.cli.embedded import refresh_settings, run_api, start_worker, stop_process, use_embedded
 from service.db import session_scope
-from service.embedded import refresh_settings, run_api, start_worker, stop_process, use_embedded
 from service.settings import get_settings
 
 TIMEOUT = 10.0

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.embedded import free_port
+from service.cli.embedded import free_port
 
 
 @contextmanager

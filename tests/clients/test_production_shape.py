@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from skillmix_client import AsyncSkillmix, ConflictError, Skillmix
 
-from service.embedded import refresh_settings, run_api, start_worker, stop_process
+from service.cli.embedded import refresh_settings, run_api, start_worker, stop_process
 from tests.clients.conftest import new_key
 
 

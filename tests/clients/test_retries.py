@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from service.api.app import create_app
 from service.auth import create_key
+from service.cli.embedded import free_port
 from service.db import session_scope
-from service.embedded import free_port
 from service.models import Job
 from tests.clients.conftest import PARKED
 from tests.clients.servers import BrokenEvents, UnavailableAfterCreate, serve

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.cli.embedded import refresh_settings, run_api, start_worker
 from service.db import session_scope
-from service.embedded import refresh_settings, run_api, start_worker
 from service.models import Job
 from service.settings import get_settings
 from tests.reliability.redis_server import RedisServer
@@ -123,7 +123,7 @@ def db_job(job_id: str) -> dict[str, Any]:
 
 
 def executions(job_id: str) -> list[dict[str, Any]]:
-    """What the `sleep` handler recorded of each time its work ran (kinds.run_sleep)."""
+    """What the `sleep` handler recorded of each time its work ran (handlers/sleep.py)."""
     path = get_settings().work_dir / job_id / "executions.jsonl"
     if not path.exists():
         return []

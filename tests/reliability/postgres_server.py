@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from service.embedded import free_port
+from service.cli.embedded import free_port
 
 
 def server_bindir() -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from service.embedded import free_port
+from service.cli.embedded import free_port
 
 
 class RedisServer:

@@ -21,14 +21,15 @@ from typing import NoReturn
 import httpx
 import pytest
 
-from service import jobs, migrate
+from service import migrate
 from service.api.app import create_app
 from service.auth import create_key
 from service.celery_app import enqueue
+from service.cli.embedded import refresh_settings, run_api, start_worker
 from service.db import session_scope
-from service.embedded import refresh_settings, run_api, start_worker
 from service.settings import Settings, get_settings
-from service.tasks import CLAIM_RETRIES, claim_retry_delay
+from service.store import jobs
+from service.worker.tasks import CLAIM_RETRIES, claim_retry_delay
 from tests.reliability.conftest import FINAL, db_job, executions, kill_group, runs_overlap
 from tests.reliability.postgres_server import PostgresServer
 from tests.reliability.redis_server import RedisServer

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.embedded import refresh_settings
+from service.cli.embedded import refresh_settings
 from tests.reliability.conftest import Stack, executions
 
 

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 
 from service import migrate
 from service.api.app import create_app
-from service.embedded import refresh_settings, run_api
+from service.cli.embedded import refresh_settings, run_api
 from tests.reliability.test_security import auth, new_key, seed_project
 
 # The document as the app generates it (the fixture checks that the server serves the

@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from curation.synthetic_corpus import Plant, generate_corpus
-from service import runner
 from service.api.app import create_app
 from service.auth import api_key_for, create_key
+from service.cli.embedded import refresh_settings, run_api
 from service.db import session_scope
-from service.embedded import refresh_settings, run_api
 from service.models import ApiKey, Corpus, Job, Mixture, Skill, utcnow
 from service.settings import get_settings
+from service.worker import runner
 
 PROBLEM = "application/problem+json"
 CMP = tuple(

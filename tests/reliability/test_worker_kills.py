@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from curation.synthetic_corpus import Plant, generate_corpus
-from service import runner
-from service.embedded import refresh_settings
+from service.cli.embedded import refresh_settings
 from service.settings import get_settings
+from service.worker import runner
 from tests.reliability.conftest import (
     Stack,
     db_job,

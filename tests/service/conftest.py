@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.api.app import create_app
 from service.auth import create_key
+from service.cli.embedded import refresh_settings
 from service.db import session_scope
-from service.embedded import refresh_settings
 
 
 def new_key(project: str) -> str:

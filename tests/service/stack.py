@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import start_worker, stop_process
+from service.cli.embedded import start_worker, stop_process
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

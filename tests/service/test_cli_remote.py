@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.cli import app
-from service.embedded import embedded_stack
+from service.cli.embedded import embedded_stack
 from tests.service.conftest import new_key
 
 SKILL_YAML = """

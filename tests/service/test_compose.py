@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from service.embedded import free_port, stop_process
+from service.cli.embedded import free_port, stop_process
 from tests import dockerfile
 from tests.service.conftest import auth, new_key
 from tests.service.stack import wait_final, wait_for
@@ -136,7 +136,7 @@ def test_every_service_command_runs_locally(
         wait_for(ready, 60, "the api service to be ready")
         for key, value in envs["api"].items():
             env.setenv(key, value)
-        from service.embedded import refresh_settings
+        from service.cli.embedded import refresh_settings
 
         refresh_settings()
         with httpx.Client(base_url=base, headers=auth(new_key("compose")), timeout=10) as c:

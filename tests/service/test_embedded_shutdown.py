@@ -24,8 +24,8 @@ from textwrap import dedent
 import httpx
 import pytest
 
-from service import embedded
-from service.embedded import free_port
+from service.cli import embedded
+from service.cli.embedded import free_port
 
 # Outside Linux there is no /proc to read: skip there, but never in CI (a Linux machine).
 pytestmark = pytest.mark.skipif(
@@ -268,7 +268,7 @@ STUBBORN = dedent(
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     else:
         if len(sys.argv) > 1:
-            from service.celery_worker import watch_parent
+            from service.worker.celery_worker import watch_parent
             watch_parent(int(sys.argv[1]), timeout=1, interval=0.1)
         print("ready", flush=True)
     time.sleep(120)

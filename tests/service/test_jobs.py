@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from service import jobs, runner, sweeper
 from service.auth import create_key
+from service.cli.embedded import refresh_settings
 from service.db import session_scope
-from service.embedded import refresh_settings
 from service.models import Job, JobState
 from service.settings import get_settings
+from service.store import jobs
+from service.worker import runner, sweeper
 
 
 def make_job(params: dict | None = None, max_attempts: int = 3) -> str:

@@ -18,8 +18,8 @@ from service import auth
 from service.api.app import create_app
 from service.auth import CallerCache, UsageThrottle, create_key
 from service.cli import server_app
+from service.cli.embedded import refresh_settings
 from service.db import session_scope
-from service.embedded import refresh_settings
 from service.models import ApiKey
 from tests.service.conftest import auth as bearer
 

@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from skillmix_client import RateLimitError, Skillmix
 from sqlalchemy import func, select
 
-from service import ratelimit
+from service.api import ratelimit
 from service.api.app import create_app
+from service.api.ratelimit import LocalRateLimiter, Rate, RedisRateLimiter
 from service.auth import api_key_for
+from service.cli.embedded import free_port, refresh_settings, run_api
 from service.db import session_scope
-from service.embedded import free_port, refresh_settings, run_api
 from service.models import IdempotencyRecord, Job, JobState, Scan
-from service.ratelimit import LocalRateLimiter, Rate, RedisRateLimiter
 from service.settings import Settings
 from tests.clients.servers import serve
 from tests.service.conftest import auth, new_key

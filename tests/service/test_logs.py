@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from service.embedded import refresh_settings, start_workers
+from service.cli.embedded import refresh_settings, start_workers
 from service.logs import ContextFilter, JsonFormatter, TextFormatter, log_context, logging_config
 from service.settings import get_settings
 from tests.service.conftest import auth, new_key, register_scan

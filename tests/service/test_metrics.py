@@ -17,14 +17,14 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import runner
 from service.api.app import create_app
+from service.api.metrics import redis_keys
 from service.celery_app import TASK_NAME, enqueue, get_celery
+from service.cli.embedded import free_port, refresh_settings, stop_process
 from service.db import session_scope
-from service.embedded import free_port, refresh_settings, stop_process
-from service.handlers.verification import Throughput, record_runs
-from service.metrics import redis_keys
 from service.models import Job, Project, Verification, VerificationRun
+from service.worker import runner
+from service.worker.handlers.verification import Throughput, record_runs
 from tests.service.conftest import auth
 from tests.service.stack import wait_for
 from training.pool import Job as RunJob
@@ -164,7 +164,7 @@ def test_training_throughput_as_the_verification_handler_records_it(
     runs = [("upweighted", "nano", 0), ("baseline", "nano", 0)]
     ver_id = make_verification("running", runs)
     clock = [100.0]
-    monkeypatch.setattr("service.handlers.verification.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("service.worker.handlers.verification.time.monotonic", lambda: clock[0])
     meter = Throughput(ver_id, batch_tokens=1024)
 
     def report(arm: str, message: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service import runner
+from service.worker import runner
 from tests.service.conftest import auth, register_scan
 
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service import runner
+from service.cli.embedded import refresh_settings
 from service.db import session_scope
-from service.embedded import refresh_settings
 from service.models import Corpus
+from service.worker import runner
 from tests.service.conftest import auth
 
 
@@ -168,8 +168,8 @@ def test_the_scan_executor_is_chosen_by_settings(env: pytest.MonkeyPatch, tmp_pa
     configured options (it submits nothing until run())."""
     from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
 
-    from service.handlers.scan import executor_factory
     from service.settings import get_settings
+    from service.worker.handlers.scan import executor_factory
 
     assert isinstance(
         executor_factory(get_settings())(

@@ -8,9 +8,9 @@ import types
 import pytest
 from fastapi.testclient import TestClient
 
-from service import runner
-from service.embedded import refresh_settings
-from service.handlers import verification as verification_handler
+from service.cli.embedded import refresh_settings
+from service.worker import runner
+from service.worker.handlers import verification as verification_handler
 from tests.service.conftest import auth
 from tests.service.test_mixtures_api import body, scanned  # noqa: F401  (fixture)
 

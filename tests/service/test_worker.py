@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.embedded import refresh_settings, run_api
+from service.cli.embedded import refresh_settings, run_api
 from tests.service.conftest import auth, new_key
 from tests.service.stack import kill, stop_process, wait_final, wait_for, worker
 

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.api.deps import SessionDep, SettingsDep
+from service.api.schemas import Health
 from service.celery_app import get_celery
-from service.schemas import Health
 from service.settings import Settings
 
 router = APIRouter(tags=["health"])

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.api.deps import AdminCaller, PageDep, SessionDep
 from service.api.errors import Problem, not_found
 from service.api.pagination import paginate
+from service.api.schemas import KeyCreate, KeyCreated, KeyPublic, KeyRotate, KeysPublic
 from service.auth import (
     KeyNotLive,
     find_key,
@@ -24,7 +25,6 @@ from service.auth import (
     rotate_key,
 )
 from service.models import ApiKey, utcnow
-from service.schemas import KeyCreate, KeyCreated, KeyPublic, KeyRotate, KeysPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

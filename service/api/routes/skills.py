@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from curation.skills.families import family_catalog
-from curation.skills.matcher import SkillMatcher
-from curation.skills.preview import MAX_PREVIEW_MATCHES
-from curation.skills.probes import probe_instances, sample_instances
-from curation.skills.spec import SkillDefinition
-from service import skill_store as store
-from service.api.deps import CurrentProject, IdempotencyKey, PageDep, SessionDep
-from service.api.errors import Problem, from_validation_error, not_found
-from service.api.idempotency import create_once
+from service.api.deps import CurrentProject, PageDep, SessionDep
+from service.api.errors import Problem, from_validation_error
+from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
-from service.models import Skill, SkillVersion
-from service.schemas import (
+from service.api.schemas import (
     MAX_INT32,
     FamiliesPublic,
-    InstancePublic,
-    MatchPublic,
     PreviewPublic,
     PreviewRequest,
+    SkillDefinition,
     SkillPublic,
     SkillsPublic,
     SkillUpdate,
     refuse_nul,
 )
+from service.models import Skill, SkillVersion
+from service.store import skills as store
 
 router = APIRouter(tags=["skills"])
 
@@ -48,33 +40,6 @@ def public(skill: Skill, row: SkillVersion) -> SkillPublic:
     )
 
 
-def _name_conflict(name: str) -> Problem:
-    return Problem(
-        409,
-        "name-taken",
-        "Skill name taken",
-        f"This project already has a skill named {name!r}; pick another name or "
-        "PATCH the existing skill to make a new version.",
-    )
-
-
-def _load(
-    session: SessionDep, project_id: str, skill_id: str, version: int | None = None
-) -> tuple[Skill, SkillVersion]:
-    skill = store.get_skill(session, project_id, skill_id)
-    if skill is None:
-        raise not_found("Skill", skill_id)
-    row = store.get_version(session, skill.id, version or skill.latest_version)
-    if row is None:
-        raise Problem(
-            404,
-            "not-found",
-            "Skill version not found",
-            f"Skill {skill_id} has versions 1..{skill.latest_version}.",
-        )
-    return skill, row
-
-
 SKILL_EXAMPLE = {
     "name": "mod-add-97",
     "description": "a + b mod 97 = c",
@@ -86,42 +51,25 @@ SKILL_EXAMPLE = {
 
 @router.post("/v1/skills", status_code=201, response_model=SkillPublic)
 def create_skill(
-    *,
-    body: Annotated[SkillDefinition, Body(examples=[SKILL_EXAMPLE])],
-    request: Request,
-    session: SessionDep,
-    project: CurrentProject,
-    idempotency_key: IdempotencyKey = None,
+    *, body: Annotated[SkillDefinition, Body(examples=[SKILL_EXAMPLE])], create: CreateOnceDep
 ) -> JSONResponse:
     """Register a skill (version 1)."""
     try:
         refuse_nul(body.model_dump(mode="json"))  # as every other body (see StrictModel)
     except ValueError as exc:
         raise Problem(422, "validation-error", "Invalid request", f"body: {exc}") from None
-
-    def create() -> tuple[dict[str, Any], None]:
-        if store.name_taken(session, project.id, body.name):
-            raise _name_conflict(body.name)
-        skill = store.add_skill(session, project.id, body)
-        row = store.get_version(session, skill.id, 1)
-        assert row is not None
-        return public(skill, row).model_dump(mode="json"), None
-
-    return create_once(
-        session,
-        request,
+    return create(
         body,
-        project_id=project.id,
-        key=idempotency_key,
+        lambda: (store.create_skill(create.session, create.project_id, body), None),
+        present=lambda _, created: public(*created),
         status_code=201,
-        create=create,
     )
 
 
 @router.get("/v1/skills", response_model=SkillsPublic)
 def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) -> SkillsPublic:
     """This project's skills (latest versions), newest first."""
-    stmt = select(Skill).where(Skill.project_id == project.id, Skill.deleted_at.is_(None))
+    stmt = store.query(project.id)
 
     versions: dict[str, SkillVersion] = {}
 
@@ -145,7 +93,7 @@ def read_skill(
     version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
 ) -> SkillPublic:
     """One skill, at its latest version or the one asked for."""
-    return public(*_load(session, project.id, skill_id, version))
+    return public(*store.load(session, project.id, skill_id, version))
 
 
 @router.patch("/v1/skills/{skill_id}", response_model=SkillPublic)
@@ -153,15 +101,13 @@ def update_skill(
     *, skill_id: str, body: SkillUpdate, session: SessionDep, project: CurrentProject
 ) -> SkillPublic:
     """Change a skill: the result is a new version; earlier versions never change."""
-    skill, current = _load(session, project.id, skill_id)
+    skill, current = store.load(session, project.id, skill_id)
     changes = body.model_dump(exclude_unset=True)
     try:
         definition = SkillDefinition.model_validate(store.merged_definition(current.spec, changes))
     except ValidationError as exc:
         raise from_validation_error(exc) from None
-    if store.name_taken(session, project.id, definition.name, except_id=skill.id):
-        raise _name_conflict(definition.name)
-    row = store.add_version(session, skill, definition)
+    row = store.update_skill(session, skill, definition)
     session.commit()
     return public(skill, row)
 
@@ -169,7 +115,7 @@ def update_skill(
 @router.delete("/v1/skills/{skill_id}", status_code=204, response_class=Response)
 def delete_skill(*, skill_id: str, session: SessionDep, project: CurrentProject) -> Response:
     """Delete a skill; scans and mixtures that used it keep their versions."""
-    skill, _ = _load(session, project.id, skill_id)
+    skill, _ = store.load(session, project.id, skill_id)
     store.delete_skill(skill)
     session.commit()
     return Response(status_code=204)
@@ -180,42 +126,13 @@ def preview_skill(
     *, skill_id: str, body: PreviewRequest, session: SessionDep, project: CurrentProject
 ) -> PreviewPublic:
     """Run the detector on a text, and sample train and held-out (probe) instances."""
-    skill, row = _load(session, project.id, skill_id, body.version)
+    skill, row = store.load(session, project.id, skill_id, body.version)
     spec = store.to_spec(skill.id, row)
-    probe_keys = store.cached_probe_match_keys(spec)
-    first, complete = SkillMatcher([spec]).first_matches(body.text, spec.id, MAX_PREVIEW_MATCHES)
-    matches = [
-        MatchPublic(
-            start=m.start,
-            end=m.end,
-            text=body.text[m.start : m.end],
-            key=m.key,
-            in_probe=m.key in probe_keys,
-        )
-        for m in first
-    ]
-    samples: list[InstancePublic] = []
-    probe: list[InstancePublic] = []
-    if spec.generator is not None:
-        try:
-            samples = [
-                InstancePublic(**asdict(i))
-                for i in sample_instances(spec, body.samples, seed=body.seed)
-            ]
-        except ValueError as exc:
-            raise Problem(422, "empty-split", "Cannot sample the train split", str(exc)) from None
-        probe = [InstancePublic(**asdict(i)) for i in probe_instances(spec, body.probe_samples)]
-    return PreviewPublic(
-        skill_id=skill.id,
-        version=row.version,
-        matches=matches,
-        matches_truncated=not complete,
-        samples=samples,
-        probe=probe,
-    )
+    found = store.preview(spec, body.text, body.samples, body.seed, body.probe_samples)
+    return PreviewPublic.model_validate({"skill_id": skill.id, "version": row.version, **found})
 
 
 @router.get("/v1/skill-families", response_model=FamiliesPublic)
 def list_families(*, project: CurrentProject) -> FamiliesPublic:
     """The built-in generator families, with a JSON schema of each one's parameters."""
-    return FamiliesPublic.model_validate({"data": family_catalog()})
+    return FamiliesPublic.model_validate({"data": store.families()})

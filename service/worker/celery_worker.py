@@ -8,7 +8,7 @@ handlers without that line (and without the "Hitting Ctrl+C again" hint of the f
 SIGINT) and logs the notice instead, like every other line. Left as Celery has them: the
 hints of a cold shutdown (SIGQUIT, or a second Ctrl+C), meant for a person at a terminal.
 
-A worker that `service.embedded.start_worker` started (`skillmix serve --embedded`, the demo,
+A worker that `service.cli.embedded.start_worker` started (`skillmix serve --embedded`, the demo,
 the tests) also watches the process that started it, and stops itself when that process is
 gone, even if it was SIGKILLed and so could not stop its workers (`watch_parent`). A
 production `skillmix worker` does not: its supervisor owns its lifetime.
@@ -28,11 +28,11 @@ from celery.signals import worker_shutting_down
 
 from service.logs import log_in_signal_handler
 
-# The pid of the process that started this worker, set by `service.embedded.start_worker`
+# The pid of the process that started this worker, set by `service.cli.embedded.start_worker`
 # in the environment of the workers it starts; a worker started otherwise has none.
 PARENT_PID_ENV = "SKILLMIX_WORKER_PARENT_PID"
 # How long a worker gets for its warm shutdown (finishing the task at hand) before its whole
-# process group is SIGKILLed: by `service.embedded.stop_workers`, or by `watch_parent`.
+# process group is SIGKILLed: by `service.cli.embedded.stop_workers`, or by `watch_parent`.
 WARM_SHUTDOWN_TIMEOUT = 20.0
 
 log = logging.getLogger("skillmix.worker")
@@ -70,7 +70,7 @@ def watch_parent(
     parent_pid: int, timeout: float = WARM_SHUTDOWN_TIMEOUT, interval: float = 1.0
 ) -> threading.Thread:
     """Stop this worker when it is no longer the child of `parent_pid`: SIGTERM to itself
-    (Celery's warm shutdown, as `service.embedded.stop_workers` would send it), then, if it is
+    (Celery's warm shutdown, as `service.cli.embedded.stop_workers` would send it), then, if it is
     still there `timeout` seconds later (a long task), SIGKILL to its process group: itself,
     its pool processes and any training processes a verification started.
 

@@ -8,15 +8,115 @@ again (by a redelivered message or by the sweeper) until `max_attempts` is reach
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from service.models import Job, JobState, Project, utcnow
+from service.celery_app import enqueue
+from service.models import Job, JobDependency, JobState, Project, utcnow
+from service.problems import not_found, too_many_requests
+from service.queues import KIND_QUEUES
+
+log = logging.getLogger("skillmix.jobs")
 
 ACTIVE = (JobState.queued.value, JobState.running.value)
+
+# Retry-After for a create refused by the cap on active jobs: a guess, as jobs take seconds
+# to hours; short enough that a client's few retries can catch a short job finishing.
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
+
+AfterCommit = Callable[[], None]
+"""What a create does once its transaction committed (send the job to the broker)."""
+
+
+def query(project_id: str) -> Select[Job]:
+    return select(Job).where(Job.project_id == project_id)
+
+
+def get_job(session: Session, project_id: str, job_id: str) -> Job:
+    """The project's job; 404 for a missing job or another project's."""
+    job = session.get(Job, job_id)
+    if job is None or job.project_id != project_id:
+        raise not_found("Job", job_id)
+    return job
+
+
+def start_job(
+    session: Session,
+    *,
+    project_id: str,
+    kind: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    max_active: int,
+    queue: str | None = None,
+    after: Sequence[Job] = (),
+) -> tuple[Job, AfterCommit]:
+    """Add a queued job row; return it and the hook that sends it once committed.
+    429 (and nothing added) when the project already has `max_active` active jobs.
+
+    A job `after` other jobs that have not succeeded yet waits, queued and unsent, until
+    they have (`release_dependents`); it is failed if one of them fails."""
+    ensure_room(session, project_id, max_active)
+    job = create_job(
+        session,
+        project_id=project_id,
+        kind=kind,
+        queue=queue or KIND_QUEUES[kind],
+        params=params,
+        max_attempts=max_attempts,
+    )
+    pending = [need for need in after if need.state != JobState.succeeded.value]
+    for need in pending:
+        session.add(JobDependency(job_id=job.id, needs_job_id=need.id))
+    if pending:
+        job.progress_message = "waiting for " + ", ".join(
+            f"{need.kind} job {need.id}" for need in pending
+        )
+    session.flush()
+    session.refresh(job)
+    if pending:
+        return job, lambda: None
+
+    def send() -> None:
+        submit(session, job.id, job.queue)
+
+    return job, send
+
+
+def ensure_room(session: Session, project_id: str, cap: int) -> None:
+    """Refuse a new job when the project has `cap` queued or running ones (0: no cap). The
+    count locks the project until the transaction that adds the job ends."""
+    if cap <= 0:
+        return
+    active = count_active_locked(session, project_id)
+    if active >= cap:
+        raise too_many_requests(
+            "too-many-active-jobs",
+            "Too many active jobs",
+            f"This project has {active} queued or running jobs and may have at most {cap} "
+            "at once (SKILLMIX_MAX_ACTIVE_JOBS_PER_PROJECT); retry when one has finished, "
+            "or cancel one.",
+            ACTIVE_JOBS_RETRY_AFTER_SECONDS,
+            active_jobs=active,
+            max_active_jobs=cap,
+        )
+
+
+def submit(session: Session, job_id: str, queue: str) -> bool:
+    """Hand a committed job to the broker. If the broker is down the job stays queued and
+    the sweeper sends it later (so a create still succeeds): False then."""
+    try:
+        enqueue(job_id, queue)
+    except Exception:
+        log.warning("could not enqueue job %s; the sweeper will retry", job_id, exc_info=True)
+        return False
+    mark_enqueued(session, job_id)
+    return True
 
 
 def create_job(
@@ -173,7 +273,8 @@ def finish(
 
 
 def cancel(session: Session, job: Job) -> bool:
-    """Cancel a queued or running job; a running worker notices at its next progress write."""
+    """Cancel a queued or running job; a running worker notices at its next progress write.
+    Jobs waiting for this one fail."""
     now = utcnow()
     res = session.execute(
         update(Job)
@@ -189,6 +290,7 @@ def cancel(session: Session, job: Job) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    settle_waiting(session, needed_by=job.id)
     session.refresh(job)
     return res.rowcount == 1  # type: ignore[attr-defined]
 
@@ -278,6 +380,7 @@ def stranded_jobs(
     resend += session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,
+            ~waiting(),
             or_(
                 (Job.enqueued_at.is_(None)) & (Job.created_at < unsent_before),
                 (Job.enqueued_at < stale_before) & (Job.created_at < stale_before),
@@ -285,3 +388,80 @@ def stranded_jobs(
         )
     ).all()
     return resend, to_fail
+
+
+def waiting() -> ColumnElement[bool]:
+    """The job needs another job that has not succeeded (yet): it must not be sent."""
+    need = aliased(Job)
+    return exists().where(
+        JobDependency.job_id == Job.id,
+        JobDependency.needs_job_id == need.id,
+        need.state != JobState.succeeded.value,
+    )
+
+
+def needs_of(session: Session, job_id: str) -> list[Job]:
+    """The jobs `job_id` waits for (succeeded or not)."""
+    return list(
+        session.scalars(
+            select(Job)
+            .join(JobDependency, JobDependency.needs_job_id == Job.id)
+            .where(JobDependency.job_id == job_id)
+            .order_by(Job.id)
+            # Fresh states, not the session's copies (the conditional UPDATEs here do not
+            # refresh them).
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def settle_waiting(session: Session, needed_by: str | None = None) -> list[Job]:
+    """Queued, unsent jobs that wait for others (only those waiting for `needed_by` when
+    given): fail each that needs a job that failed or was cancelled, and return those whose
+    needs have all succeeded, to be sent. Commits."""
+    stmt = select(Job).where(
+        Job.state == JobState.queued.value,
+        Job.enqueued_at.is_(None),
+        exists().where(JobDependency.job_id == Job.id),
+    )
+    if needed_by is not None:
+        stmt = stmt.where(
+            Job.id.in_(select(JobDependency.job_id).where(JobDependency.needs_job_id == needed_by))
+        )
+    stmt = stmt.execution_options(populate_existing=True)
+    ready = []
+    for job in session.scalars(stmt).all():
+        needs = needs_of(session, job.id)
+        lost = [
+            need
+            for need in needs
+            if need.state in (JobState.failed.value, JobState.cancelled.value)
+        ]
+        if lost:
+            _fail_waiting(session, job.id, lost[0])
+        elif all(need.state == JobState.succeeded.value for need in needs):
+            ready.append(job)
+    session.commit()
+    return ready
+
+
+def _fail_waiting(session: Session, job_id: str, lost: Job) -> None:
+    now = utcnow()
+    reason = f": {lost.error}" if lost.error else ""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.queued.value)
+        .values(
+            state=JobState.failed.value,
+            error=f"it needed {lost.kind} job {lost.id}, which {lost.state}{reason}",
+            finished_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_dependents(session: Session, job_id: str) -> int:
+    """After `job_id` reached a final state: send the jobs that were waiting only for it,
+    fail those it leaves without what they need. How many were sent."""
+    return sum(submit(session, job.id, job.queue) for job in settle_waiting(session, job_id))

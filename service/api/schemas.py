@@ -7,8 +7,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.mixture.models import SkillDose
+from curation.mixture.models import DosingPlan, SkillDose
 from curation.skills.preview import MAX_PREVIEW_MATCHES
+from curation.skills.spec import SkillDefinition as SkillDefinition  # a skill create's body
 from service.models import Job
 
 MAX_INT32 = 2**31 - 1  # the largest value an INTEGER column holds
@@ -359,6 +360,17 @@ class MixtureCreate(StrictModel):
         "(the corpus at its natural frequency).",
     )
     dry_run: bool = Field(default=False, description="Return the plan without building.")
+
+    def dosing(self) -> DosingPlan:
+        """The library's plan input (the body less its output folder and dry-run flag)."""
+        return DosingPlan(
+            skills=self.plan,
+            batch_tokens=self.batch_tokens,
+            seq_len=self.seq_len,
+            seed=self.seed,
+            max_batches=self.max_batches,
+            format=self.output.format,
+        )
 
 
 class MixturePublic(BaseModel):

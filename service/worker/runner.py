@@ -15,12 +15,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service import jobs
 from service.db import describe_error, is_transient, session_scope
-from service.kinds import KINDS, JobKind
 from service.logs import log_context
 from service.models import Job, JobState
 from service.settings import Settings, get_settings
+from service.store import jobs
+from service.worker.handlers import KINDS
+from service.worker.kinds import JobKind
 
 log = logging.getLogger("skillmix.runner")
 
@@ -38,7 +39,7 @@ class JobInterrupted(Exception):
 
 class ClaimUnavailable(Exception):
     """The database could not be reached to claim the job (a transient error): nothing ran
-    and nothing was taken, so the task may try again later (service/tasks.py)."""
+    and nothing was taken, so the task may try again later (service/worker/tasks.py)."""
 
 
 class RunContext:
@@ -193,4 +194,19 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
             artifacts=ctx.artifacts,
         ),
     )
+    if done:
+        _release_dependents(ctx.job_id)
     return state.value if done else "interrupted"
+
+
+def _release_dependents(job_id: str) -> None:
+    """Send the jobs that waited for this one (or fail them, if it failed). Best effort: the
+    sweeper settles whatever this misses."""
+    try:
+        with session_scope() as session:
+            sent = jobs.release_dependents(session, job_id)
+    except Exception:
+        log.exception("could not release the jobs waiting for job %s", job_id)
+        return
+    if sent:
+        log.info("job %s: sent %d job(s) that waited for it", job_id, sent)

@@ -37,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import SettingsDep
 from service.db import get_sessionmaker
-from service.kinds import KINDS, QUEUES
 from service.models import Job, JobState, Verification, VerificationRun
+from service.queues import JOB_KINDS, QUEUES
 from service.settings import Settings
 
 log = logging.getLogger("skillmix.metrics")
@@ -89,7 +89,9 @@ def gauge(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], 
 
 def database_metrics() -> list[Metric]:
     with get_sessionmaker()() as session:
-        counts: dict[tuple[str, ...], float] = {(s.value, k): 0 for s in JobState for k in KINDS}
+        counts: dict[tuple[str, ...], float] = {
+            (s.value, k): 0 for s in JobState for k in JOB_KINDS
+        }
         for state, kind, n in session.execute(
             select(Job.state, Job.kind, func.count()).group_by(Job.state, Job.kind)
         ):

@@ -1,8 +1,5 @@
-"""The registry of job kinds: which queue each runs on and the function that does the work.
-
-A handler receives a `JobContext` and returns the job's JSON result. It calls plain
-library functions (`curation`, `training`), passing `ctx.progress` as their callback.
-"""
+"""The diagnostic `sleep` job: the whole job path (queue, lease, progress, artifacts) with
+no real work; the fault tests (tests/reliability) run it."""
 
 from __future__ import annotations
 
@@ -11,51 +8,12 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from service.settings import get_settings
-
-CURATION = "curation"
-TRAINING = "training"
-QUEUES = (CURATION, TRAINING)
+from service.worker.kinds import JobContext, job_kind
 
 
-class JobContext(Protocol):
-    job_id: str
-    project_id: str
-    params: dict[str, Any]
-    artifact_dir: Path
-
-    def progress(self, fraction: float, message: str = "") -> None: ...
-
-    def add_artifact(self, name: str, path: Path, media_type: str) -> None: ...
-
-
-Handler = Callable[[JobContext], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class JobKind:
-    name: str
-    queue: str
-    handler: Handler
-    description: str
-
-
-KINDS: dict[str, JobKind] = {}
-
-
-def register(name: str, queue: str, description: str) -> Callable[[Handler], Handler]:
-    def wrap(handler: Handler) -> Handler:
-        KINDS[name] = JobKind(name, queue, handler, description)
-        return handler
-
-    return wrap
-
-
-@register("sleep", CURATION, "Diagnostic job: sleeps in steps, reporting progress.")
 def run_sleep(ctx: JobContext) -> dict[str, Any]:
     """Exercise the whole job path (queue, lease, progress, artifacts) with no real work.
 
@@ -94,5 +52,4 @@ def _execution_recorder(job_id: str) -> Callable[..., None]:
     return record
 
 
-# The real job kinds register themselves on import (after the registry exists).
-from service import handlers  # noqa: E402,F401
+KIND = job_kind("sleep", run_sleep, "Diagnostic job: sleeps in steps, reporting progress.")

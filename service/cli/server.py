@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli_keys import keys_app
+from service.cli.keys import keys_app
 from service.extras import require
 
 if TYPE_CHECKING:
@@ -66,13 +66,13 @@ def serve(
     require("service", *(["training"] if embedded else []))
     import uvicorn
 
-    from service import embedded as emb
     from service import logs, migrate
+    from service.cli import embedded as emb
 
     def run_api() -> None:
         settings = get_settings()
         if folder := settings.prometheus_multiproc_dir:
-            # The workers' request metrics (service/metrics.py): prometheus_client wants the
+            # The workers' request metrics (service/api/metrics.py): prometheus_client wants the
             # folder emptied before the processes that write it start.
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob("*.db"):
@@ -121,8 +121,8 @@ def worker(
 
     from service import logs
     from service.celery_app import get_celery
-    from service.kinds import QUEUES
-    from service.sweeper import start_sweeper
+    from service.queues import QUEUES
+    from service.worker.sweeper import start_sweeper
 
     settings = get_settings()
     if loglevel:
@@ -176,8 +176,8 @@ def worker(
             concurrency or settings.worker_concurrency,
         )
     celery = get_celery()
-    # Quiet, its shutdown notices are log lines too (service/celery_worker.py).
-    celery.Worker = celery.subclass_with_self("service.celery_worker:Worker")
+    # Quiet, its shutdown notices are log lines too (service/worker/celery_worker.py).
+    celery.Worker = celery.subclass_with_self("service.worker.celery_worker:Worker")
     celery.worker_main(argv)
 
 
@@ -223,7 +223,7 @@ def demo(
 ) -> None:
     """Run the whole loop on the embedded default: skills, corpus, scan, mix, verify."""
     require("service", "training")
-    from service.demo import run_demo
+    from service.cli.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     target = data_dir or Path(os.environ.get("SKILLMIX_DATA_DIR", ".skillmix")) / "demo"
@@ -245,18 +245,6 @@ def build_app() -> typer.Typer:
     return app
 
 
-def __getattr__(name: str) -> typer.Typer:
-    # `service.cli.app`, built on first use: loading this module as the SDK's entry point
-    # must not import the SDK's command back.
-    if name == "app":
-        return build_app()
-    raise AttributeError(name)
-
-
 def main() -> None:
     """The `skillmix` script of the server distribution."""
     build_app()()
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@ in this process and the workers in child processes. Used by `skillmix serve --em
 
 The process that starts the workers owns them: it stops them when it stops
 (`serve_with_workers`, `embedded_stack`), and a worker whose starter died without stopping
-it (SIGKILL, an OOM kill) stops by itself (`service.celery_worker.watch_parent`)."""
+it (SIGKILL, an OOM kill) stops by itself (`service.worker.celery_worker.watch_parent`)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ import uvicorn
 
 from service import migrate
 from service.celery_app import get_celery
-from service.celery_worker import PARENT_PID_ENV, WARM_SHUTDOWN_TIMEOUT
 from service.db import reset_engine_cache
 from service.settings import get_settings
+from service.worker.celery_worker import PARENT_PID_ENV, WARM_SHUTDOWN_TIMEOUT
 
 log = logging.getLogger("skillmix.embedded")
 

@@ -6,8 +6,8 @@ import logging
 
 from celery import Task, shared_task
 
-from service import runner
 from service.celery_app import TASK_NAME
+from service.worker import runner
 
 log = logging.getLogger("skillmix.tasks")
 

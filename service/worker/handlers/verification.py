@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service import logs
 from service.db import session_scope
-from service.handlers.scan import load_specs
-from service.kinds import TRAINING, JobContext, register
 from service.models import Job, JobState, Mixture, Verification, VerificationRun
 from service.settings import get_settings
+from service.store import skills
+from service.worker.kinds import JobContext, job_kind
 
 if TYPE_CHECKING:
     from training.data import Mixture as OpenMixture
@@ -31,34 +32,23 @@ HELDOUT_TOKENS = 65_536
 """General held-out loss is measured on this much of the baseline arm's tail, which no run
 trains on (the token budget stops before it; placed instances push that text out of the
 treatment arms altogether)."""
-WAIT_POLL_SECONDS = 2.0
 SYNC_SECONDS = 5.0
 """How often a running verification records finished runs and each run's throughput."""
 
 
-def wait_for_mixtures(ctx: JobContext, arms: dict[str, str]) -> dict[str, str | Path]:
-    """Block until every arm's mixture is built; return arm -> output folder."""
-    while True:
-        with session_scope() as session:
-            pending: list[str] = []
-            done: dict[str, str | Path] = {}
-            for arm, mixture_id in arms.items():
-                mixture = session.get(Mixture, mixture_id)
-                assert mixture is not None and mixture.job_id is not None
-                job = session.get(Job, mixture.job_id)
-                assert job is not None
-                if job.state == JobState.succeeded.value:
-                    done[arm] = mixture.output_uri
-                elif JobState(job.state).is_final:
-                    raise RuntimeError(
-                        f"arm {arm!r}: mixture {mixture_id} {job.state}: {job.error or ''}"
-                    )
-                else:
-                    pending.append(f"{arm} ({job.state} {100 * job.progress:.0f}%)")
-        if not pending:
-            return done
-        ctx.progress(0.0, "waiting for mixtures: " + ", ".join(pending))
-        time.sleep(WAIT_POLL_SECONDS)
+def built_mixtures(session: Session, arms: dict[str, str]) -> dict[str, str | Path]:
+    """Arm -> output folder of its mixture. The job was sent only once every arm's mixture
+    had been built (a job dependency, service.store.jobs), so each has."""
+    folders: dict[str, str | Path] = {}
+    for arm, mixture_id in arms.items():
+        mixture = session.get(Mixture, mixture_id)
+        assert mixture is not None and mixture.job_id is not None
+        job = session.get(Job, mixture.job_id)
+        if job is None or job.state != JobState.succeeded.value:
+            state = job.state if job else "missing"
+            raise RuntimeError(f"arm {arm!r}: mixture {mixture_id} is {state}, not built")
+        folders[arm] = mixture.output_uri
+    return folders
 
 
 def heldout_tail(mixture: OpenMixture, tokens: int) -> tuple[np.ndarray, int]:
@@ -161,7 +151,6 @@ class Throughput:
             )
 
 
-@register("verification", TRAINING, "Train small models on mixtures and judge retention.")
 def run_verification_job(ctx: JobContext) -> dict[str, Any]:
     # Imported here, not at module level: the API imports every handler to know the job
     # kinds, and should not pay for torch on startup.
@@ -173,9 +162,9 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
     with session_scope() as session:
         ver = session.get(Verification, ctx.params["verification_id"])
         assert ver is not None, ctx.params
-        arms, refs, params, ver_id = dict(ver.arms), list(ver.skills), dict(ver.params), ver.id
-    folders = wait_for_mixtures(ctx, arms)
-    specs = load_specs(refs)
+        params, ver_id = dict(ver.params), ver.id
+        folders = built_mixtures(session, dict(ver.arms))
+        specs = skills.load_specs(session, ver.skills)
     reference = open_mixture(
         folders["baseline"] if "baseline" in folders else next(iter(folders.values()))
     )
@@ -249,3 +238,8 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         "arm": "baseline" if "baseline" in folders else next(iter(folders)),
     }
     return report
+
+
+KIND = job_kind(
+    "verification", run_verification_job, "Train small models on mixtures and judge retention."
+)

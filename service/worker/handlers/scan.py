@@ -12,15 +12,14 @@ from typing import Any
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 
-from curation.corpus import CorpusSource, compare_fingerprints
+from curation.corpus import compare_fingerprints
 from curation.scan import run_scan
 from curation.skills.probes import probe_match_keys
-from curation.skills.spec import SkillSpec
-from service import skill_store
 from service.db import session_scope
-from service.kinds import CURATION, JobContext, register
 from service.models import Corpus, Scan
 from service.settings import Settings, get_settings
+from service.store import corpora, skills
+from service.worker.kinds import JobContext, job_kind
 
 
 def executor_factory(settings: Settings) -> Callable[..., PipelineExecutor]:
@@ -37,18 +36,6 @@ def executor_factory(settings: Settings) -> Callable[..., PipelineExecutor]:
     return partial(LocalPipelineExecutor, **options)
 
 
-def load_specs(refs: list[dict[str, Any]]) -> list[SkillSpec]:
-    with session_scope() as session:
-        specs = []
-        for ref in refs:
-            row = skill_store.get_version(session, ref["id"], ref["version"])
-            if row is None:
-                raise LookupError(f"skill {ref['id']} version {ref['version']} is missing")
-            specs.append(skill_store.to_spec(ref["id"], row))
-        return specs
-
-
-@register("scan", CURATION, "Profile a corpus against skill versions (frequency, gaps).")
 def run_scan_job(ctx: JobContext) -> dict[str, Any]:
     settings = get_settings()
     with session_scope() as session:
@@ -56,12 +43,9 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
         assert scan is not None, ctx.params
         corpus = session.get(Corpus, scan.corpus_id)
         assert corpus is not None
-        source = CorpusSource(
-            uri=corpus.uri, format=corpus.format, text_key=corpus.text_key, id_key=corpus.id_key
-        )
-        registered, refs = corpus.fingerprint, list(scan.skills)
+        source = corpora.source_of(corpus)
+        registered, specs = corpus.fingerprint, skills.load_specs(session, scan.skills)
         batch_tokens, options = scan.batch_tokens, dict(scan.options)
-    specs = load_specs(refs)
     # The work directory outlives an attempt: a retried scan reuses completed ranks.
     workdir = settings.work_dir / ctx.job_id
     report = run_scan(
@@ -93,3 +77,6 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
     report_path.write_text(json.dumps(report, indent=2))
     ctx.add_artifact("report.json", report_path, "application/json")
     return report
+
+
+KIND = job_kind("scan", run_scan_job, "Profile a corpus against skill versions (frequency, gaps).")

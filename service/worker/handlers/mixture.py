@@ -1,4 +1,5 @@
-"""The mixture job: re-plan from the stored scan and dosing, then build, manifest, audit."""
+"""The mixture job: the build of the plan made when the mixture was created, its manifest
+and its audit."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ import json
 import shutil
 from typing import Any
 
-from curation.corpus import CorpusSource
 from curation.mixture import AuditFailed, DosingPlan, build_mixture, plan_mixture
 from service.db import session_scope
-from service.handlers.scan import load_specs
-from service.kinds import CURATION, JobContext, register
-from service.models import Corpus, Job, Mixture, Scan
+from service.models import Corpus, Mixture, Scan
 from service.settings import get_settings
+from service.store import corpora, scans, skills
+from service.worker.kinds import JobContext, job_kind
 
 
-@register("mixture", CURATION, "Build a reweighted, spaced mixture and audit it.")
 def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
     settings = get_settings()
     with session_scope() as session:
@@ -24,16 +23,19 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
         corpus = session.get(Corpus, mixture.corpus_id)
         scan = session.get(Scan, mixture.scan_id)
         assert corpus is not None and scan is not None
-        scan_job = session.get(Job, scan.job_id)
-        assert scan_job is not None and scan_job.result is not None
-        source = CorpusSource(
-            uri=corpus.uri, format=corpus.format, text_key=corpus.text_key, id_key=corpus.id_key
-        )
-        report, refs = scan_job.result, list(scan.skills)
+        source, specs = corpora.source_of(corpus), skills.load_specs(session, scan.skills)
+        report = scans.job_of(session, scan).result
+        assert report is not None
         dosing, out_dir = DosingPlan.model_validate(mixture.dosing), mixture.output_uri
-    specs = load_specs(refs)
-    # Planning is deterministic: the same plan the API showed when the mixture was created.
+        stored_plan = dict(mixture.plan)
+    # The stored plan is its summary; the build needs the per-batch schedule too, which
+    # planning (deterministic) makes again from the same scan, skill versions and dosing.
     plan = plan_mixture(report, specs, dosing)
+    if "skills" in stored_plan and json.loads(json.dumps(plan.to_dict())) != stored_plan:
+        raise RuntimeError(
+            "the plan made now differs from the one stored when this mixture was created "
+            "(was the planner upgraded meanwhile?); create the mixture again to see the new plan"
+        )
     try:
         result = build_mixture(
             source,
@@ -65,3 +67,6 @@ def _publish(ctx: JobContext, audit: dict[str, Any], out_dir: str) -> None:
         path = ctx.artifact_dir / "audit.json"
         path.write_text(json.dumps(audit, indent=1))
         ctx.add_artifact("audit.json", path, "application/json")
+
+
+KIND = job_kind("mixture", run_mixture_job, "Build a reweighted, spaced mixture and audit it.")

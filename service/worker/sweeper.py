@@ -12,11 +12,11 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from service import jobs
 from service.celery_app import broker_epoch, enqueue
 from service.db import session_scope
 from service.models import IdempotencyRecord, utcnow
 from service.settings import Settings
+from service.store import jobs
 
 log = logging.getLogger("skillmix.sweeper")
 
@@ -35,8 +35,10 @@ def sweep_once(settings: Settings) -> dict[str, int]:
         )
         failed = sum(jobs.fail_exhausted(session, job.id) for job in to_fail)
         targets = [(job.id, job.queue) for job in resend]
+        # Jobs that waited for others whose end the runner did not get to settle.
+        targets += [(job.id, job.queue) for job in jobs.settle_waiting(session)]
     sent = 0
-    for job_id, queue in targets:
+    for job_id, queue in dict(targets).items():
         try:
             enqueue(job_id, queue)
         except Exception:

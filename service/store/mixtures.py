@@ -1,0 +1,153 @@
+"""Mixtures: a plan made at create time from a succeeded scan (warnings, or a 422 when the
+target cannot be met) and, unless a dry run, a `mixture` job that builds it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from curation.mixture import DosingPlan, PlanError, plan_mixture
+from curation.sources.paths import SourceRejected, ensure_local_inside
+from service.ids import new_id
+from service.models import Job, JobState, Mixture, Scan
+from service.problems import Problem, not_found
+from service.settings import Settings
+from service.store import corpora, scans, skills
+from service.store.jobs import AfterCommit, start_job
+
+
+def query(project_id: str) -> Select[Mixture]:
+    return select(Mixture).where(Mixture.project_id == project_id)
+
+
+def get_mixture(session: Session, project_id: str, mixture_id: str) -> Mixture:
+    mixture = session.get(Mixture, mixture_id)
+    if mixture is None or mixture.project_id != project_id:
+        raise not_found("Mixture", mixture_id)
+    return mixture
+
+
+def job_of(session: Session, mixture: Mixture) -> Job | None:
+    """The build job (None for a dry run)."""
+    return session.get(Job, mixture.job_id) if mixture.job_id else None
+
+
+def output_folder(uri: str | None, mixture_id: str, settings: Settings) -> str:
+    """Where the mixture is written: the given absolute local folder (inside an allowed
+    root, empty, not in another project's part of the data dir) or a new one under the
+    data dir. 422 or 409 with the reason otherwise."""
+    folder = uri or str(settings.resolved_data_dir / "mixtures" / mixture_id)
+    try:
+        if "://" in folder or "\x00" in folder or not os.path.isabs(folder):
+            raise SourceRejected(f"{folder!r}: a mixture is written to an absolute local path")
+        ensure_local_inside(folder, [str(r) for r in settings.effective_allowed_roots])
+        if all(corpora.service_owned(folder, settings, own=own) for own in ("mixtures", "corpora")):
+            data = settings.resolved_data_dir
+            raise SourceRejected(
+                f"{folder} is in the service's data directory ({data}), which holds every "
+                f"project's job files; there, a mixture goes under {data / 'mixtures'} "
+                f"or {data / 'corpora'}"
+            )
+    except SourceRejected as exc:
+        raise Problem(422, "source-rejected", "Output location refused", str(exc)) from None
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise Problem(
+            409,
+            "output-exists",
+            "Output folder not empty",
+            f"{folder} already holds files; choose a new output.uri.",
+        )
+    return folder
+
+
+def plan_for(session: Session, scan: Scan, dosing: DosingPlan) -> dict[str, Any]:
+    """Plan against the scan's report and its pinned skill versions; 422 if infeasible."""
+    unknown = sorted(set(dosing.skills) - {ref["id"] for ref in scan.skills})
+    if unknown:
+        raise Problem(
+            422,
+            "skill-not-scanned",
+            "Skill not in the scan",
+            f"The plan doses {', '.join(unknown)}, which scan {scan.id} did not "
+            "measure; scan the corpus for them first.",
+        )
+    report = scans.job_of(session, scan).result
+    assert report is not None
+    try:
+        specs = skills.load_specs(session, scan.skills)
+        return plan_mixture(report, specs, dosing).to_dict()
+    except PlanError as exc:
+        raise Problem(422, "plan-infeasible", "The plan cannot be built", str(exc)) from None
+
+
+def start_mixture(
+    session: Session,
+    project_id: str,
+    settings: Settings,
+    *,
+    corpus_id: str,
+    scan_id: str,
+    dosing: DosingPlan,
+    output_uri: str | None,
+    dry_run: bool,
+) -> tuple[Mixture, AfterCommit | None]:
+    """Plan a mixture and, unless `dry_run`, add its build job."""
+    corpus = corpora.get_corpus(session, project_id, corpus_id)
+    scan = scans.succeeded_scan(session, project_id, scan_id, corpus.id)
+    mixture = Mixture(
+        id=new_id("mix"),
+        project_id=project_id,
+        corpus_id=corpus.id,
+        scan_id=scan.id,
+        dosing=dosing.model_dump(mode="json"),
+        plan=plan_for(session, scan, dosing),
+        dry_run=dry_run,
+        output_uri="",
+    )
+    mixture.output_uri = output_folder(output_uri, mixture.id, settings)
+    after_commit = None
+    if not dry_run:
+        after_commit = _start_build(session, mixture, settings)
+    session.add(mixture)
+    session.flush()
+    return mixture, after_commit
+
+
+def start_baseline(
+    session: Session, like: Mixture, settings: Settings
+) -> tuple[Mixture, AfterCommit]:
+    """The corpus at its natural frequency, packed like `like` (same scan, shape, seed)."""
+    mixture = Mixture(
+        id=new_id("mix"),
+        project_id=like.project_id,
+        corpus_id=like.corpus_id,
+        scan_id=like.scan_id,
+        dosing={**like.dosing, "skills": {}},
+        dry_run=False,
+        plan={"baseline_of": like.id},
+        output_uri="",
+    )
+    mixture.output_uri = str(settings.resolved_data_dir / "mixtures" / mixture.id)
+    after_commit = _start_build(session, mixture, settings)
+    session.add(mixture)
+    return mixture, after_commit
+
+
+def _start_build(session: Session, mixture: Mixture, settings: Settings) -> AfterCommit:
+    job, after_commit = start_job(
+        session,
+        project_id=mixture.project_id,
+        kind="mixture",
+        params={"mixture_id": mixture.id},
+        max_attempts=settings.max_attempts,
+        max_active=settings.max_active_jobs_per_project,
+    )
+    mixture.job_id = job.id
+    return after_commit
+
+
+def build_failed(job: Job | None) -> bool:
+    return job is not None and job.state in (JobState.failed.value, JobState.cancelled.value)

@@ -1,0 +1,101 @@
+"""Scans: a corpus profiled against pinned skill versions by a `scan` job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from service.ids import new_id
+from service.models import Job, JobState, Scan
+from service.problems import Problem, not_found
+from service.settings import Settings
+from service.store import corpora, skills
+from service.store.jobs import AfterCommit, start_job
+
+
+def query(project_id: str) -> Select[Scan]:
+    return select(Scan).where(Scan.project_id == project_id)
+
+
+def get_scan(session: Session, project_id: str, scan_id: str) -> Scan:
+    scan = session.get(Scan, scan_id)
+    if scan is None or scan.project_id != project_id:
+        raise not_found("Scan", scan_id)
+    return scan
+
+
+def job_of(session: Session, scan: Scan) -> Job:
+    job = session.get(Job, scan.job_id)
+    assert job is not None, scan.id
+    return job
+
+
+def pinned_skills(session: Session, project_id: str, skill_ids: list[str]) -> list[dict[str, Any]]:
+    """The latest version of each skill, pinned: later edits never change this scan."""
+    refs = []
+    for skill_id in dict.fromkeys(skill_ids):
+        skill = skills.get_skill(session, project_id, skill_id)
+        if skill is None:
+            raise not_found("Skill", skill_id)
+        refs.append({"id": skill.id, "version": skill.latest_version, "name": skill.name})
+    return refs
+
+
+def start_scan(
+    session: Session,
+    project_id: str,
+    settings: Settings,
+    *,
+    corpus_id: str,
+    skill_ids: list[str],
+    batch_tokens: int,
+    on_bad_record: str,
+) -> tuple[Scan, AfterCommit]:
+    """Add a scan of the corpus for the skills' current versions, and its queued job."""
+    corpus = corpora.get_corpus(session, project_id, corpus_id)
+    scan = Scan(
+        id=new_id("scan"),
+        project_id=project_id,
+        corpus_id=corpus.id,
+        skills=pinned_skills(session, project_id, skill_ids),
+        batch_tokens=batch_tokens,
+        options={"on_bad_record": on_bad_record},
+        job_id="",
+    )
+    job, after_commit = start_job(
+        session,
+        project_id=project_id,
+        kind="scan",
+        params={"scan_id": scan.id},
+        max_attempts=settings.max_attempts,
+        max_active=settings.max_active_jobs_per_project,
+    )
+    scan.job_id = job.id
+    session.add(scan)
+    session.flush()
+    return scan, after_commit
+
+
+def succeeded_scan(session: Session, project_id: str, scan_id: str, corpus_id: str) -> Scan:
+    """A scan of `corpus_id` whose job succeeded (what a mixture is planned from)."""
+    scan = get_scan(session, project_id, scan_id)
+    if scan.corpus_id != corpus_id:
+        raise Problem(
+            422,
+            "scan-mismatch",
+            "Scan of another corpus",
+            f"Scan {scan_id} profiled corpus {scan.corpus_id}, not {corpus_id}.",
+        )
+    job = session.get(Job, scan.job_id)
+    if job is None or job.state != JobState.succeeded.value:
+        state = job.state if job else "missing"
+        raise Problem(
+            409,
+            "scan-not-ready",
+            "Scan not finished",
+            f"Scan {scan_id} is {state}; a mixture is planned from a succeeded scan.",
+            state=state,
+        )
+    return scan

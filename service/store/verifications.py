@@ -1,0 +1,190 @@
+"""Verifications: every (arm, size, seed) trained on the arms' mixtures by one
+`verification` job, which waits, queued, until every arm's mixture is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from service.ids import new_id
+from service.models import Job, Mixture, Scan, Verification, VerificationRun
+from service.problems import Problem, not_found
+from service.settings import Settings
+from service.store import mixtures
+from service.store.jobs import AfterCommit, start_job
+from training.sizes import SIZES
+
+GEOMETRY = ("batch_tokens", "seq_len")
+
+
+def query(project_id: str) -> Select[Verification]:
+    return select(Verification).where(Verification.project_id == project_id)
+
+
+def get_verification(session: Session, project_id: str, verification_id: str) -> Verification:
+    ver = session.get(Verification, verification_id)
+    if ver is None or ver.project_id != project_id:
+        raise not_found("Verification", verification_id)
+    return ver
+
+
+def job_of(session: Session, ver: Verification) -> Job:
+    job = session.get(Job, ver.job_id)
+    assert job is not None, ver.id
+    return job
+
+
+def runs_of(session: Session, verification_id: str) -> list[VerificationRun]:
+    return list(
+        session.scalars(
+            select(VerificationRun)
+            .where(VerificationRun.verification_id == verification_id)
+            .order_by(VerificationRun.id)
+        )
+    )
+
+
+def check_grid(sizes: list[str], seeds: list[int]) -> None:
+    """422 for an unknown model size or a repeated seed."""
+    unknown = sorted(set(sizes) - set(SIZES))
+    if unknown:
+        raise Problem(
+            422,
+            "validation-error",
+            "Unknown model size",
+            f"Unknown size(s) {', '.join(unknown)}; sizes are {', '.join(SIZES)}.",
+        )
+    if len(set(seeds)) != len(seeds):
+        raise Problem(422, "validation-error", "Repeated seeds", "Give each seed once.")
+
+
+def arm_mixtures(session: Session, project_id: str, arms: dict[str, str]) -> dict[str, Mixture]:
+    """The given arms' mixtures, checked comparable; a mixture still building is fine (the
+    job waits for it), a failed or dry-run one is refused."""
+    found = {
+        arm: mixtures.get_mixture(session, project_id, mid)
+        for arm, mid in arms.items()
+        if mid != "auto"
+    }
+    if not found:
+        raise Problem(
+            422,
+            "no-arms",
+            "No mixture to verify",
+            "Give at least one arm as a mixture id; only a baseline may be 'auto'.",
+        )
+    for arm, mixture in found.items():
+        if mixture.dry_run or mixture.job_id is None:
+            raise Problem(
+                422,
+                "mixture-not-built",
+                "Dry-run mixture",
+                f"Arm {arm!r}: mixture {mixture.id} was a dry run; create it without "
+                "dry_run to build it.",
+            )
+        job = mixtures.job_of(session, mixture)
+        if mixtures.build_failed(job):
+            assert job is not None
+            raise Problem(
+                422,
+                "mixture-failed",
+                "Mixture did not build",
+                f"Arm {arm!r}: mixture {mixture.id} {job.state}: {job.error or ''}",
+            )
+    (first, ref), *rest = found.items()
+    for arm, mixture in rest:
+        if mixture.corpus_id != ref.corpus_id:
+            raise Problem(
+                422,
+                "arms-mismatch",
+                "Arms from different corpora",
+                f"Arm {arm!r} was built from corpus {mixture.corpus_id}, arm {first!r} "
+                f"from {ref.corpus_id}: compare mixtures of one corpus.",
+            )
+        for key in GEOMETRY:
+            if mixture.dosing[key] != ref.dosing[key]:
+                raise Problem(
+                    422,
+                    "arms-mismatch",
+                    "Arms with different batch shapes",
+                    f"Arm {arm!r} has {key}={mixture.dosing[key]}, arm {first!r} "
+                    f"{ref.dosing[key]}: the same token budget must mean the same "
+                    "steps.",
+                )
+    return found
+
+
+def scanned_skills(
+    session: Session, mixture: Mixture, skill_ids: list[str]
+) -> list[dict[str, Any]]:
+    """The skills at the versions the arms' scan measured."""
+    scan = session.get(Scan, mixture.scan_id)
+    assert scan is not None
+    scanned = {ref["id"]: ref for ref in scan.skills}
+    missing = [sid for sid in skill_ids if sid not in scanned]
+    if missing:
+        raise Problem(
+            422,
+            "skill-not-scanned",
+            "Skill not in the arms' scan",
+            f"Scan {scan.id} of the arms' corpus did not measure {', '.join(missing)}.",
+        )
+    return [scanned[sid] for sid in dict.fromkeys(skill_ids)]
+
+
+def start_verification(
+    session: Session,
+    project_id: str,
+    settings: Settings,
+    *,
+    arms: dict[str, str],
+    skill_ids: list[str],
+    params: dict[str, Any],
+) -> tuple[Verification, AfterCommit]:
+    """Add a verification, its runs and its job (and an 'auto' arm's baseline mixture and
+    build job). The job is sent once every arm's mixture has been built."""
+    check_grid(params["sizes"], params["seeds"])
+    found = arm_mixtures(session, project_id, arms)
+    hooks: list[AfterCommit] = []
+    arms = dict(arms)
+    for arm, mid in arms.items():
+        if mid == "auto":
+            mixture, hook = mixtures.start_baseline(session, next(iter(found.values())), settings)
+            arms[arm], found[arm] = mixture.id, mixture
+            hooks.append(hook)
+    session.flush()
+    ver = Verification(
+        id=new_id("ver"),
+        project_id=project_id,
+        arms=arms,
+        skills=scanned_skills(session, next(iter(found.values())), skill_ids),
+        params=params,
+        job_id="",
+    )
+    builds = [job for mixture in found.values() if (job := mixtures.job_of(session, mixture))]
+    job, hook = start_job(
+        session,
+        project_id=project_id,
+        kind="verification",
+        params={"verification_id": ver.id},
+        max_attempts=settings.max_attempts,
+        max_active=settings.max_active_jobs_per_project,
+        after=builds,
+    )
+    hooks.append(hook)
+    ver.job_id = job.id
+    session.add(ver)
+    session.flush()
+    for arm in arms:
+        for size in params["sizes"]:
+            for seed in params["seeds"]:
+                session.add(VerificationRun(verification_id=ver.id, arm=arm, size=size, seed=seed))
+    session.flush()
+
+    def send_all() -> None:
+        for send in hooks:
+            send()
+
+    return ver, send_all

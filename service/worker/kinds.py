@@ -1,0 +1,45 @@
+"""What a job kind is to the worker: its handler, the function that does the work.
+
+A handler receives a `JobContext` and returns the job's JSON result. It calls plain
+library functions (`curation`, `training`), passing `ctx.progress` as their callback.
+The handlers are listed in `service.worker.handlers.KINDS`; each kind's queue comes from
+the static table `service.queues.KIND_QUEUES`, which the API reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from service.queues import KIND_QUEUES
+
+
+class JobContext(Protocol):
+    job_id: str
+    project_id: str
+    params: dict[str, Any]
+    artifact_dir: Path
+
+    def progress(self, fraction: float, message: str = "") -> None: ...
+
+    def add_artifact(self, name: str, path: Path, media_type: str) -> None: ...
+
+
+Handler = Callable[[JobContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    queue: str
+    handler: Handler
+    description: str
+
+
+def job_kind(name: str, handler: Handler, description: str) -> JobKind:
+    """A kind listed in `service.queues.KIND_QUEUES` (its queue comes from there)."""
+    if name not in KIND_QUEUES:
+        raise LookupError(f"job kind {name!r} has no queue in service.queues.KIND_QUEUES")
+    return JobKind(name, KIND_QUEUES[name], handler, description)
