@@ -113,7 +113,7 @@ def check_source(source: CorpusSource, settings: Settings) -> tuple[list[str], d
     return files, fingerprint(files)
 
 
-@router.post("", status_code=201, response_model=CorpusPublic)
+@router.post("", operation_id="corpora_create", status_code=201, response_model=CorpusPublic)
 def create_corpus(
     *,
     body: CorpusCreate,
@@ -159,20 +159,22 @@ def create_corpus(
     )
 
 
-@router.get("", response_model=CorporaPublic)
+@router.get("", operation_id="corpora_list", response_model=CorporaPublic)
 def list_corpora(*, session: SessionDep, project: CurrentProject, page: PageDep) -> CorporaPublic:
     """This project's corpora, newest first."""
     stmt = select(Corpus).where(Corpus.project_id == project.id, Corpus.deleted_at.is_(None))
     return CorporaPublic.model_validate(paginate(session, stmt, Corpus.id, page, public))
 
 
-@router.get("/{corpus_id}", response_model=CorpusPublic)
+@router.get("/{corpus_id}", operation_id="corpora_retrieve", response_model=CorpusPublic)
 def read_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> CorpusPublic:
     """One corpus."""
     return public(get_corpus(session, project, corpus_id))
 
 
-@router.delete("/{corpus_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{corpus_id}", operation_id="corpora_delete", status_code=204, response_class=Response
+)
 def delete_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> Response:
     """Forget a corpus (its files are never touched); scans of it keep their reports."""
     get_corpus(session, project, corpus_id).deleted_at = utcnow()

@@ -136,6 +136,7 @@ def plan_for(session: Session, scan: Scan, dosing: DosingPlan) -> dict[str, Any]
 
 @router.post(
     "",
+    operation_id="mixtures_create",
     status_code=202,
     response_model=MixturePublic,
     responses={201: {"model": MixturePublic, "description": "dry run: the plan"}},
@@ -192,7 +193,7 @@ def create_mixture(
     )
 
 
-@router.get("", response_model=MixturesPublic)
+@router.get("", operation_id="mixtures_list", response_model=MixturesPublic)
 def list_mixtures(*, session: SessionDep, project: CurrentProject, page: PageDep) -> MixturesPublic:
     """This project's mixtures, newest first."""
     stmt = select(Mixture).where(Mixture.project_id == project.id)
@@ -201,7 +202,7 @@ def list_mixtures(*, session: SessionDep, project: CurrentProject, page: PageDep
     )
 
 
-@router.get("/{mixture_id}", response_model=MixturePublic)
+@router.get("/{mixture_id}", operation_id="mixtures_retrieve", response_model=MixturePublic)
 def read_mixture(*, mixture_id: str, session: SessionDep, project: CurrentProject) -> MixturePublic:
     """One mixture: its plan, job, and once built its manifest and audit."""
     return public(session, get_mixture(session, project, mixture_id))

@@ -55,7 +55,7 @@ def skill_refs(session: Session, project: ProjectRef, skill_ids: list[str]) -> l
     return refs
 
 
-@router.post("", status_code=202, response_model=ScanPublic)
+@router.post("", operation_id="scans_create", status_code=202, response_model=ScanPublic)
 def create_scan(
     *,
     body: ScanCreate,
@@ -102,7 +102,7 @@ def create_scan(
     )
 
 
-@router.get("", response_model=ScansPublic)
+@router.get("", operation_id="scans_list", response_model=ScansPublic)
 def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -> ScansPublic:
     """This project's scans, newest first."""
     stmt = select(Scan).where(Scan.project_id == project.id)
@@ -111,7 +111,7 @@ def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -
     )
 
 
-@router.get("/{scan_id}", response_model=ScanPublic)
+@router.get("/{scan_id}", operation_id="scans_retrieve", response_model=ScanPublic)
 def read_scan(*, scan_id: str, session: SessionDep, project: CurrentProject) -> ScanPublic:
     """One scan, with its job and, once done, its report."""
     scan = session.get(Scan, scan_id)

@@ -84,7 +84,9 @@ SKILL_EXAMPLE = {
 }
 
 
-@router.post("/v1/skills", status_code=201, response_model=SkillPublic)
+@router.post(
+    "/v1/skills", operation_id="skills_create", status_code=201, response_model=SkillPublic
+)
 def create_skill(
     *,
     body: Annotated[SkillDefinition, Body(examples=[SKILL_EXAMPLE])],
@@ -118,7 +120,7 @@ def create_skill(
     )
 
 
-@router.get("/v1/skills", response_model=SkillsPublic)
+@router.get("/v1/skills", operation_id="skills_list", response_model=SkillsPublic)
 def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) -> SkillsPublic:
     """This project's skills (latest versions), newest first."""
     stmt = select(Skill).where(Skill.project_id == project.id, Skill.deleted_at.is_(None))
@@ -136,7 +138,7 @@ def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) 
     )
 
 
-@router.get("/v1/skills/{skill_id}", response_model=SkillPublic)
+@router.get("/v1/skills/{skill_id}", operation_id="skills_retrieve", response_model=SkillPublic)
 def read_skill(
     *,
     skill_id: str,
@@ -148,7 +150,7 @@ def read_skill(
     return public(*_load(session, project.id, skill_id, version))
 
 
-@router.patch("/v1/skills/{skill_id}", response_model=SkillPublic)
+@router.patch("/v1/skills/{skill_id}", operation_id="skills_update", response_model=SkillPublic)
 def update_skill(
     *, skill_id: str, body: SkillUpdate, session: SessionDep, project: CurrentProject
 ) -> SkillPublic:
@@ -166,7 +168,9 @@ def update_skill(
     return public(skill, row)
 
 
-@router.delete("/v1/skills/{skill_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/v1/skills/{skill_id}", operation_id="skills_delete", status_code=204, response_class=Response
+)
 def delete_skill(*, skill_id: str, session: SessionDep, project: CurrentProject) -> Response:
     """Delete a skill; scans and mixtures that used it keep their versions."""
     skill, _ = _load(session, project.id, skill_id)
@@ -175,7 +179,9 @@ def delete_skill(*, skill_id: str, session: SessionDep, project: CurrentProject)
     return Response(status_code=204)
 
 
-@router.post("/v1/skills/{skill_id}/preview", response_model=PreviewPublic)
+@router.post(
+    "/v1/skills/{skill_id}/preview", operation_id="skills_preview", response_model=PreviewPublic
+)
 def preview_skill(
     *, skill_id: str, body: PreviewRequest, session: SessionDep, project: CurrentProject
 ) -> PreviewPublic:
@@ -215,7 +221,7 @@ def preview_skill(
     )
 
 
-@router.get("/v1/skill-families", response_model=FamiliesPublic)
+@router.get("/v1/skill-families", operation_id="skill_families_list", response_model=FamiliesPublic)
 def list_families(*, project: CurrentProject) -> FamiliesPublic:
     """The built-in generator families, with a JSON schema of each one's parameters."""
     return FamiliesPublic.model_validate({"data": family_catalog()})

@@ -160,7 +160,9 @@ def skill_refs(session: Session, mixture: Mixture, skill_ids: list[str]) -> list
     return [scanned[sid] for sid in dict.fromkeys(skill_ids)]
 
 
-@router.post("", status_code=202, response_model=VerificationPublic)
+@router.post(
+    "", operation_id="verifications_create", status_code=202, response_model=VerificationPublic
+)
 def create_verification(
     *,
     body: VerificationCreate,
@@ -239,7 +241,7 @@ def create_verification(
     )
 
 
-@router.get("", response_model=VerificationsPublic)
+@router.get("", operation_id="verifications_list", response_model=VerificationsPublic)
 def list_verifications(
     *, session: SessionDep, project: CurrentProject, page: PageDep
 ) -> VerificationsPublic:
@@ -250,7 +252,9 @@ def list_verifications(
     )
 
 
-@router.get("/{verification_id}", response_model=VerificationPublic)
+@router.get(
+    "/{verification_id}", operation_id="verifications_retrieve", response_model=VerificationPublic
+)
 def read_verification(
     *, verification_id: str, session: SessionDep, project: CurrentProject
 ) -> VerificationPublic:
