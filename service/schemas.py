@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -290,8 +290,9 @@ class Report(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    # No return annotation: with one, the schema would be that annotation's (a bare object).
     @model_serializer(mode="wrap")
-    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _as_given(self, handler: SerializerFunctionWrapHandler):
         data = handler(self)
         return {key: value for key, value in data.items() if key in self.model_fields_set}
 
@@ -850,6 +851,15 @@ class VerificationReport(Report):
     heldout: HeldoutText | None = None
 
 
+# Routes hand a job's stored result (the library's dict) to these fields and pydantic
+# validates it into the model; these aliases tell the type checker that a dict is welcome.
+if TYPE_CHECKING:
+    ScanReportIn: TypeAlias = ScanReport | dict[str, Any]
+    VerificationReportIn: TypeAlias = VerificationReport | dict[str, Any]
+else:
+    ScanReportIn, VerificationReportIn = ScanReport, VerificationReport
+
+
 class ScanCreate(StrictModel):
     model_config = example(
         {"corpus_id": "corpus_...", "skill_ids": ["skill_..."], "batch_tokens": 262144}
@@ -883,7 +893,7 @@ class ScanPublic(BaseModel):
     on_bad_record: str
     created_at: datetime
     job: JobPublic
-    report: ScanReport | None = Field(
+    report: ScanReportIn | None = Field(
         default=None, description="The frequency report, once the job succeeded."
     )
 
@@ -1039,7 +1049,7 @@ class VerificationPublic(BaseModel):
     created_at: datetime
     job: JobPublic
     runs: list[RunPublic]
-    report: VerificationReport | None = Field(
+    report: VerificationReportIn | None = Field(
         default=None, description="Verdicts per skill x size x arm, run summaries; once done."
     )
 

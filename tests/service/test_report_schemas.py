@@ -113,3 +113,22 @@ def test_every_key_the_libraries_write_is_a_declared_field(
     names = {m.__name__ for m in seen}
     assert {"SkillFrequency", "GapSummary", "PlannedSkill", "SkillAudit", "Verdict"} <= names
     assert {"EffectVsBaseline", "RunEvaluation", "SkillScores", "CorpusChange"} <= names
+
+
+def test_the_openapi_document_describes_every_report_field() -> None:
+    """Each report model is a described object in the document, not a bare `object` (which
+    a serializer's return annotation would make it)."""
+    from service import schemas
+    from service.api.app import app
+
+    components = app.openapi()["components"]["schemas"]
+    reports = [
+        model
+        for model in vars(schemas).values()
+        if isinstance(model, type) and issubclass(model, schemas.Report) and model.model_fields
+    ]
+    assert len(reports) > 40
+    for model in reports:
+        assert set(components[model.__name__]["properties"]) == set(model.model_fields), model
+    report = components["ScanPublic"]["properties"]["report"]["anyOf"][0]
+    assert report == {"$ref": "#/components/schemas/ScanReport"}
