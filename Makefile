@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 # 1. uv, pinned and hash-checked (requirements/uv.txt); 2. the lock, hash-checked, without
 # resolving anything (uv: ~30x faster than pip here); 3. torch with pip (which finds the
 # CPU wheel on this machine's disk), constrained by the lock (pip will not take hashed
-# constraints, so the pins alone); 4. our two packages, editable; 5. the set is consistent.
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) requirements/uv.txt
+# constraints, so the pins alone); 4. our two packages, editable; 5. the set is consistent;
+# 6. openapi-python-client in a virtualenv of its own (.venv/codegen, for
+# tests/clients/test_generated_client.py): its caps would lower the service's pins.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) requirements/uv.txt requirements/codegen.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	$(UV) pip install --quiet --require-hashes --no-deps -r $(LOCK)
@@ -30,6 +32,8 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) require
 	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(UV) pip install --quiet --no-deps -e "./clients/python[cli]" -e ".[all,dev,bench]"
 	$(UV) pip check
+	$(PYTHON) -m venv --without-pip $(VENV)/codegen
+	VIRTUAL_ENV=$(VENV)/codegen $(VENV)/bin/uv pip install --quiet --require-hashes --no-deps -r requirements/codegen.txt
 	touch $@
 
 # Re-resolve the lock from pyproject.toml's floors (newest allowed versions), then the
@@ -48,6 +52,9 @@ lock: install
 	  --python-version 3.11 --constraint .pins.txt --custom-compile-command "make lock" \
 	  --output-file uv.txt
 	rm requirements/.pins.txt
+	cd requirements && echo openapi-python-client==0.29.1 | ../$(VENV)/bin/uv pip compile - \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" --output-file codegen.txt
 	@! grep -nE '^(nvidia-|triton|cuda-)' requirements/*.txt || (echo "a lock holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
 
 # Not in CI: the newest versions pyproject.toml allows, in their own venv, to see drift early.

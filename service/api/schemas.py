@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from curation.mixture.models import DosingPlan, SkillDose
 from curation.skills.preview import MAX_PREVIEW_MATCHES
@@ -268,6 +275,592 @@ class CorporaPublic(BaseModel):
     next_after: str | None = None
 
 
+# Reports: what the libraries produce, typed for the OpenAPI document and generated clients.
+# A report model describes the dict a library function returns (the source named on each
+# class); the API passes that dict through, so a response carries exactly the keys the
+# library wrote. Unknown keys are kept (`extra="allow"`): a newer library field never breaks
+# the API. Fields the library always writes are required; a field only some reports carry
+# (added by a later version, or only in some cases) has a default. tests/service/
+# test_report_schemas.py checks, on a real scan, mixture and verification, that every key the
+# libraries write is declared here.
+
+
+class Report(BaseModel):
+    """A library's report: unknown keys kept, and serialized with only the keys it was given
+    (a declared field the report did not carry is not added as null)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    # No return annotation: with one, the schema would be that annotation's (a bare object).
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler):
+        data = handler(self)
+        return {key: value for key, value in data.items() if key in self.model_fields_set}
+
+
+class GapSummary(Report):
+    """Distances between consecutive instances (curation.stats.summarize); absent (null)
+    for fewer than two instances."""
+
+    mean: float
+    median: float
+    p90: float = Field(description="90th percentile (linear interpolation).")
+    max: float
+    cv: float | None = Field(
+        description="Coefficient of variation (population std / mean); null when the mean is 0."
+    )
+
+
+class LogHistogram(Report):
+    """Gaps over log-spaced bins (curation.stats.log_histogram), for plots."""
+
+    edges: list[float] = Field(description="Bin edges, one more than `counts`.")
+    counts: list[int]
+    zeros: int = Field(description="Gaps of 0 (instances at one position): a log axis has no 0.")
+
+
+class CorpusSourceRef(Report):
+    """A corpus as registered (curation.corpus.CorpusSource)."""
+
+    uri: str
+    format: str
+    text_key: str
+    id_key: str | None
+
+
+class FileFingerprint(Report):
+    path: str
+    size: int
+    mtime_ns: int | str | None = Field(
+        description="Modification time in ns; a string or null for remote files without one."
+    )
+    etag: str | None = Field(default=None, description="Remote files only, when known.")
+
+
+class CorpusFingerprint(Report):
+    """Which files, how big, when modified (curation.sources.fingerprint.fingerprint)."""
+
+    files: list[FileFingerprint] = Field(description="In corpus order.")
+    total_bytes: int
+    digest: str = Field(description="sha256 of the file list: any change changes it.")
+
+
+class CorpusChange(Report):
+    """What changed between the corpus as registered and as scanned."""
+
+    changed: bool
+    added: list[str]
+    removed: list[str]
+    modified: list[str] = Field(description="Size or modification time changed.")
+    reordered: bool
+    summary: str = Field(description="The same in one line, for a person.")
+
+
+class TokenUnit(Report):
+    """What a token is in this report (curation.sources.tokens.token_unit)."""
+
+    mode: str = Field(description="`bytes` (1 token per UTF-8 byte) or `tokenizer`.")
+    bytes_per_token: float = Field(description="1.0 for bytes; calibrated on a sample else.")
+    stderr: float = Field(description="Standard error of `bytes_per_token`.")
+    tokenizer: str | None = Field(default=None, description="Tokenizer mode: which one.")
+    sample_docs: int | None = Field(default=None, description="Tokenizer mode: sample size.")
+
+
+class FileFrequency(Report):
+    """One corpus file's share of a skill's frequency."""
+
+    file: str
+    docs_scanned: int
+    tokens_scanned: int
+    matched_docs: int
+    instances: int
+    probe_collisions: int
+    per_million_tokens: float
+
+
+class SkillFrequency(Report):
+    """How often one skill occurs in the corpus and how far apart (the frequency report of
+    DESIGN.md; curation.scan_report). Positions and gaps are in tokens of `corpus.token_unit`."""
+
+    name: str | None = Field(default=None, description="The skill's name, when it has one.")
+    docs_scanned: int
+    tokens_scanned: int
+    matched_docs: int = Field(description="Documents with at least one instance.")
+    instances: int = Field(description="Matches of the skill's detector (exact count).")
+    unique_instances: int = Field(description="Distinct instances, by instance key.")
+    max_repeats: int = Field(description="Most copies of one unique instance.")
+    doc_fraction: float = Field(description="matched_docs / docs_scanned.")
+    token_fraction: float = Field(description="Share of the corpus' bytes inside instances.")
+    instance_tokens: float = Field(description="Tokens inside instances, all together.")
+    per_million_tokens: float
+    per_million_tokens_ci95: list[float] = Field(
+        description="[lo, hi]: 95% Garwood (Poisson) interval of `per_million_tokens`."
+    )
+    per_batch: float = Field(description="Expected instances per batch of `batch_tokens`.")
+    per_batch_ci95: list[float] = Field(description="[lo, hi] of `per_batch`.")
+    gap_tokens: GapSummary | None = Field(
+        description="Start-to-start distance of consecutive instances, in tokens."
+    )
+    gap_batches: GapSummary | None = Field(description="The same gaps in batches (fractional).")
+    gap_histogram: LogHistogram | None = Field(description="Gaps in tokens; null without gaps.")
+    probe_collisions: int = Field(
+        description="Instances of the skill's held-out (probe) set found in the corpus."
+    )
+    by_file: list[FileFrequency] = Field(description="The same per corpus file, in corpus order.")
+
+
+class ScanCorpus(Report):
+    """Corpus totals of a scan, and what the corpus was."""
+
+    files: int
+    docs_scanned: int
+    bytes_scanned: int
+    tokens_scanned: int
+    batch_tokens: int
+    tasks: int = Field(description="Scan tasks (datatrove ranks) that wrote a partial.")
+    source: CorpusSourceRef | None = None
+    token_unit: TokenUnit | None = None
+    bad_records: int | None = Field(
+        default=None, description="Malformed records skipped (on_bad_record=skip)."
+    )
+    bad_examples: list[str] | None = Field(
+        default=None, description="The first skipped records: file, line or row, reason."
+    )
+    fingerprint: CorpusFingerprint | None = Field(
+        default=None, description="The corpus as scanned."
+    )
+    changed_since_registration: CorpusChange | None = Field(
+        default=None, description="The corpus as scanned against the corpus as registered."
+    )
+
+
+class ScanReport(Report):
+    """A scan's frequency report (curation.scan.run_scan, with the scan job's `warnings` and
+    `corpus.changed_since_registration`)."""
+
+    skills: dict[str, SkillFrequency] = Field(description="Per skill id.")
+    corpus: ScanCorpus
+    warnings: list[str] = Field(default=[], description="E.g. the corpus changed since.")
+
+
+class DoseEvery(Report):
+    n: int = Field(description="Instances placed in each dosed batch.")
+    k: int = Field(description="Dose every k-th batch.")
+
+
+class DoseTarget(Report):
+    """A dose's target as given: exactly one of the three."""
+
+    per_batch: float | None = None
+    fraction: float | None = None
+    every: DoseEvery | None = None
+
+
+class PlanWarning(Report):
+    """A plan entering a danger zone (curation.mixture.danger.warning), with its numbers."""
+
+    kind: str = Field(description="Stable, e.g. `repeated_exposures`, `repeated_token_share`.")
+    skill_id: str | None = None
+    message: str = Field(description="For a person: what and what to change.")
+    value: float | None = Field(default=None, description="The measured number.")
+    threshold: float | None = Field(default=None, description="The number it crossed.")
+    unique_instances: int | None = None
+
+
+class NaturalFrequency(Report):
+    """The corpus' own instances of a skill, in the mixture's units (bytes + EOS)."""
+
+    instances: int
+    unique_instances: int
+    max_repeats: int
+    per_batch: float
+    token_fraction: float
+    probe_collisions: int
+    gap_tokens: GapSummary | None
+    gap_histogram: LogHistogram | None
+
+
+class CopiesPerUnique(Report):
+    mean: float
+    max: int
+
+
+class PlannedSkill(Report):
+    """The resolved dose of one skill (curation.mixture.skill_plan.SkillPlan)."""
+
+    target: DoseTarget
+    source: str = Field(description="What is placed: `repeat` or `synthesize`.")
+    source_requested: str = Field(description="As asked (`auto` resolves to one of the two).")
+    spacing: str = Field(description="`uniform`, `random`, `clustered`, or `every`.")
+    max_repeats: int
+    version: int = Field(description="The skill version planned with.")
+    per_batch: float = Field(description="Target rate in instances per batch.")
+    placements: int = Field(description="Instances placed in the whole mixture.")
+    planned_per_batch: float
+    batches_dosed: int
+    max_per_batch: int
+    mean_instance_tokens: float
+    placement_tokens: float = Field(description="Tokens one placement takes (with its EOS).")
+    unique_available: int = Field(description="Unique instances the source can supply.")
+    unique_available_exact: bool = Field(description="False when `unique_available` is a bound.")
+    capacity: int = Field(description="unique_available x max_repeats.")
+    unique_used: int
+    new_instances: int = Field(description="Freshly generated instances (synthesize).")
+    copies_per_unique: CopiesPerUnique
+    exposures_per_unique: float = Field(
+        description="Times the model sees each unique instance on average, natural ones included."
+    )
+    token_share: float = Field(description="Share of the mixture's tokens that are placements.")
+    inserted_tokens: float
+    natural: NaturalFrequency
+
+
+class PlanCorpus(Report):
+    """The corpus as planning counts it (byte tokens, one EOS per document)."""
+
+    tokens: int
+    docs: int
+    bytes: int
+    bytes_per_token: float = Field(description="Of the scan's token unit.")
+    fingerprint_digest: str | None
+    batches: int = Field(description="Whole batches the corpus fills.")
+
+
+class PlanEstimates(Report):
+    inserted_tokens: int
+    inserted_share: float
+    corpus_tokens_used: int
+    corpus_tokens_dropped: int = Field(
+        description="Corpus text pushed off the end by placed instances."
+    )
+
+
+class PlannedMixture(Report):
+    """What planning computed (curation.mixture.plan.MixturePlan.to_dict): the mixture's
+    shape, each skill's resolved dose and schedule summary, estimates, warnings."""
+
+    batch_tokens: int
+    seq_len: int
+    seed: int
+    max_batches: int | None
+    format: str = Field(description="Text shards' format.")
+    seqs_per_batch: int
+    n_batches: int
+    n_sequences: int
+    tokens: int
+    corpus: PlanCorpus
+    estimates: PlanEstimates
+    skills: dict[str, PlannedSkill] = Field(description="Per skill id; empty for a baseline.")
+    warnings: list[PlanWarning]
+
+
+class ManifestTokenizer(Report):
+    kind: str = Field(description="`bytes`: one token per UTF-8 byte.")
+    vocab_size: int
+    eos: int = Field(description="The end-of-document token id.")
+
+
+class ManifestCorpus(CorpusSourceRef):
+    fingerprint: CorpusFingerprint
+
+
+class ManifestSkill(Report):
+    version: int
+    spec: dict[str, Any] = Field(
+        description="The skill version's definition (detector, generator, probe), as stored."
+    )
+
+
+class MixtureShard(Report):
+    path: str = Field(description="Relative to the mixture folder.")
+    kind: str = Field(description="`tokens` (uint16 little-endian) or `text`.")
+    sha256: str
+    batches: list[int] = Field(description="[first, end): the batches it holds.")
+    sequences: int | None = Field(default=None, description="Token shards.")
+    documents: int | None = Field(default=None, description="Text shards.")
+
+
+class MixtureTotals(Report):
+    inserted_tokens: int
+    inserted_tokens_by_skill: dict[str, int]
+    padding_tokens: int
+    corpus_tokens_used: int
+    corpus_tokens_dropped: int
+
+
+class MixtureFiles(Report):
+    composition: str = Field(description="Per batch: each skill's placements and sequences.")
+    instances: str = Field(description="Every placed instance.")
+
+
+class MixtureManifest(Report):
+    """What a built mixture is (curation.mixture.manifest.build_manifest; the fields of
+    docs/mixture-format.md). No timestamps or absolute paths."""
+
+    format_version: int
+    tokenizer: ManifestTokenizer
+    batch_tokens: int
+    seq_len: int
+    seqs_per_batch: int
+    n_batches: int
+    n_sequences: int
+    tokens: int
+    seed: int
+    text_format: str
+    corpus: ManifestCorpus
+    skills: dict[str, ManifestSkill] = Field(description="Per skill id.")
+    plan: PlannedMixture
+    shards: list[MixtureShard]
+    totals: MixtureTotals
+    files: MixtureFiles
+
+
+class AuditShards(Report):
+    checked: int
+    ok: bool = Field(description="Every shard exists and matches its sha256.")
+    problems: list[str]
+
+
+class AuditPlanned(Report):
+    placements: int
+    per_batch: float
+
+
+class AuditPerBatch(Report):
+    mean: float
+    min: int
+    max: int
+
+
+class AuditPlaced(Report):
+    placements: int = Field(description="Verified placements: a placement with a match.")
+    instances: int = Field(description="Matches inside the skill's own placements.")
+    per_batch: AuditPerBatch
+
+
+class ScheduleMiss(Report):
+    batch: int
+    planned: int
+    placed: int
+
+
+class AuditSchedule(Report):
+    batches_off: int = Field(description="Batches whose verified count differs from the plan.")
+    max_abs_deviation: int
+    examples: list[ScheduleMiss] = Field(description="The first batches off.")
+
+
+class AuditNatural(Report):
+    instances: int = Field(description="Matches outside the skill's own placements.")
+    per_batch: float
+    scan_per_batch: float = Field(description="What the plan expected from the scan.")
+    probe_collisions: int
+
+
+class SkillAudit(Report):
+    """Planned against found, for one skill (curation.mixture.audit). Gaps are in tokens
+    of the packed mixture, counted only inside one sequence."""
+
+    name: str | None = None
+    target: DoseTarget
+    source: str
+    spacing: str
+    planned: AuditPlanned
+    placed: AuditPlaced
+    builder_placements: int = Field(description="Placements the builder recorded.")
+    schedule: AuditSchedule
+    natural: AuditNatural
+    per_batch_total: float = Field(description="Placed and natural instances per batch.")
+    token_fraction: float = Field(description="Share of the mixture's tokens in placements.")
+    gap_tokens: GapSummary | None = Field(description="Between placed instances.")
+    gap_batches: GapSummary | None
+    target_gap_tokens: GapSummary | None = Field(description="What the schedule planned.")
+    target_gap_batches: GapSummary | None
+    gap_tokens_all: GapSummary | None = Field(description="Placed and natural instances.")
+    gap_batches_all: GapSummary | None
+    gap_histogram: LogHistogram | None
+    probe_collisions_placed: int = Field(description="Placed instances from the probe set.")
+    passed: bool
+    problems: list[str]
+
+
+class MixtureAudit(Report):
+    """A re-scan of the built mixture against its plan (curation.mixture.audit)."""
+
+    tolerance: float
+    rule: str = Field(description="When a skill passes, in words.")
+    n_batches: int
+    tokens: int
+    shards: AuditShards
+    skills: dict[str, SkillAudit] = Field(description="Per skill id.")
+    passed: bool
+
+
+class EffectVsBaseline(Report):
+    """This arm minus the baseline arm, on the same seeds."""
+
+    p_retained_diff: float
+    p_retained_diff_ci95: list[float]
+    p_retained_diff_method: str
+    mean_accuracy_diff: float
+    mean_accuracy_diff_ci95: list[float]
+    mean_accuracy_diff_method: str
+
+
+class Verdict(Report):
+    """Did `arm` make model `size` keep skill `skill_id`? (training.verdict.verdict and
+    training.verify). A seed is retained when its final held-out accuracy >= threshold."""
+
+    skill_id: str
+    size: str
+    arm: str
+    p_retained: float = Field(description="Retained seeds / seeds.")
+    ci95: list[float] = Field(description="[lo, hi]: Wilson score interval of `p_retained`.")
+    threshold: float
+    verdict: str = Field(
+        description="`retained` (ci95 lower bound >= 0.5), `not_retained` (upper bound < 0.5) "
+        "or `inconclusive`."
+    )
+    n_seeds: int
+    n_retained: int
+    accuracies: list[float] = Field(description="Final held-out accuracy per seed.")
+    mean_accuracy: float
+    mean_accuracy_ci95: list[float] = Field(description="Percentile bootstrap over seeds.")
+    chance: float | None = Field(description="Accuracy of guessing, for the skill's family.")
+    effect_vs_baseline: EffectVsBaseline | None = Field(
+        description="Null for the baseline arm, or without one."
+    )
+    rule: str = Field(description="How this verdict was reached, with its numbers.")
+    mean_seen_accuracy: float | None = Field(
+        default=None, description="On instances the runs trained on (memorisation)."
+    )
+    mean_general_loss: float | None = Field(
+        default=None, description="Held-out loss on corpus text, nats per byte."
+    )
+    mean_forgetting: float | None = Field(
+        default=None, description="Probe loss rise between exposures."
+    )
+
+
+class SkillScores(Report):
+    heldout_acc: float | None = Field(description="Exact match on held-out instances.")
+    heldout_loss: float | None
+    seen_acc: float | None = Field(description="Exact match on instances trained on.")
+    seen_loss: float | None
+
+
+class RunEvaluation(Report):
+    """One evaluation of a run (training.trainer); a run's `final` is its last."""
+
+    step: int | None = None
+    tokens: int | None = None
+    train_loss: float | None = None
+    general_loss: float | None = None
+    skills: dict[str, SkillScores] = {}
+
+
+class RunForgetting(Report):
+    forgetting: float | None = Field(description="Mean probe loss rise between exposures.")
+    n_pairs: int
+
+
+class VerificationRunResult(Report):
+    """One finished training run: (arm, size, seed)."""
+
+    arm: str
+    size: str
+    seed: int
+    dir: str = Field(description="The run's folder on the worker.")
+    steps: int
+    tokens: int
+    seconds: float
+    n_params: int
+    resumes: int = Field(description="Times the run resumed from a checkpoint.")
+    final: RunEvaluation
+    forgetting: dict[str, RunForgetting] = Field(description="Per skill id.")
+
+
+class ArmSummary(Report):
+    """What the runs of one arm saw of their mixture (its first `steps` batches)."""
+
+    mixture_dir: str
+    n_batches: int
+    batch_tokens: int
+    placed_instances: dict[str, int] = Field(description="Per skill id.")
+    placed_per_batch: dict[str, float]
+    exposure_batches: dict[str, int] = Field(description="Batches with a placement.")
+
+
+class SkillThreshold(Report):
+    threshold: float
+    chance: float
+    threshold_rule: str = Field(description="Where the threshold came from.")
+    name: str | None = None
+
+
+class TrainSettings(Report):
+    """Training settings shared by every run (training.trainer.TrainConfig without size and
+    seed, which vary per run)."""
+
+    n_embd: int | None = Field(description="Overrides the size's width when set.")
+    n_layer: int | None
+    n_head: int | None
+    token_budget: int | None = Field(description="Training tokens per run.")
+    lr: float = Field(description="Peak learning rate.")
+    min_lr: float
+    warmup: int
+    weight_decay: float
+    betas: list[float]
+    grad_clip: float
+    micro_batch_size: int | None
+    shuffle_within_batch: bool
+    eval_every: int
+    checkpoint_every: int
+    device: str
+    deterministic: bool
+    compile: bool
+    num_threads: int | None
+
+
+class VerificationSettings(Report):
+    sizes: list[str]
+    seeds: list[int]
+    steps: int = Field(description="Training steps per run.")
+    baseline: str | None = Field(description="The arm the others are compared with.")
+    thresholds: dict[str, SkillThreshold] = Field(description="Per skill id.")
+    train: TrainSettings
+
+
+class HeldoutText(Report):
+    """The corpus text no run trains on, for the general held-out loss."""
+
+    tokens: int
+    from_batch: int
+    arm: str = Field(description="The arm whose mixture's tail it is.")
+
+
+class VerificationReport(Report):
+    """Verdicts per skill x size x arm, run and arm summaries (training.verify, with the
+    verification job's `heldout`)."""
+
+    verdicts: list[Verdict]
+    runs: list[VerificationRunResult]
+    arms: dict[str, ArmSummary]
+    settings: VerificationSettings
+    plots: list[str] = Field(description="Plot files on the worker; see the job's artifacts.")
+    seconds: float | None = None
+    heldout: HeldoutText | None = None
+
+
+# Routes hand a job's stored result (the library's dict) to these fields and pydantic
+# validates it into the model; these aliases tell the type checker that a dict is welcome.
+if TYPE_CHECKING:
+    ScanReportIn: TypeAlias = ScanReport | dict[str, Any]
+    VerificationReportIn: TypeAlias = VerificationReport | dict[str, Any]
+else:
+    ScanReportIn, VerificationReportIn = ScanReport, VerificationReport
+
+
 class ScanCreate(StrictModel):
     model_config = example(
         {"corpus_id": "corpus_...", "skill_ids": ["skill_..."], "batch_tokens": 262144}
@@ -301,7 +894,7 @@ class ScanPublic(BaseModel):
     on_bad_record: str
     created_at: datetime
     job: JobPublic
-    report: dict[str, Any] | None = Field(
+    report: ScanReportIn | None = Field(
         default=None, description="The frequency report, once the job succeeded."
     )
 
@@ -386,8 +979,10 @@ class MixturePublic(BaseModel):
     warnings: list[dict[str, Any]]
     created_at: datetime
     job: JobPublic | None = None
-    manifest: dict[str, Any] | None = None
-    audit: dict[str, Any] | None = None
+    manifest: MixtureManifest | None = Field(default=None, description="Once built.")
+    audit: MixtureAudit | None = Field(
+        default=None, description="Once built: the built mixture re-scanned against its plan."
+    )
 
 
 class MixturesPublic(BaseModel):
@@ -466,7 +1061,7 @@ class VerificationPublic(BaseModel):
     created_at: datetime
     job: JobPublic
     runs: list[RunPublic]
-    report: dict[str, Any] | None = Field(
+    report: VerificationReportIn | None = Field(
         default=None, description="Verdicts per skill x size x arm, run summaries; once done."
     )
 

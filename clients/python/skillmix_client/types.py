@@ -6,6 +6,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from skillmix_client.reports import (
+    MixtureAudit,
+    MixtureManifest,
+    ScanReport,
+    SkillFrequency,
+    Verdict,
+    VerificationReport,
+)
+
 T = TypeVar("T")
 
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -140,7 +149,7 @@ class Scan(JobBacked):
     corpus_id: str | None = None
     skills: list[dict[str, Any]] = []
     batch_tokens: int | None = None
-    report: dict[str, Any] | None = None
+    report: ScanReport | None = None
 
 
 class Mixture(JobBacked):
@@ -150,8 +159,8 @@ class Mixture(JobBacked):
     output: dict[str, Any] | None = None
     warnings: list[dict[str, Any]] = []
     plan: dict[str, Any] | None = None
-    manifest: dict[str, Any] | None = None
-    audit: dict[str, Any] | None = None
+    manifest: MixtureManifest | None = None
+    audit: MixtureAudit | None = None
 
 
 class Verification(JobBacked):
@@ -159,7 +168,7 @@ class Verification(JobBacked):
     skills: list[dict[str, Any]] = []
     params: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = []
-    report: dict[str, Any] | None = None
+    report: VerificationReport | None = None
 
 
 __all__ = [
@@ -168,11 +177,17 @@ __all__ = [
     "Job",
     "JobBacked",
     "Mixture",
+    "MixtureAudit",
+    "MixtureManifest",
     "Page",
     "Progress",
     "Scan",
+    "ScanReport",
     "Skill",
     "SkillFamily",
+    "SkillFrequency",
     "SkillPreview",
+    "Verdict",
     "Verification",
+    "VerificationReport",
 ]

@@ -30,7 +30,7 @@ def public(corpus: Corpus) -> CorpusPublic:
     )
 
 
-@router.post("", status_code=201, response_model=CorpusPublic)
+@router.post("", operation_id="corpora_create", status_code=201, response_model=CorpusPublic)
 def create_corpus(*, body: CorpusCreate, create: CreateOnceDep) -> JSONResponse:
     """Register a corpus: the path must resolve inside an allowed root and hold readable
     records with the text field."""
@@ -47,20 +47,22 @@ def create_corpus(*, body: CorpusCreate, create: CreateOnceDep) -> JSONResponse:
     )
 
 
-@router.get("", response_model=CorporaPublic)
+@router.get("", operation_id="corpora_list", response_model=CorporaPublic)
 def list_corpora(*, session: SessionDep, project: CurrentProject, page: PageDep) -> CorporaPublic:
     """This project's corpora, newest first."""
     stmt = corpora.query(project.id)
     return CorporaPublic.model_validate(paginate(session, stmt, Corpus.id, page, public))
 
 
-@router.get("/{corpus_id}", response_model=CorpusPublic)
+@router.get("/{corpus_id}", operation_id="corpora_retrieve", response_model=CorpusPublic)
 def read_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> CorpusPublic:
     """One corpus."""
     return public(corpora.get_corpus(session, project.id, corpus_id))
 
 
-@router.delete("/{corpus_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{corpus_id}", operation_id="corpora_delete", status_code=204, response_class=Response
+)
 def delete_corpus(*, corpus_id: str, session: SessionDep, project: CurrentProject) -> Response:
     """Forget a corpus (its files are never touched); scans of it keep their reports."""
     corpora.delete_corpus(session, project.id, corpus_id)

@@ -24,13 +24,18 @@ def _check_broker(settings: Settings) -> str:
     return "ok"
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", operation_id="health_live", response_model=Health)
 def healthz() -> Health:
     """The process is up."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    operation_id="health_ready",
+    response_model=Health,
+    responses={503: {"model": Health}},
+)
 def readyz(*, session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """The database and the broker answer."""
     checks: dict[str, str] = {}

@@ -26,7 +26,7 @@ EVENT_POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 
 
-@router.post("", status_code=202, response_model=JobPublic)
+@router.post("", operation_id="jobs_create", status_code=202, response_model=JobPublic)
 def create_job(*, body: JobCreate, create: CreateOnceDep) -> JSONResponse:
     """Start a diagnostic job (kind `sleep`)."""
     return create(
@@ -45,20 +45,20 @@ def create_job(*, body: JobCreate, create: CreateOnceDep) -> JSONResponse:
     )
 
 
-@router.get("", response_model=JobsPublic)
+@router.get("", operation_id="jobs_list", response_model=JobsPublic)
 def list_jobs(*, session: SessionDep, project: CurrentProject, page: PageDep) -> JobsPublic:
     """List this project's jobs, newest first."""
     stmt = jobs.query(project.id)
     return JobsPublic.model_validate(paginate(session, stmt, Job.id, page, JobPublic.of))
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", operation_id="jobs_retrieve", response_model=JobPublic)
 def read_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> JobPublic:
     """One job: state, progress, attempts, error, result and artifacts."""
     return JobPublic.of(jobs.get_job(session, project.id, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", operation_id="jobs_cancel", response_model=JobPublic)
 def cancel_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> JobPublic:
     """Cancel a queued or running job; a job already finished answers 409."""
     job = jobs.get_job(session, project.id, job_id)
@@ -75,6 +75,7 @@ def cancel_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> 
 
 @router.get(
     "/{job_id}/events",
+    operation_id="jobs_events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -115,7 +116,9 @@ async def _event_stream(job_id: str) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactsPublic)
+@router.get(
+    "/{job_id}/artifacts", operation_id="jobs_artifacts_list", response_model=ArtifactsPublic
+)
 def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject) -> ArtifactsPublic:
     """The job's named artifacts (reports, plots, manifests)."""
     return ArtifactsPublic(data=JobPublic.of(jobs.get_job(session, project.id, job_id)).artifacts)
@@ -123,6 +126,7 @@ def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject)
 
 @router.get(
     "/{job_id}/artifacts/{name:path}",
+    operation_id="jobs_artifacts_download",
     response_class=FileResponse,
     # Artifacts are JSON reports and PNG plots (each served with its own media type).
     responses={

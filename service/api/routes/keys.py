@@ -40,14 +40,14 @@ def get_key(session: Session, caller: AdminCaller, key_id: str) -> ApiKey:
     return row
 
 
-@router.get("", response_model=KeysPublic)
+@router.get("", operation_id="keys_list", response_model=KeysPublic)
 def list_keys(*, session: SessionDep, caller: AdminCaller, page: PageDep) -> KeysPublic:
     """This project's API keys (live, expired and revoked), newest first; never a secret."""
     stmt = keys_query(caller.project.id)
     return KeysPublic.model_validate(paginate(session, stmt, ApiKey.id, page, public))
 
 
-@router.post("", status_code=201, response_model=KeyCreated)
+@router.post("", operation_id="keys_create", status_code=201, response_model=KeyCreated)
 def create_key(*, body: KeyCreate, session: SessionDep, caller: AdminCaller) -> KeyCreated:
     """Create a key in this project; the answer carries the key itself, this once."""
     expires_at = None
@@ -60,7 +60,7 @@ def create_key(*, body: KeyCreate, session: SessionDep, caller: AdminCaller) -> 
     return KeyCreated(**key_summary(row), key=key)
 
 
-@router.post("/{key_id}/revoke", response_model=KeyPublic)
+@router.post("/{key_id}/revoke", operation_id="keys_revoke", response_model=KeyPublic)
 def revoke(*, key_id: str, session: SessionDep, caller: AdminCaller) -> KeyPublic:
     """Revoke a key (again: no change). API processes that verified it recently accept it
     for up to SKILLMIX_AUTH_CACHE_SECONDS more."""
@@ -69,7 +69,9 @@ def revoke(*, key_id: str, session: SessionDep, caller: AdminCaller) -> KeyPubli
     return public(row)
 
 
-@router.post("/{key_id}/rotate", status_code=201, response_model=KeyCreated)
+@router.post(
+    "/{key_id}/rotate", operation_id="keys_rotate", status_code=201, response_model=KeyCreated
+)
 def rotate(
     *, key_id: str, session: SessionDep, caller: AdminCaller, body: KeyRotate | None = None
 ) -> KeyCreated:

@@ -37,6 +37,7 @@ def public(session: Session, mixture: Mixture) -> MixturePublic:
 
 @router.post(
     "",
+    operation_id="mixtures_create",
     status_code=202,
     response_model=MixturePublic,
     responses={201: {"model": MixturePublic, "description": "dry run: the plan"}},
@@ -60,7 +61,7 @@ def create_mixture(*, body: MixtureCreate, create: CreateOnceDep) -> JSONRespons
     )
 
 
-@router.get("", response_model=MixturesPublic)
+@router.get("", operation_id="mixtures_list", response_model=MixturesPublic)
 def list_mixtures(*, session: SessionDep, project: CurrentProject, page: PageDep) -> MixturesPublic:
     """This project's mixtures, newest first."""
     stmt = mixtures.query(project.id)
@@ -69,7 +70,7 @@ def list_mixtures(*, session: SessionDep, project: CurrentProject, page: PageDep
     )
 
 
-@router.get("/{mixture_id}", response_model=MixturePublic)
+@router.get("/{mixture_id}", operation_id="mixtures_retrieve", response_model=MixturePublic)
 def read_mixture(*, mixture_id: str, session: SessionDep, project: CurrentProject) -> MixturePublic:
     """One mixture: its plan, job, and once built its manifest and audit."""
     return public(session, mixtures.get_mixture(session, project.id, mixture_id))

@@ -34,7 +34,7 @@ def public(session: Session, scan: Scan) -> ScanPublic:
     )
 
 
-@router.post("", status_code=202, response_model=ScanPublic)
+@router.post("", operation_id="scans_create", status_code=202, response_model=ScanPublic)
 def create_scan(*, body: ScanCreate, create: CreateOnceDep) -> JSONResponse:
     """Start a scan of a corpus for the given skills (their current versions)."""
     return create(
@@ -47,7 +47,7 @@ def create_scan(*, body: ScanCreate, create: CreateOnceDep) -> JSONResponse:
     )
 
 
-@router.get("", response_model=ScansPublic)
+@router.get("", operation_id="scans_list", response_model=ScansPublic)
 def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -> ScansPublic:
     """This project's scans, newest first."""
     stmt = scans.query(project.id)
@@ -56,7 +56,7 @@ def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -
     )
 
 
-@router.get("/{scan_id}", response_model=ScanPublic)
+@router.get("/{scan_id}", operation_id="scans_retrieve", response_model=ScanPublic)
 def read_scan(*, scan_id: str, session: SessionDep, project: CurrentProject) -> ScanPublic:
     """One scan, with its job and, once done, its report."""
     return public(session, scans.get_scan(session, project.id, scan_id))

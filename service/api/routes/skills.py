@@ -49,7 +49,9 @@ SKILL_EXAMPLE = {
 }
 
 
-@router.post("/v1/skills", status_code=201, response_model=SkillPublic)
+@router.post(
+    "/v1/skills", operation_id="skills_create", status_code=201, response_model=SkillPublic
+)
 def create_skill(
     *, body: Annotated[SkillDefinition, Body(examples=[SKILL_EXAMPLE])], create: CreateOnceDep
 ) -> JSONResponse:
@@ -66,7 +68,7 @@ def create_skill(
     )
 
 
-@router.get("/v1/skills", response_model=SkillsPublic)
+@router.get("/v1/skills", operation_id="skills_list", response_model=SkillsPublic)
 def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) -> SkillsPublic:
     """This project's skills (latest versions), newest first."""
     stmt = store.query(project.id)
@@ -84,7 +86,7 @@ def list_skills(*, session: SessionDep, project: CurrentProject, page: PageDep) 
     )
 
 
-@router.get("/v1/skills/{skill_id}", response_model=SkillPublic)
+@router.get("/v1/skills/{skill_id}", operation_id="skills_retrieve", response_model=SkillPublic)
 def read_skill(
     *,
     skill_id: str,
@@ -96,7 +98,7 @@ def read_skill(
     return public(*store.load(session, project.id, skill_id, version))
 
 
-@router.patch("/v1/skills/{skill_id}", response_model=SkillPublic)
+@router.patch("/v1/skills/{skill_id}", operation_id="skills_update", response_model=SkillPublic)
 def update_skill(
     *, skill_id: str, body: SkillUpdate, session: SessionDep, project: CurrentProject
 ) -> SkillPublic:
@@ -112,7 +114,9 @@ def update_skill(
     return public(skill, row)
 
 
-@router.delete("/v1/skills/{skill_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/v1/skills/{skill_id}", operation_id="skills_delete", status_code=204, response_class=Response
+)
 def delete_skill(*, skill_id: str, session: SessionDep, project: CurrentProject) -> Response:
     """Delete a skill; scans and mixtures that used it keep their versions."""
     skill, _ = store.load(session, project.id, skill_id)
@@ -121,7 +125,9 @@ def delete_skill(*, skill_id: str, session: SessionDep, project: CurrentProject)
     return Response(status_code=204)
 
 
-@router.post("/v1/skills/{skill_id}/preview", response_model=PreviewPublic)
+@router.post(
+    "/v1/skills/{skill_id}/preview", operation_id="skills_preview", response_model=PreviewPublic
+)
 def preview_skill(
     *, skill_id: str, body: PreviewRequest, session: SessionDep, project: CurrentProject
 ) -> PreviewPublic:
@@ -132,7 +138,7 @@ def preview_skill(
     return PreviewPublic.model_validate({"skill_id": skill.id, "version": row.version, **found})
 
 
-@router.get("/v1/skill-families", response_model=FamiliesPublic)
+@router.get("/v1/skill-families", operation_id="skill_families_list", response_model=FamiliesPublic)
 def list_families(*, project: CurrentProject) -> FamiliesPublic:
     """The built-in generator families, with a JSON schema of each one's parameters."""
     return FamiliesPublic.model_validate({"data": store.families()})

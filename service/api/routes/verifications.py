@@ -43,7 +43,9 @@ def public(session: Session, ver: Verification) -> VerificationPublic:
     )
 
 
-@router.post("", status_code=202, response_model=VerificationPublic)
+@router.post(
+    "", operation_id="verifications_create", status_code=202, response_model=VerificationPublic
+)
 def create_verification(*, body: VerificationCreate, create: CreateOnceDep) -> JSONResponse:
     """Start training every (arm, size, seed) and judging the skills."""
     verifications.check_grid(body.sizes, body.seeds)
@@ -62,7 +64,7 @@ def create_verification(*, body: VerificationCreate, create: CreateOnceDep) -> J
     )
 
 
-@router.get("", response_model=VerificationsPublic)
+@router.get("", operation_id="verifications_list", response_model=VerificationsPublic)
 def list_verifications(
     *, session: SessionDep, project: CurrentProject, page: PageDep
 ) -> VerificationsPublic:
@@ -73,7 +75,9 @@ def list_verifications(
     )
 
 
-@router.get("/{verification_id}", response_model=VerificationPublic)
+@router.get(
+    "/{verification_id}", operation_id="verifications_retrieve", response_model=VerificationPublic
+)
 def read_verification(
     *, verification_id: str, session: SessionDep, project: CurrentProject
 ) -> VerificationPublic:

@@ -24,6 +24,7 @@ from skillmix_client.cli._common import (
     read_definition,
     rows_table,
 )
+from skillmix_client.reports import MixtureAudit, ScanReport, VerificationReport
 
 scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
 
@@ -38,7 +39,7 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}g}"
 
 
-def frequency_table(report: dict[str, Any], names: dict[str, str]) -> Table:
+def frequency_table(report: ScanReport, names: dict[str, str]) -> Table:
     """The scan's frequency report as one row per skill."""
     rows = []
     for skill_id, r in report["skills"].items():
@@ -150,7 +151,7 @@ mixtures_app = typer.Typer(help="Mixtures: list and show.", no_args_is_help=True
 verifications_app = typer.Typer(help="Verifications: list and show.", no_args_is_help=True)
 
 
-def audit_table(audit: dict[str, Any], names: dict[str, str]) -> Table:
+def audit_table(audit: MixtureAudit, names: dict[str, str]) -> Table:
     """Planned vs achieved dose and spacing per skill, from a mixture's audit."""
     rows = []
     for skill_id, a in audit["skills"].items():
@@ -189,7 +190,7 @@ def audit_table(audit: dict[str, Any], names: dict[str, str]) -> Table:
     )
 
 
-def verdict_table(report: dict[str, Any], names: dict[str, str]) -> Table:
+def verdict_table(report: VerificationReport, names: dict[str, str]) -> Table:
     """One row per skill x size x arm: P(retained) with its interval, and the verdict."""
     rows = []
     for v in report["verdicts"]:
