@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curation.mixture.format import MANIFEST
 from training.data import Mixture
 from training.evaluate import Evaluator
 from training.model import GPT
@@ -139,7 +140,7 @@ def run_identity(train: dict[str, Any], mixture: Mixture, evaluator: Evaluator) 
     """JSON-able identity of a run from its training fields, mixture and eval sets."""
     spec = evaluator.spec
     heldout = b"" if evaluator.heldout is None else evaluator.heldout.numpy().tobytes()
-    manifest = (mixture.path / "manifest.json").read_bytes()
+    manifest = (mixture.path / MANIFEST).read_bytes()
     skip = ("skills", "heldout")
     return {
         "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()},

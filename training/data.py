@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+from curation.mixture.format import (
+    COMPOSITION,
+    FORMAT_VERSION,
+    INSTANCES,
+    MANIFEST,
+    TOKEN_DTYPE,
+    TOKENIZER,
+)
 
 
 @dataclass(frozen=True)
@@ -89,11 +96,9 @@ class Mixture:
 
     def composition(self) -> list[dict[str, Any]]:
         """composition.jsonl: one record per batch, in order."""
-        rows = _read_jsonl(self.path / "composition.jsonl")
+        rows = _read_jsonl(self.path / COMPOSITION)
         if [row["batch"] for row in rows] != list(range(len(rows))):
-            raise ValueError(
-                f"{self.path}: composition.jsonl must list batches 0, 1, 2... in order"
-            )
+            raise ValueError(f"{self.path}: {COMPOSITION} must list batches 0, 1, 2... in order")
         return rows
 
     def exposure_batches(self, skill_id: str) -> list[int]:
@@ -106,7 +111,7 @@ class Mixture:
 
     def instances(self, skill_id: str | None = None) -> list[dict[str, Any]]:
         """instances.jsonl records (every placed instance), optionally of one skill."""
-        path = self.path / "instances.jsonl"
+        path = self.path / INSTANCES
         rows = _read_jsonl(path) if path.exists() else []
         return [r for r in rows if skill_id is None or r["skill_id"] == skill_id]
 
@@ -119,13 +124,13 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def open_mixture(path: str | Path) -> Mixture:
     """Open a mixture directory, checking its manifest against the token shards on disk."""
     path = Path(path)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{path} is not a mixture: no manifest.json")
+        raise FileNotFoundError(f"{path} is not a mixture: no {MANIFEST}")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: mixture format_version {manifest.get('format_version')!r}")
-    if manifest["tokenizer"]["kind"] != "bytes":
+    if manifest["tokenizer"]["kind"] != TOKENIZER:
         raise ValueError(f"{path}: tokenizer {manifest['tokenizer']['kind']!r} is not supported")
     seq_len, per_batch = int(manifest["seq_len"]), int(manifest["seqs_per_batch"])
     if per_batch * seq_len != int(manifest["batch_tokens"]):
@@ -139,7 +144,7 @@ def open_mixture(path: str | Path) -> Mixture:
             raise ValueError(
                 f"{file}: {file.stat().st_size} bytes, expected {sequences} x {seq_len} uint16"
             )
-        shards.append(np.memmap(file, dtype="<u2", mode="r", shape=(sequences, seq_len)))
+        shards.append(np.memmap(file, dtype=TOKEN_DTYPE, mode="r", shape=(sequences, seq_len)))
     total = sum(len(s) for s in shards)
     if total != int(manifest["n_sequences"]) or int(manifest["n_batches"]) * per_batch > total:
         raise ValueError(f"{path}: token shards hold {total} sequences, manifest disagrees")

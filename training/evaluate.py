@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from curation.mixture.format import EOS
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training.data import Mixture
 
-EOS = 256
 IGNORE = -100
 SAMPLE_SEED = 0
 

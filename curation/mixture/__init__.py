@@ -4,14 +4,39 @@
     result = build_mixture(source, skills, plan, out_dir, allowed_roots=[...])
     audit = audit_mixture(out_dir, skills)                      # re-scan any time
 
-The output directory follows docs/mixture-format.md.
+The output directory follows docs/mixture-format.md; its constants are in
+`curation.mixture.format`. The names below are imported when first used, so a reader of
+the format (training) does not load the build's pipeline machinery (datatrove).
 """
 
-from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
-from curation.mixture.build import build_mixture
-from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE
-from curation.mixture.models import DosingPlan, Every, SkillDose, Target
-from curation.mixture.plan import MixturePlan, PlanError, SkillPlan, plan_mixture
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
+    from curation.mixture.build import build_mixture
+    from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE
+    from curation.mixture.models import DosingPlan, Every, SkillDose, Target
+    from curation.mixture.plan import MixturePlan, PlanError, SkillPlan, plan_mixture
+
+_WHERE = {  # name -> its module
+    "DANGER_EXPOSURES": "danger",
+    "DANGER_REPEATED_SHARE": "danger",
+    "DEFAULT_TOLERANCE": "audit",
+    "AuditFailed": "audit",
+    "DosingPlan": "models",
+    "Every": "models",
+    "MixturePlan": "plan",
+    "PlanError": "plan",
+    "SkillDose": "models",
+    "SkillPlan": "plan",
+    "Target": "models",
+    "audit_mixture": "audit",
+    "build_mixture": "build",
+    "plan_mixture": "plan",
+}
 
 __all__ = [
     "DANGER_EXPOSURES",
@@ -29,3 +54,9 @@ __all__ = [
     "build_mixture",
     "plan_mixture",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -29,8 +29,8 @@ import numpy as np
 
 from curation import stats
 from curation.mixture.danger import skill_label
+from curation.mixture.format import COMPOSITION, EOS, TOKEN_DTYPE
 from curation.mixture.manifest import read_manifest
-from curation.mixture.packer import EOS
 from curation.mixture.schedule import target_positions
 from curation.mixture.shards import sha256_file
 from curation.mixture.state import write_json
@@ -84,7 +84,7 @@ def _batches(out_dir: str, manifest: dict[str, Any]) -> Iterator[np.ndarray]:
     for entry in manifest["shards"]:
         if entry["kind"] == "tokens":
             with open(os.path.join(out_dir, entry["path"]), "rb") as f:
-                while (tokens := np.fromfile(f, dtype="<u2", count=batch_tokens)).size:
+                while (tokens := np.fromfile(f, dtype=TOKEN_DTYPE, count=batch_tokens)).size:
                     yield tokens
 
 
@@ -264,7 +264,7 @@ def audit_mixture(
     scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]])
     lo, hi = progress_range
     n = manifest["n_batches"]
-    with open(os.path.join(out_dir, "composition.jsonl"), encoding="utf-8") as composition:
+    with open(os.path.join(out_dir, COMPOSITION), encoding="utf-8") as composition:
         batches = zip(_batches(out_dir, manifest), composition, strict=True)
         for b, (tokens, line) in enumerate(batches):
             scanner.batch(b, tokens, json.loads(line))

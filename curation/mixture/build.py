@@ -27,7 +27,8 @@ from typing import Any
 from curation.atomic import remove_temporaries
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
 from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
-from curation.mixture.manifest import MANIFEST, build_manifest, read_manifest
+from curation.mixture.format import MANIFEST
+from curation.mixture.manifest import build_manifest, read_manifest
 from curation.mixture.plan import MixturePlan
 from curation.mixture.pool import RepeatPool, RepeatPoolCollector, load_pool, pool_path
 from curation.mixture.shards import BUILD_DIR

@@ -12,12 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from curation.corpus import CorpusSource
-from curation.mixture.packer import EOS, VOCAB_SIZE
+from curation.mixture.format import (
+    COMPOSITION,
+    EOS,
+    FORMAT_VERSION,
+    INSTANCES,
+    MANIFEST,
+    TOKENIZER,
+    VOCAB_SIZE,
+)
 from curation.mixture.plan import MixturePlan
 from curation.skills.spec import SkillSpec
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 
 
 def build_manifest(
@@ -32,7 +37,7 @@ def build_manifest(
     inserted = result["inserted_tokens"]
     return {
         "format_version": FORMAT_VERSION,
-        "tokenizer": {"kind": "bytes", "vocab_size": VOCAB_SIZE, "eos": EOS},
+        "tokenizer": {"kind": TOKENIZER, "vocab_size": VOCAB_SIZE, "eos": EOS},
         "batch_tokens": dosing.batch_tokens,
         "seq_len": dosing.seq_len,
         "seqs_per_batch": plan.seqs_per_batch,
@@ -55,7 +60,7 @@ def build_manifest(
             "corpus_tokens_used": result["corpus_tokens_used"],
             "corpus_tokens_dropped": plan.corpus["tokens"] - result["corpus_tokens_used"],
         },
-        "files": {"composition": "composition.jsonl", "instances": "instances.jsonl"},
+        "files": {"composition": COMPOSITION, "instances": INSTANCES},
     }
 
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 from curation.mixture.supply import Placement
 
-EOS = 256
-VOCAB_SIZE = 257
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 

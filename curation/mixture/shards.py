@@ -24,7 +24,8 @@ import numpy as np
 import orjson
 
 from curation.atomic import temp_path
-from curation.mixture.packer import EOS, Piece
+from curation.mixture.format import EOS, TOKEN_DTYPE
+from curation.mixture.packer import Piece
 
 GZIP_LEVEL = 6
 GZIP_CHUNK = 1 << 20
@@ -191,7 +192,7 @@ class ShardWriter:
             part, tokens = tokens[: batch_end - self.pos], tokens[batch_end - self.pos :]
             shard = self._shard(self.pos)
             if shard is not None:
-                data = part.astype("<u2", copy=False).tobytes()
+                data = part.astype(TOKEN_DTYPE, copy=False).tobytes()
                 shard.tokens.write(data)
                 shard.token_hash.update(data)
             self.pos += part.size

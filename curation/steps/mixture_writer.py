@@ -27,6 +27,7 @@ from typing import Any
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curation.mixture.format import COMPOSITION, INSTANCES
 from curation.mixture.packer import Packer, Piece
 from curation.mixture.plan import MixturePlan, PlanError
 from curation.mixture.pool import RepeatPool
@@ -202,9 +203,9 @@ class MixtureWriter(PipelineStep):
             for part in parts:
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out)
-        os.replace(tmp, os.path.join(self.out_dir, "composition.jsonl"))
+        os.replace(tmp, os.path.join(self.out_dir, COMPOSITION))
         rows = [row for sid in sorted(supplies) for row in supplies[sid].instance_rows()]
-        write_jsonl(os.path.join(self.out_dir, "instances.jsonl"), rows)
+        write_jsonl(os.path.join(self.out_dir, INSTANCES), rows)
         self.result = {
             "shards": state.entries(),
             "inserted_tokens": inserted,

@@ -12,7 +12,7 @@ import pytest
 
 from curation.corpus import CorpusSource
 from curation.mixture import AuditFailed, DosingPlan, audit_mixture, build_mixture, plan_mixture
-from curation.mixture.packer import EOS
+from curation.mixture.format import EOS
 from curation.scan import run_scan
 from curation.skills.probes import SkillGenerator, sample_instances
 from curation.skills.spec import SkillSpec

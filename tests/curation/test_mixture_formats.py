@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.mixture.packer import EOS
+from curation.mixture.format import EOS
 from tests.curation.test_mixture_build import BATCH, SEQ, build, jsonl, scanned  # noqa: F401
 
 DOSES = {

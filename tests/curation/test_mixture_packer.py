@@ -2,7 +2,8 @@
 
 import pytest
 
-from curation.mixture.packer import EOS, CorpusExhausted, Packer, clean
+from curation.mixture.format import EOS
+from curation.mixture.packer import CorpusExhausted, Packer, clean
 from curation.mixture.supply import Placement
 
 

@@ -6,10 +6,11 @@ import pytest
 
 from curation.corpus import CorpusSource
 from curation.mixture import DosingPlan, build_mixture, plan_mixture
+from curation.mixture.format import EOS
 from curation.scan import run_scan
 from curation.synthetic_corpus import generate_corpus
 from training.data import open_mixture
-from training.evaluate import EOS, EvalSpec
+from training.evaluate import EvalSpec
 from training.trainer import TrainConfig, train_run
 from training.verify import check_arms
 
