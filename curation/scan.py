@@ -22,11 +22,12 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
+from curation.atomic import write_json_atomic
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
 from curation.pipelines import scan_pipeline
 from curation.scan_plots import plot_gaps, plot_rates
 from curation.scan_report import merge_partials
-from curation.sources.reader import BadRecordPolicy, rank_state_path, write_json_atomic
+from curation.sources.reader import BadRecordPolicy, rank_state_path
 from curation.sources.records import ScanInputError, progress_total
 from curation.sources.tokens import TokenCounter, token_unit
 

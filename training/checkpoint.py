@@ -1,9 +1,9 @@
 """Atomic checkpoint files and the RNG state that goes into them.
 
-A checkpoint is written to a temporary file in the same directory, flushed to
-disk, and renamed over the old one (`os.replace` is atomic on POSIX), so a crash
-at any moment leaves either the previous checkpoint or the new one, never a torn
-file. RNG states are stored as plain tensors and tuples so the file loads with
+A checkpoint is written with `curation.atomic`: to a temporary file in the same
+directory, flushed to disk, and renamed over the old one, so a crash at any moment
+leaves either the previous checkpoint or the new one, never a torn file. RNG states
+are stored as plain tensors and tuples so the file loads with
 `torch.load(weights_only=True)`.
 
 Every checkpoint and result carries the run's identity (what it computes: the
@@ -13,10 +13,7 @@ a reuse against a different run fails loudly instead of mixing the two.
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
-import os
 import random
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -25,47 +22,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from curation.atomic import atomic_file, remove_temporaries
 from curation.mixture.format import MANIFEST
 from training.data import Mixture
 from training.evaluate import Evaluator
 from training.model import GPT
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save `obj` to `path` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    remove_temporaries(path)
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    remove_temporaries(path)
-
-
-def remove_temporaries(path: Path) -> None:
-    """Delete the temporary files of `path` that writers killed inside a save left behind
-    (each as large as a checkpoint): once `path` is written, they are of no use."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+def save_torch(obj: Any, path: Path) -> None:
+    """torch.save `obj` to `path` atomically and durably (fsync before the rename); then
+    delete the temporary files that writers killed inside a save of `path` left behind
+    (each as large as a checkpoint)."""
+    with atomic_file(path, fsync=True) as fh:
+        torch.save(obj, fh)
+    remove_temporaries(path.parent, of=path.name)
 
 
 def discard(path: Path) -> None:
     """Delete a checkpoint that is no longer needed, and its temporary files."""
     path.unlink(missing_ok=True)
-    remove_temporaries(path)
+    remove_temporaries(path.parent, of=path.name)
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -89,7 +65,7 @@ def save(
         "identity": identity,
         "model_config": asdict(model.config),
     }
-    save_atomic(ckpt, path)
+    save_torch(ckpt, path)
 
 
 def restore(

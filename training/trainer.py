@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from curation.atomic import write_json_atomic
 from training import checkpoint
 from training.data import Mixture, micro_batches, open_mixture
 from training.device import autocast, resolve_device, torch_settings
@@ -299,8 +300,8 @@ class _Run:
             resumes=self.state["resumes"],
         )
         weights = {"model": self.model.state_dict(), "model_config": asdict(self.model_config)}
-        checkpoint.save_atomic(weights, self.out / WEIGHTS)
-        checkpoint.write_json_atomic(asdict(result), self.out / RESULT)
+        checkpoint.save_torch(weights, self.out / WEIGHTS)
+        write_json_atomic(self.out / RESULT, asdict(result), indent=1)
         checkpoint.discard(self.path)
         log.info("trained %d steps in %.1fs", result.steps, result.seconds)
         return result

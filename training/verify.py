@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from curation.atomic import write_json_atomic
 from curation.skills.spec import SkillSpec
-from training import checkpoint, verdict
+from training import verdict
 from training.data import Mixture, open_mixture
 from training.evaluate import EvalSpec
 from training.pool import Job, RunScope, label, run_pool, scoped
@@ -138,7 +139,7 @@ def run_verification(
         results.append((job, result))
     report = make_report(results, mixtures, spec.skills, threshold, baseline, work)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    checkpoint.write_json_atomic(report, work / "report.json")
+    write_json_atomic(work / "report.json", report, indent=1)
     report_progress(1.0, "verification done")
     return report
 

@@ -22,7 +22,7 @@ import orjson
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from curation.atomic import temp_path
+from curation.atomic import atomic_file
 from curation.steps.frequency import byte_len, char_to_byte_offsets
 
 
@@ -58,15 +58,13 @@ class RepeatPoolCollector(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = pool_path(self.folder, rank)
         os.makedirs(self.folder, exist_ok=True)
-        tmp = temp_path(path)
-        with open(tmp, "wb") as out:
+        with atomic_file(path) as out:
             for doc in data or ():
                 tagged = doc.metadata.get(self.metadata_key) or {}
                 for sid in self.skill_ids:
                     if sid in tagged:
                         self._keep(out, sid, doc, tagged[sid])
                 yield doc
-        os.replace(tmp, path)
 
     def _keep(self, out: IO[bytes], sid: str, doc, match: dict) -> None:
         keys = match["keys"]

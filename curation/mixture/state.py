@@ -13,28 +13,22 @@ import json
 import os
 from typing import Any
 
-from curation.atomic import temp_path
+from curation.atomic import atomic_file, write_json_atomic
 from curation.mixture.shards import BUILD_DIR, sha256_file
 
 STATE_FORMAT = "skillmix.mixture.state/1"
 
 
 def write_json(path: str, data: Any, indent: int | None = None) -> None:
-    """Deterministic JSON (sorted keys), written to a temporary file and renamed into place."""
-    tmp = temp_path(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, sort_keys=True, indent=indent, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Deterministic JSON (sorted keys), written atomically."""
+    write_json_atomic(path, data, sort_keys=True, indent=indent, ensure_ascii=False)
 
 
 def write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
-    """JSON lines with sorted keys, written to a temporary file and renamed into place."""
-    tmp = temp_path(path)
-    with open(tmp, "w", encoding="utf-8") as f:
+    """JSON lines with sorted keys, written atomically."""
+    with atomic_file(path, "w") as f:
         for row in rows:
             f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 class BuildState:

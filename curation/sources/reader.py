@@ -20,7 +20,6 @@ to its totals. So a prefiltering reader is for pipelines ending in that step.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any, Literal
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curation.atomic import write_json_atomic
 from curation.sources.records import BadRecord, RecordFile, ScanInputError
 
 BadRecordPolicy = Literal["fail", "skip"]
@@ -38,14 +38,6 @@ SKIPPED = "skipped"  # metadata key of a summary document: {"docs": n, "bytes": 
 
 class ScanCancelled(RuntimeError):
     """The scan's cancel marker appeared while a rank was reading."""
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 def skipped_summary(path: str, docs: int, nbytes: int) -> Document:

@@ -27,6 +27,7 @@ from typing import Any
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curation.atomic import atomic_file
 from curation.mixture.format import COMPOSITION, INSTANCES
 from curation.mixture.packer import Packer, Piece
 from curation.mixture.plan import MixturePlan, PlanError
@@ -198,12 +199,10 @@ class MixtureWriter(PipelineStep):
             os.path.join(self.out_dir, shard_names(i, self.plan.dosing.format)["composition"])
             for i in sorted(state.shards)
         ]
-        tmp = os.path.join(self.out_dir, "composition.jsonl.tmp")
-        with open(tmp, "wb") as out:
+        with atomic_file(os.path.join(self.out_dir, COMPOSITION)) as out:
             for part in parts:
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out)
-        os.replace(tmp, os.path.join(self.out_dir, COMPOSITION))
         rows = [row for sid in sorted(supplies) for row in supplies[sid].instance_rows()]
         write_jsonl(os.path.join(self.out_dir, INSTANCES), rows)
         self.result = {
