@@ -38,7 +38,7 @@ from curation.skills.instance import match_key
 from curation.skills.matcher import SkillMatcher
 from curation.skills.probes import probe_match_keys
 from curation.skills.spec import SkillSpec
-from curation.steps.frequency import char_to_byte_offsets
+from curation.text import char_to_byte_offsets
 
 DEFAULT_TOLERANCE = 0.05
 MAX_EXAMPLES = 10

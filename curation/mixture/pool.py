@@ -23,7 +23,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from curation.atomic import atomic_file
-from curation.steps.frequency import byte_len, char_to_byte_offsets
+from curation.text import byte_len, char_to_byte_offsets
 
 
 def pool_path(folder: str, rank: int) -> str:

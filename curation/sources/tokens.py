@@ -14,7 +14,7 @@ from typing import Any
 
 from curation import stats
 from curation.sources.records import Record, RecordFile
-from curation.steps.frequency import byte_len
+from curation.text import byte_len
 
 TokenCounter = Callable[[str], int]
 

@@ -9,7 +9,6 @@ from curation import stats
 from curation.scan_report import merge_partials
 from curation.steps.frequency import (
     SkillFrequencyStats,
-    char_to_byte_offsets,
     decode_positions,
     encode_positions,
 )
@@ -28,12 +27,6 @@ def run_rank(folder, documents, rank, world_size, **kwargs):
     tagged = MarkerTagger({"x": ["XX"]})(documents)
     out = list(step(tagged, rank=rank, world_size=world_size))
     assert len(out) == len(documents)  # the step passes documents through
-
-
-def test_byte_offsets_of_non_ascii_text():
-    text = "é XX ü XX"
-    assert char_to_byte_offsets(text, [2, 4, 7, 9]) == {2: 3, 4: 5, 7: 9, 9: 11}
-    assert char_to_byte_offsets("a XX", [2]) == {2: 2}
 
 
 def test_positions_roundtrip():
