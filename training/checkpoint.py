@@ -24,7 +24,7 @@ import torch
 
 from curation.atomic import atomic_file, remove_temporaries
 from curation.mixture.format import MANIFEST
-from training.data import Mixture
+from training.data import MixtureReader
 from training.evaluate import Evaluator
 from training.model import GPT
 
@@ -112,7 +112,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def run_identity(train: dict[str, Any], mixture: Mixture, evaluator: Evaluator) -> dict[str, Any]:
+def run_identity(
+    train: dict[str, Any], mixture: MixtureReader, evaluator: Evaluator
+) -> dict[str, Any]:
     """JSON-able identity of a run from its training fields, mixture and eval sets."""
     spec = evaluator.spec
     heldout = b"" if evaluator.heldout is None else evaluator.heldout.numpy().tobytes()

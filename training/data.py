@@ -29,7 +29,7 @@ from curation.mixture.format import (
 
 
 @dataclass(frozen=True)
-class Mixture:
+class MixtureReader:
     """An opened mixture: its manifest and memory-mapped token shards."""
 
     path: Path
@@ -121,7 +121,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def open_mixture(path: str | Path) -> Mixture:
+def open_mixture(path: str | Path) -> MixtureReader:
     """Open a mixture directory, checking its manifest against the token shards on disk."""
     path = Path(path)
     manifest_path = path / MANIFEST
@@ -148,7 +148,7 @@ def open_mixture(path: str | Path) -> Mixture:
     total = sum(len(s) for s in shards)
     if total != int(manifest["n_sequences"]) or int(manifest["n_batches"]) * per_batch > total:
         raise ValueError(f"{path}: token shards hold {total} sequences, manifest disagrees")
-    return Mixture(path=path, manifest=manifest, shards=tuple(shards))
+    return MixtureReader(path=path, manifest=manifest, shards=tuple(shards))
 
 
 def micro_batches(tokens: torch.Tensor, size: int | None) -> list[torch.Tensor]:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from curation.mixture.format import EOS
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
-from training.data import Mixture
+from training.data import MixtureReader
 
 IGNORE = -100
 SAMPLE_SEED = 0
@@ -177,7 +177,7 @@ class Evaluator:
     pairs: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, spec: EvalSpec, mixture: Mixture, n_steps: int) -> Evaluator:
+    def build(cls, spec: EvalSpec, mixture: MixtureReader, n_steps: int) -> Evaluator:
         ctx = mixture.seq_len - 1
         probes, seen, pairs = {}, {}, {}
         for skill in spec.skills:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from curation.atomic import write_json_atomic
 from training import checkpoint
-from training.data import Mixture, micro_batches, open_mixture
+from training.data import MixtureReader, micro_batches, open_mixture
 from training.device import autocast, resolve_device, torch_settings
 from training.evaluate import EvalSpec, Evaluator
 from training.model import GPT, SIZES, ModelConfig
@@ -172,7 +172,7 @@ class _Run:
     """The state of one run while it trains (model, optimizer, metrics so far)."""
 
     config: TrainConfig
-    mixture: Mixture
+    mixture: MixtureReader
     evaluator: Evaluator
     identity: dict[str, Any]
     n_steps: int

@@ -5,7 +5,7 @@ Each (arm, size, seed) is its own resumable unit in workdir/<arm>/<size>/<seed>/
 so a verification interrupted anywhere picks up where it stopped.
 
 With workers > 1 runs go to a pool of spawned processes, one torch thread each
-(training.pool; on 2 cores two single-thread runs beat one two-thread run). A pool
+(training.parallel; on 2 cores two single-thread runs beat one two-thread run). A pool
 cannot start inside a daemonic process, such as a Celery prefork worker: there, keep
 workers=1 and the runs train in the calling process.
 
@@ -26,9 +26,9 @@ import numpy as np
 from curation.atomic import write_json_atomic
 from curation.skills.spec import SkillSpec
 from training import verdict
-from training.data import Mixture, open_mixture
+from training.data import MixtureReader, open_mixture
 from training.evaluate import EvalSpec
-from training.pool import Job, RunScope, label, run_pool, scoped
+from training.parallel import RunScope, RunSpec, label, run_parallel, scoped
 from training.report import plot_verification
 from training.trainer import Progress, RunResult, TrainConfig, train_run
 
@@ -47,7 +47,7 @@ the nano model, 5 seeds per arm, two single-thread workers. Measured in
 benchmarks/RESULTS.md (bench_trainer.py --experiment)."""
 
 
-def check_arms(mixtures: dict[str, Mixture]) -> None:
+def check_arms(mixtures: dict[str, MixtureReader]) -> None:
     """Refuse arms that differ in tokenizer, corpus or batch shape: they are not comparable."""
     if not mixtures:
         raise ValueError("a verification needs at least one arm")
@@ -107,7 +107,7 @@ def run_verification(
     config: base training settings; size, seed, token_budget, eval_every, device are set
     per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
     first in each pool process (e.g. to set up its logging); run_scope: entered around each
-    run, here or in the pool (training.pool.RunScope).
+    run, here or in the pool (training.parallel.RunScope).
     """
     started, work = time.perf_counter(), Path(workdir)
     report_progress = progress or (lambda fraction, message: None)
@@ -119,7 +119,7 @@ def run_verification(
     jobs = plan_runs(mixtures, sizes, seeds, work, base)
     todo = [j for j in jobs if not (Path(j.out_dir) / "result.json").exists()]
     if workers > 1 and len(todo) > 1:
-        run_pool(
+        run_parallel(
             todo,
             spec,
             min(workers, len(todo)),
@@ -131,7 +131,7 @@ def run_verification(
     results = []
     for i, job in enumerate(jobs):
 
-        def run_progress(fraction: float, message: str, i: int = i, job: Job = job) -> None:
+        def run_progress(fraction: float, message: str, i: int = i, job: RunSpec = job) -> None:
             report_progress((i + fraction) / len(jobs), label(job, message))
 
         with scoped(run_scope, job):
@@ -145,23 +145,23 @@ def run_verification(
 
 
 def plan_runs(
-    mixtures: dict[str, Mixture],
+    mixtures: dict[str, MixtureReader],
     sizes: Sequence[str],
     seeds: Sequence[int],
     workdir: Path,
     base: TrainConfig,
-) -> list[Job]:
+) -> list[RunSpec]:
     """One job per (size, seed, arm), arms interleaved, each in workdir/<arm>/<size>/<seed>."""
     return [
-        Job(arm, size, seed, str(mixtures[arm].path), str(workdir / arm / size / str(seed)),
+        RunSpec(arm, size, seed, str(mixtures[arm].path), str(workdir / arm / size / str(seed)),
             replace(base, size=size, seed=seed))
         for size in sizes for seed in seeds for arm in mixtures
     ]  # fmt: skip
 
 
 def make_report(
-    results: list[tuple[Job, RunResult]],
-    mixtures: dict[str, Mixture],
+    results: list[tuple[RunSpec, RunResult]],
+    mixtures: dict[str, MixtureReader],
     skills: list[SkillSpec],
     threshold: float | dict[str, float] | None,
     baseline: str | None,
@@ -235,7 +235,7 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
     return out
 
 
-def _run_summary(job: Job, result: RunResult) -> dict[str, Any]:
+def _run_summary(job: RunSpec, result: RunResult) -> dict[str, Any]:
     return {
         "arm": job.arm, "size": job.size, "seed": job.seed, "dir": job.out_dir,
         "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
@@ -248,7 +248,7 @@ def _run_summary(job: Job, result: RunResult) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _arm_summary(mixture: Mixture, skills: list[SkillSpec], steps: int) -> dict[str, Any]:
+def _arm_summary(mixture: MixtureReader, skills: list[SkillSpec], steps: int) -> dict[str, Any]:
     """Placed instances the runs saw (the first `steps` batches), per skill."""
     rows = mixture.composition()[:steps]
     counts = {s.id: [r["skills"].get(s.id, {}).get("count", 0) for r in rows] for s in skills}

@@ -27,8 +27,8 @@ from service.worker import runner
 from service.worker.handlers.verification import Throughput, record_runs
 from tests.service.conftest import auth
 from tests.service.stack import wait_for
-from training.pool import Job as RunJob
-from training.pool import label
+from training.parallel import RunSpec as RunJob
+from training.parallel import label
 from training.trainer import TrainConfig
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from training import checkpoint
-from training.data import Mixture
-from training.pool import Job, run_pool
+from training.data import MixtureReader
+from training.parallel import RunSpec, run_parallel
 from training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainConfig, get_lr, train_run
 
 
@@ -67,11 +67,11 @@ def test_the_same_seed_in_another_process_gives_the_same_run(
     # the order the pool takes the jobs in, decides the run (on CPU at a fixed thread count:
     # run_verification gives pool runs one thread, as this test's fixture does here).
     jobs = [
-        Job("a", config.size, seed, str(mixture_dir), str(tmp_path / f"seed{seed}"),
+        RunSpec("a", config.size, seed, str(mixture_dir), str(tmp_path / f"seed{seed}"),
             dataclasses.replace(config, seed=seed, num_threads=1))
         for seed in (1, 0)
     ]  # fmt: skip
-    run_pool(jobs, eval_spec, 1, lambda fraction, message: None, len(jobs))
+    run_parallel(jobs, eval_spec, 1, lambda fraction, message: None, len(jobs))
     assert_same_run(uninterrupted, tmp_path / "seed0")
     other = train_run.__globals__["load_result"](tmp_path / "seed1")
     assert other.evals != train_run.__globals__["load_result"](uninterrupted).evals
@@ -99,14 +99,14 @@ def test_resume_after_a_crash_replays_from_the_last_checkpoint(
     tmp_path, config, mixture_dir, eval_spec, uninterrupted, monkeypatch
 ):
     out = tmp_path / "crashed"
-    read = Mixture.batch
+    read = MixtureReader.batch
 
     def crash_at_25(self, b, shuffle_seed=None):
         if b == 25:
             raise RuntimeError("killed")
         return read(self, b, shuffle_seed)
 
-    monkeypatch.setattr(Mixture, "batch", crash_at_25)
+    monkeypatch.setattr(MixtureReader, "batch", crash_at_25)
     with pytest.raises(RuntimeError, match="killed"):
         train_run(config, mixture_dir, eval_spec, out)
     monkeypatch.undo()

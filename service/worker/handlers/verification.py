@@ -24,7 +24,7 @@ from service.store import skills
 from service.worker.kinds import JobContext, job_kind
 
 if TYPE_CHECKING:
-    from training.data import Mixture as OpenMixture
+    from training.data import MixtureReader
 
 log = logging.getLogger("skillmix.verification")
 
@@ -51,7 +51,7 @@ def built_mixtures(session: Session, arms: dict[str, str]) -> dict[str, str | Pa
     return folders
 
 
-def heldout_tail(mixture: OpenMixture, tokens: int) -> tuple[np.ndarray, int]:
+def heldout_tail(mixture: MixtureReader, tokens: int) -> tuple[np.ndarray, int]:
     """The last `tokens` of a mixture as a flat array, and the batch where that tail starts."""
     batches = max(1, -(-tokens // mixture.batch_tokens))
     first = max(0, mixture.n_batches - batches)

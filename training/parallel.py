@@ -32,7 +32,7 @@ class Cancelled(Exception):
 
 
 @dataclass(frozen=True)
-class Job:
+class RunSpec:
     """One (arm, size, seed) run of a verification: what and where to train."""
 
     arm: str
@@ -48,7 +48,7 @@ RunScope = Callable[..., AbstractContextManager[object]]
 process that trains it (e.g. a logging context). Picklable, for a pool."""
 
 
-def scoped(run_scope: RunScope | None, job: Job) -> AbstractContextManager[object]:
+def scoped(run_scope: RunScope | None, job: RunSpec) -> AbstractContextManager[object]:
     """`run_scope` entered for `job` (nothing without one)."""
     if run_scope is None:
         return nullcontext()
@@ -72,7 +72,9 @@ def _init_worker(
         initializer()
 
 
-def _pool_run(index: int, job: Job, skills: list[dict], eval_options: dict, heldout: Any) -> int:
+def _pool_run(
+    index: int, job: RunSpec, skills: list[dict], eval_options: dict, heldout: Any
+) -> int:
     def report(fraction: float, message: str) -> None:
         if _CANCEL.is_set():
             raise Cancelled("verification cancelled")
@@ -85,8 +87,8 @@ def _pool_run(index: int, job: Job, skills: list[dict], eval_options: dict, held
     return index
 
 
-def run_pool(
-    jobs: list[Job],
+def run_parallel(
+    jobs: list[RunSpec],
     spec: EvalSpec,
     workers: int,
     progress: Progress,
@@ -140,5 +142,5 @@ def run_pool(
         pool.shutdown(wait=True)
 
 
-def label(job: Job, message: str) -> str:
+def label(job: RunSpec, message: str) -> str:
     return f"{job.arm}/{job.size}/seed {job.seed}: {message}"
