@@ -1,8 +1,8 @@
 """Training runs in a pool of spawned processes, one torch thread each.
 
-Progress comes back through a queue and a cancel goes out through an event: a
-worker's progress callback raises Cancelled once the event is set, so its run
-checkpoints and stops at the next step boundary. A pool cannot start inside a
+Each run's events (training.events) come back through a queue and a cancel goes out
+through an event: a worker's event callback raises Cancelled once the event is set, so
+its run checkpoints and stops at the next step boundary. A pool cannot start inside a
 daemonic process (a Celery prefork worker): callers there train in-process. Workers
 are spawned, not forked (forking a process that has started torch's thread pools can
 hang), so a script that uses the pool needs the `if __name__ == "__main__":` guard.
@@ -14,17 +14,19 @@ entered around each run with its name, so that what the run logs can say which r
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import queue
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from curation.skills.spec import SkillSpec
 from training.evaluate import EvalSpec
-from training.trainer import Progress, TrainConfig, train_run
+from training.events import Event, OnEvent, RunFinished, RunKey
+from training.trainer import RunResult, TrainConfig, train_run
 
 
 class Cancelled(Exception):
@@ -33,11 +35,9 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (arm, size, seed) run of a verification: what and where to train."""
+    """One run of a verification: which it is, what and where to train."""
 
-    arm: str
-    size: str
-    seed: int
+    key: RunKey
     mixture_dir: str
     out_dir: str
     config: TrainConfig
@@ -48,99 +48,82 @@ RunScope = Callable[..., AbstractContextManager[object]]
 process that trains it (e.g. a logging context). Picklable, for a pool."""
 
 
-def scoped(run_scope: RunScope | None, job: RunSpec) -> AbstractContextManager[object]:
-    """`run_scope` entered for `job` (nothing without one)."""
-    if run_scope is None:
-        return nullcontext()
-    return run_scope(run=f"{job.arm}/{job.size}/{job.seed}")
+def train(
+    run: RunSpec, spec: EvalSpec, on_event: OnEvent | None, run_scope: RunScope | None = None
+) -> RunResult:
+    """trainer.train_run for `run`, inside `run_scope` (if any)."""
+    scope = nullcontext() if run_scope is None else run_scope(run=str(run.key))
+    with scope:
+        return train_run(run.config, run.mixture_dir, spec, run.out_dir, on_event, key=run.key)
 
 
-_QUEUE: Any = None
+_EVENTS: Any = None
 _CANCEL: Any = None
 _RUN_SCOPE: RunScope | None = None
 
 
 def _init_worker(
-    progress_queue: Any,
+    events: Any,
     cancel: Any,
     initializer: Callable[[], None] | None,
     run_scope: RunScope | None,
 ) -> None:
-    global _QUEUE, _CANCEL, _RUN_SCOPE
-    _QUEUE, _CANCEL, _RUN_SCOPE = progress_queue, cancel, run_scope
+    global _EVENTS, _CANCEL, _RUN_SCOPE
+    _EVENTS, _CANCEL, _RUN_SCOPE = events, cancel, run_scope
     if initializer is not None:
         initializer()
 
 
-def _pool_run(
-    index: int, job: RunSpec, skills: list[dict], eval_options: dict, heldout: Any
-) -> int:
-    def report(fraction: float, message: str) -> None:
+def _pool_run(run: RunSpec, skills: list[dict], eval_options: dict, heldout: Any) -> RunResult:
+    def send(event: Event) -> None:
         if _CANCEL.is_set():
             raise Cancelled("verification cancelled")
-        _QUEUE.put((index, fraction, message))
+        _EVENTS.put(event)
 
     specs = [SkillSpec.model_validate(s) for s in skills]
     spec = EvalSpec(skills=specs, heldout=heldout, **eval_options)
-    with scoped(_RUN_SCOPE, job):
-        train_run(job.config, job.mixture_dir, spec, job.out_dir, report)
-    return index
+    return train(run, spec, send, _RUN_SCOPE)
 
 
 def run_parallel(
-    jobs: list[RunSpec],
+    runs: list[RunSpec],
     spec: EvalSpec,
     workers: int,
-    progress: Progress,
-    total: int,
+    on_event: OnEvent,
     *,
     initializer: Callable[[], None] | None = None,
     run_scope: RunScope | None = None,
-) -> None:
-    """Train `jobs` in a pool; progress counts them among `total` runs (others finished).
+) -> dict[RunKey, RunResult]:
+    """Train `runs` in a pool, passing their events to `on_event` here; their results.
 
+    Returns once every run's RunFinished has been passed on: one process's events arrive
+    in the order it sent them, so by then so have all the others of that run.
     initializer: called first in each pool process. run_scope: see RunScope. Both cross
     into spawned processes, so they must be picklable (module-level functions, partials)."""
     ctx = mp.get_context("spawn")
-    progress_queue, cancel = ctx.Queue(), ctx.Event()
+    events, cancel = ctx.Queue(), ctx.Event()
     skills = [s.model_dump(mode="json") for s in spec.skills]
     options = {k: v for k, v in vars(spec).items() if k not in ("skills", "heldout")}
-    fractions, done_before = [0.0] * len(jobs), total - len(jobs)
     pool = ProcessPoolExecutor(
-        workers,
-        ctx,
-        initializer=_init_worker,
-        initargs=(progress_queue, cancel, initializer, run_scope),
+        workers, ctx, initializer=_init_worker, initargs=(events, cancel, initializer, run_scope)
     )
-    pending = {
-        pool.submit(_pool_run, i, job, skills, options, spec.heldout): i
-        for i, job in enumerate(jobs)
-    }
+    futures = {run.key: pool.submit(_pool_run, run, skills, options, spec.heldout) for run in runs}
+    finished: set[RunKey] = set()
     try:
-        while pending:
-            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            message = ""
-            with_updates = bool(finished)
-            while True:
-                try:
-                    i, fraction, text = progress_queue.get_nowait()
-                except queue.Empty:
-                    break
-                fractions[i], message, with_updates = fraction, label(jobs[i], text), True
-            for future in finished:
-                i = pending.pop(future)
-                future.result()  # a failed run fails the verification
-                fractions[i], message = 1.0, label(jobs[i], "done")
-            if with_updates:
-                progress((done_before + sum(fractions)) / total, message)
+        while len(finished) < len(futures):
+            with contextlib.suppress(queue.Empty):
+                event = events.get(timeout=0.5)
+                on_event(event)
+                if isinstance(event, RunFinished):
+                    finished.add(event.key)
+            for future in futures.values():
+                if future.done():
+                    future.result()  # a failed run fails the verification
+        return {key: future.result() for key, future in futures.items()}
     except BaseException:
         cancel.set()
-        for future in pending:
+        for future in futures.values():
             future.cancel()
         raise
     finally:
         pool.shutdown(wait=True)
-
-
-def label(job: RunSpec, message: str) -> str:
-    return f"{job.arm}/{job.size}/seed {job.seed}: {message}"

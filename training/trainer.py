@@ -5,7 +5,8 @@ mixture in order (batch b at step b), evaluates at every `eval_every` steps and 
 the exposure boundaries the mixture's composition implies, and checkpoints to
 `out_dir/checkpoint.pt`. Called again on the same `out_dir`, it resumes from the
 checkpoint; once finished it writes `result.json` and `model.pt`, and a later call
-returns the stored result without training.
+returns the stored result without training. It reports what it does as typed events
+(training.events) through `on_event`.
 
 On CPU in deterministic mode a resumed run reaches bit-identical weights to an
 uninterrupted one: the data order needs no RNG (see data.py), and the model,
@@ -19,7 +20,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,19 @@ from training import checkpoint
 from training.data import MixtureReader, micro_batches, open_mixture
 from training.device import autocast, resolve_device, torch_settings
 from training.evaluate import EvalSpec, Evaluator
+from training.events import Evaluated, Event, OnEvent, RunFinished, RunKey, RunStarted, StepDone
 from training.model import GPT, SIZES, ModelConfig
 
-Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
 
 # Fields that change how a run executes, not what it computes: a run may resume with others.
 EXECUTION_FIELDS = ("device", "compile", "num_threads", "checkpoint_every")
 CHECKPOINT, RESULT, WEIGHTS = "checkpoint.pt", "result.json", "model.pt"
+
+
+def run_dir(workdir: str | Path, key: RunKey) -> Path:
+    """Where the run `key` of a verification in `workdir` lives: workdir/<arm>/<size>/<seed>."""
+    return Path(workdir) / key.arm / key.size / str(key.seed)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,16 @@ class RunResult:
     def __post_init__(self) -> None:
         self.final = self.evals[-1] if self.evals else {}
 
+    def summary(self) -> dict[str, Any]:
+        """What RunFinished reports (see training.events)."""
+        summary = {
+            "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds,
+            "final": self.final, "resumes": self.resumes,
+        }  # fmt: skip
+        if self.tokens and self.seconds:
+            summary["tokens_per_second"] = round(self.tokens / self.seconds)
+        return summary
+
 
 def get_lr(it: int, *, lr: float, warmup: int, max_iters: int, min_lr: float) -> float:
     """Linear warmup to `lr` over `warmup` steps, then cosine decay to `min_lr` at max_iters."""
@@ -137,13 +153,18 @@ def train_run(
     mixture_dir: str | Path,
     eval_spec: EvalSpec,
     out_dir: str | Path,
-    progress: Progress | None = None,
+    on_event: OnEvent | None = None,
+    *,
+    key: RunKey | None = None,
 ) -> RunResult:
     """Train (or resume, or return the stored result of) one run in `out_dir`.
 
-    `progress(fraction, message)` is called at step boundaries; if it raises, the
-    run checkpoints where it stands and the exception propagates (a cancel).
+    `on_event` receives the run's events (training.events), named by `key` (by default
+    the mixture folder's name as the arm, and the config's size and seed); if it raises,
+    the run checkpoints where it stands and the exception propagates (a cancel).
     """
+    key = key or RunKey(Path(mixture_dir).name, config.size, config.seed)
+    emit = on_event or (lambda event: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mixture = open_mixture(mixture_dir)
@@ -154,10 +175,14 @@ def train_run(
     if (out / RESULT).exists():
         stored = load_result(out)
         checkpoint.check_identity(stored.identity, identity, out / RESULT)
+        emit(RunFinished(key, stored.summary()))
         return stored
     device = resolve_device(config.device)
     with torch_settings(device, deterministic=config.deterministic, num_threads=config.num_threads):
-        return _Run(config, mixture, evaluator, identity, n_steps, out, device).train(progress)
+        run = _Run(config, mixture, evaluator, identity, n_steps, out, device, key, emit)
+        result = run.train()
+    emit(RunFinished(key, result.summary()))
+    return result
 
 
 def load_result(out_dir: str | Path) -> RunResult:
@@ -178,6 +203,8 @@ class _Run:
     n_steps: int
     out: Path
     device: torch.device
+    key: RunKey
+    on_event: OnEvent
 
     def __post_init__(self) -> None:
         config, mixture, device = self.config, self.mixture, self.device
@@ -220,11 +247,18 @@ class _Run:
         running.zero_()
         self.state["train_loss_steps"] = 0
         tokens = step * self.mixture.batch_tokens
-        self.state["evals"].append(
-            {"step": step, "tokens": tokens, "train_loss": train_loss, **measured}
-        )
+        results = {"step": step, "tokens": tokens, "train_loss": train_loss, **measured}
+        self.state["evals"].append(results)
+        self.emit(Evaluated(self.key, step, results))
 
-    def train(self, progress: Progress | None) -> RunResult:
+    def emit(self, event: Event) -> None:
+        try:
+            self.on_event(event)
+        except BaseException:
+            self.save()  # a cancel keeps the work done so far
+            raise
+
+    def train(self) -> RunResult:
         config, n_steps, mixture = self.config, self.n_steps, self.mixture
         forward = self.model
         if config.compile and self.device.type == "cuda":
@@ -242,9 +276,11 @@ class _Run:
             start,
             n_steps,
         )
+        self.emit(RunStarted(self.key, start, n_steps))
         if start == 0 and not self.state["evals"]:
             self.evaluate(0)
         running = self.state["train_loss_sum"]
+        since = (time.perf_counter(), start)  # for the throughput StepDone reports
         for step in range(start, n_steps):
             lr = get_lr(step, lr=config.lr, warmup=config.warmup, max_iters=n_steps,
                         min_lr=config.min_lr)  # fmt: skip
@@ -274,16 +310,12 @@ class _Run:
                 self.evaluate(done)
             if done % config.checkpoint_every == 0 and done < n_steps:
                 self.save()
-            if progress is not None and (done % report_every == 0 or done == n_steps):
-                self._report(progress, done / n_steps, f"step {done}/{n_steps}")
+            if done % report_every == 0 or done == n_steps:
+                now, trained = time.perf_counter(), done * mixture.batch_tokens
+                rate = (done - since[1]) * mixture.batch_tokens / max(now - since[0], 1e-9)
+                self.emit(StepDone(self.key, done, n_steps, trained, round(rate)))
+                since = (now, done)
         return self.finish()
-
-    def _report(self, progress: Progress, fraction: float, message: str) -> None:
-        try:
-            progress(fraction, message)
-        except BaseException:
-            self.save()  # a cancel keeps the work done so far
-            raise
 
     def finish(self) -> RunResult:
         result = RunResult(

@@ -1,6 +1,6 @@
 """A verification: arms x sizes x seeds of training runs, verdicts and plots.
 
-Each (arm, size, seed) is its own resumable unit in workdir/<arm>/<size>/<seed>/
+Each (arm, size, seed) is its own resumable unit in `trainer.run_dir(workdir, key)`
 (see trainer.train_run): a finished run's result.json is reused, never retrained,
 so a verification interrupted anywhere picks up where it stopped.
 
@@ -9,8 +9,10 @@ With workers > 1 runs go to a pool of spawned processes, one torch thread each
 cannot start inside a daemonic process, such as a Celery prefork worker: there, keep
 workers=1 and the runs train in the calling process.
 
-A caller that wants to record each run (the service) can do the loop itself:
-`plan_runs`, `trainer.train_run` per job, then `make_report`.
+A caller that records each run (the service) passes `on_event`: it receives every run's
+events (training.events), in the calling process, wherever the run trains; a run that
+finished in an earlier attempt reports its RunFinished first. `progress(fraction,
+message)` gets the whole verification's progress.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from curation.skills.spec import SkillSpec
 from training import verdict
 from training.data import MixtureReader, open_mixture
 from training.evaluate import EvalSpec
-from training.parallel import RunScope, RunSpec, label, run_parallel, scoped
+from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
+from training.parallel import RunScope, RunSpec, run_parallel, train
 from training.report import plot_verification
-from training.trainer import Progress, RunResult, TrainConfig, train_run
+from training.trainer import RESULT, RunResult, TrainConfig, run_dir
+
+Progress = Callable[[float, str], None]
 
 COMPARED = ("tokenizer", "corpus", "seq_len", "batch_tokens")
 DEMO: dict[str, Any] = {
@@ -93,6 +98,7 @@ def run_verification(
     progress: Progress | None = None,
     heldout_docs: Sequence[str] | np.ndarray | None = None,
     *,
+    on_event: OnEvent | None = None,
     baseline: str | None = "baseline",
     workers: int = 1,
     config: TrainConfig | None = None,
@@ -103,45 +109,68 @@ def run_verification(
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
     threshold: None for the per-family default (verdict.default_threshold), a number for
-    every skill, or a dict by skill id. baseline: the arm the others are compared with.
+    every skill, or a dict by skill id. progress(fraction, message): the verification's
+    progress; on_event: every run's events (training.events); either may raise to cancel.
+    baseline: the arm the others are compared with.
     config: base training settings; size, seed, token_budget, eval_every, device are set
     per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
     first in each pool process (e.g. to set up its logging); run_scope: entered around each
     run, here or in the pool (training.parallel.RunScope).
     """
     started, work = time.perf_counter(), Path(workdir)
-    report_progress = progress or (lambda fraction, message: None)
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
     spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
-    jobs = plan_runs(mixtures, sizes, seeds, work, base)
-    todo = [j for j in jobs if not (Path(j.out_dir) / "result.json").exists()]
+    runs = plan_runs(mixtures, sizes, seeds, work, base)
+    tracker = _Tracker(runs, progress, on_event)
+    # Runs finished in an earlier attempt: reported (RunFinished), never retrained.
+    results = {
+        run.key: train(run, spec, tracker, run_scope)
+        for run in runs
+        if (Path(run.out_dir) / RESULT).exists()
+    }
+    todo = [run for run in runs if run.key not in results]
     if workers > 1 and len(todo) > 1:
-        run_parallel(
+        results |= run_parallel(
             todo,
             spec,
             min(workers, len(todo)),
-            report_progress,
-            len(jobs),
+            tracker,
             initializer=initializer,
             run_scope=run_scope,
         )
-    results = []
-    for i, job in enumerate(jobs):
-
-        def run_progress(fraction: float, message: str, i: int = i, job: RunSpec = job) -> None:
-            report_progress((i + fraction) / len(jobs), label(job, message))
-
-        with scoped(run_scope, job):
-            result = train_run(job.config, job.mixture_dir, spec, job.out_dir, run_progress)
-        results.append((job, result))
-    report = make_report(results, mixtures, spec.skills, threshold, baseline, work)
+    for run in todo:
+        if run.key not in results:
+            results[run.key] = train(run, spec, tracker, run_scope)
+    in_order = [(run, results[run.key]) for run in runs]
+    report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
-    report_progress(1.0, "verification done")
+    tracker.progress(1.0, "verification done")
     return report
+
+
+class _Tracker:
+    """Passes the runs' events on, and the verification's progress from them: the mean,
+    over runs, of the share of its steps each has done."""
+
+    def __init__(self, runs: list[RunSpec], progress: Progress | None, on_event: OnEvent | None):
+        self.done = dict.fromkeys((run.key for run in runs), 0.0)
+        self.progress = progress or (lambda fraction, message: None)
+        self.on_event = on_event
+
+    def __call__(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        if isinstance(event, StepDone):
+            self.done[event.key] = event.step / event.steps
+        elif isinstance(event, RunFinished):
+            self.done[event.key] = 1.0
+        else:
+            return
+        self.progress(sum(self.done.values()) / len(self.done), describe(event))
 
 
 def plan_runs(
@@ -151,11 +180,12 @@ def plan_runs(
     workdir: Path,
     base: TrainConfig,
 ) -> list[RunSpec]:
-    """One job per (size, seed, arm), arms interleaved, each in workdir/<arm>/<size>/<seed>."""
+    """One run per (size, seed, arm), arms interleaved, each in its run_dir."""
+    keys = [RunKey(arm, size, seed) for size in sizes for seed in seeds for arm in mixtures]
     return [
-        RunSpec(arm, size, seed, str(mixtures[arm].path), str(workdir / arm / size / str(seed)),
-            replace(base, size=size, seed=seed))
-        for size in sizes for seed in seeds for arm in mixtures
+        RunSpec(key, str(mixtures[key.arm].path), str(run_dir(workdir, key)),
+                replace(base, size=key.size, seed=key.seed))
+        for key in keys
     ]  # fmt: skip
 
 
@@ -169,14 +199,14 @@ def make_report(
 ) -> dict[str, Any]:
     """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
 
-    For a caller that trains the runs itself (e.g. to record each one): plan_runs,
-    train_run per job, then this.
+    For a caller that trains the runs itself: plan_runs, training.parallel.train per run,
+    then this.
     """
     if baseline not in mixtures:
         baseline = None
     lines = _thresholds(skills, threshold)
     verdicts = _verdicts(results, lines, baseline)
-    runs = [(j.arm, j.size, j.seed, r) for j, r in results]
+    runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
     first = results[0][0].config if results else TrainConfig()
     return {
@@ -184,8 +214,8 @@ def make_report(
         "runs": [_run_summary(j, r) for j, r in results],
         "arms": {arm: _arm_summary(m, skills, steps) for arm, m in mixtures.items()},
         "settings": {
-            "sizes": list(dict.fromkeys(j.size for j, _ in results)),
-            "seeds": list(dict.fromkeys(j.seed for j, _ in results)),
+            "sizes": list(dict.fromkeys(j.key.size for j, _ in results)),
+            "seeds": list(dict.fromkeys(j.key.seed for j, _ in results)),
             "steps": steps, "baseline": baseline, "thresholds": lines,
             "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
         },
@@ -210,9 +240,9 @@ def _mean(values: list[float | None]) -> float | None:
 
 def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str, Any]]:
     cells: dict[tuple[str, str, str], list[RunResult]] = {}
-    for job, result in results:
+    for run, result in results:
         for skill_id in lines:
-            cells.setdefault((skill_id, job.size, job.arm), []).append(result)
+            cells.setdefault((skill_id, run.key.size, run.key.arm), []).append(result)
     out = []
     for (skill_id, size, arm), cell in cells.items():
         accuracies = _accuracies(cell, skill_id)
@@ -235,9 +265,9 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
     return out
 
 
-def _run_summary(job: RunSpec, result: RunResult) -> dict[str, Any]:
+def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
     return {
-        "arm": job.arm, "size": job.size, "seed": job.seed, "dir": job.out_dir,
+        "arm": run.key.arm, "size": run.key.size, "seed": run.key.seed, "dir": run.out_dir,
         "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
         "n_params": result.model["n_params"], "resumes": result.resumes,
         "final": result.final,

@@ -24,12 +24,10 @@ from service.cli.embedded import free_port, refresh_settings, stop_process
 from service.db import session_scope
 from service.models import Job, Project, Verification, VerificationRun
 from service.worker import runner
-from service.worker.handlers.verification import Throughput, record_runs
+from service.worker.handlers.verification import SYNC_SECONDS, RunRecorder
 from tests.service.conftest import auth
 from tests.service.stack import wait_for
-from training.parallel import RunSpec as RunJob
-from training.parallel import label
-from training.trainer import TrainConfig
+from training.events import RunFinished, RunKey, StepDone
 
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
@@ -159,31 +157,32 @@ def set_job_state(verification_id: str, state: str) -> None:
 
 
 def test_training_throughput_as_the_verification_handler_records_it(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = [("upweighted", "nano", 0), ("baseline", "nano", 0)]
     ver_id = make_verification("running", runs)
     clock = [100.0]
     monkeypatch.setattr("service.worker.handlers.verification.time.monotonic", lambda: clock[0])
-    meter = Throughput(ver_id, batch_tokens=1024)
+    recorder = RunRecorder(ver_id)
+    up, base = RunKey("upweighted", "nano", 0), RunKey("baseline", "nano", 0)
 
-    def report(arm: str, message: str) -> None:
-        # The very lines the trainer's progress reaches the handler with.
-        meter.observe(label(RunJob(arm, "nano", 0, "", "", TrainConfig()), message))
+    def states() -> dict[str, str]:
+        with session_scope() as session:
+            rows = session.query(VerificationRun).filter_by(verification_id=ver_id)
+            return {r.arm: r.state for r in rows}
 
-    report("upweighted", "step 10/400")
-    report("baseline", "step 5/400")
-    meter.record()  # first sight of each run: where it stands, no rate yet
-    clock[0] = 102.0
-    report("upweighted", "step 30/400")  # 20 steps x 1024 tokens in 2 s
-    report("baseline", "done")  # not a step: ignored
-    meter.record()
+    # The events training reports, as the handler receives them.
+    recorder(StepDone(up, 10, 400, 10 * 1024, 9000))  # the first is written at once
+    recorder(StepDone(base, 5, 400, 5 * 1024, 8000))  # within SYNC_SECONDS: kept for later
+    assert states() == {"upweighted": "running", "baseline": "pending"}
+    clock[0] += SYNC_SECONDS + 1
+    recorder(StepDone(up, 30, 400, 30 * 1024, 10240))  # each run's latest is written
 
     samples = scrape(client.get("/metrics").text)
     live = "skillmix_training_tokens_per_second"
     labels = {"verification": ver_id, "size": "nano", "seed": "0"}
     assert value(samples, live, arm="upweighted", **labels) == 10240
-    assert value(samples, live, arm="baseline", **labels) is None
+    assert value(samples, live, arm="baseline", **labels) == 8000
     with session_scope() as session:
         row = session.query(VerificationRun).filter_by(verification_id=ver_id, arm="upweighted")
         assert row.one().state == "running"
@@ -194,17 +193,19 @@ def test_training_throughput_as_the_verification_handler_records_it(
             "tokens_per_second": 10240,
         }
 
-    # The run finishes: its result.json is recorded with its overall throughput.
-    workdir = tmp_path / "work"
-    out = workdir / "upweighted" / "nano" / "0"
-    out.mkdir(parents=True)
-    (out / "result.json").write_text(json.dumps({"steps": 400, "tokens": 409600, "seconds": 32.0}))
-    record_runs(ver_id, workdir)
+    # The run finishes: its summary is recorded with its overall throughput.
+    summary = {"steps": 400, "tokens": 409600, "seconds": 32.0, "final": {}, "resumes": 0}
+    clock[0] += SYNC_SECONDS + 1
+    recorder(RunFinished(up, {**summary, "tokens_per_second": 12800}))
     samples = scrape(client.get("/metrics").text)
     assert value(samples, live, arm="upweighted", **labels) is None
     assert value(samples, "skillmix_training_last_run_tokens_per_second", size="nano") == 12800
+    # A step reported after (by a stale process, say) does not undo it.
+    clock[0] += SYNC_SECONDS + 1
+    recorder(StepDone(up, 40, 400, 40 * 1024, 10000))
+    assert states()["upweighted"] == "done"
     # The attempt ends: runs it left unfinished are pending again, nothing is live.
-    meter.stop()
+    recorder.stop()
     set_job_state(ver_id, "failed")
     with session_scope() as session:
         states = {

@@ -9,6 +9,7 @@ import torch
 
 from training import checkpoint
 from training.data import MixtureReader
+from training.events import Evaluated, Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import RunSpec, run_parallel
 from training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainConfig, get_lr, train_run
 
@@ -66,15 +67,55 @@ def test_the_same_seed_in_another_process_gives_the_same_run(
     # A verification trains its runs in spawned pool workers: the seed, not the process or
     # the order the pool takes the jobs in, decides the run (on CPU at a fixed thread count:
     # run_verification gives pool runs one thread, as this test's fixture does here).
-    jobs = [
-        RunSpec("a", config.size, seed, str(mixture_dir), str(tmp_path / f"seed{seed}"),
+    runs = [
+        RunSpec(RunKey("a", config.size, seed), str(mixture_dir), str(tmp_path / f"seed{seed}"),
             dataclasses.replace(config, seed=seed, num_threads=1))
         for seed in (1, 0)
     ]  # fmt: skip
-    run_parallel(jobs, eval_spec, 1, lambda fraction, message: None, len(jobs))
+    events: list[Event] = []
+    results = run_parallel(runs, eval_spec, 1, events.append)
     assert_same_run(uninterrupted, tmp_path / "seed0")
     other = train_run.__globals__["load_result"](tmp_path / "seed1")
     assert other.evals != train_run.__globals__["load_result"](uninterrupted).evals
+    # The pool processes' events reach the caller, each run's in the order it sent them.
+    for run in runs:
+        assert_run_events([e for e in events if e.key == run.key], run.key, steps=40)
+        assert results[run.key].evals == [e.results for e in events if isinstance(e, Evaluated)
+                                          and e.key == run.key]  # fmt: skip
+
+
+def assert_run_events(events: list[Event], key: RunKey, steps: int, first: int = 0) -> None:
+    """A run trained from step `first` to `steps`: RunStarted, an Evaluated every 10 steps,
+    StepDone at each step (40 steps: every 1% is every step), RunFinished last."""
+    assert {e.key for e in events} == {key}
+    assert events[0] == RunStarted(key, first, steps)
+    assert isinstance(events[-1], RunFinished) and events[-1].summary["steps"] == steps
+    done = [e for e in events if isinstance(e, StepDone)]
+    assert [e.step for e in done] == list(range(first + 1, steps + 1))
+    assert all(e.steps == steps and e.tokens == e.step * 128 for e in done)
+    assert all(e.tokens_per_second > 0 for e in done)
+    evaluated = [e.step for e in events if isinstance(e, Evaluated)]
+    assert evaluated == [s for s in range(0 if first == 0 else first + 1, steps + 1) if s % 10 == 0]
+    summary = events[-1].summary
+    assert set(summary) == {"steps", "tokens", "seconds", "final", "resumes", "tokens_per_second"}
+    assert summary["tokens"] == steps * 128 and summary["final"]["step"] == steps
+
+
+def test_a_run_reports_typed_events_in_order(tmp_path, config, mixture_dir, eval_spec):
+    events: list[Event] = []
+    key = RunKey("upweighted", "nano", 0)
+    result = train_run(config, mixture_dir, eval_spec, tmp_path / "run", events.append, key=key)
+    assert_run_events(events, key, steps=40)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[:3] == ["RunStarted", "Evaluated", "StepDone"]  # the step-0 evaluation first
+    # At step 10: the evaluation, then the step (the order the loop does them in).
+    at_10 = [type(e).__name__ for e in events if getattr(e, "step", None) == 10]
+    assert at_10 == ["Evaluated", "StepDone"]
+    assert events[-1] == RunFinished(key, result.summary())
+    # A finished run called again reports RunFinished alone, from its stored result.
+    again: list[Event] = []
+    train_run(config, mixture_dir, eval_spec, tmp_path / "run", again.append, key=key)
+    assert again == [RunFinished(key, result.summary())]
 
 
 def test_resume_after_a_cancel_is_bit_identical(
@@ -82,17 +123,21 @@ def test_resume_after_a_cancel_is_bit_identical(
 ):
     out = tmp_path / "cancelled"
 
-    def cancel_midway(fraction: float, message: str) -> None:
-        if fraction >= 0.5:
-            raise Stop(message)
+    def cancel_midway(event: Event) -> None:
+        if isinstance(event, StepDone) and event.step >= event.steps / 2:
+            raise Stop(event)
 
     with pytest.raises(Stop):
         train_run(config, mixture_dir, eval_spec, out, cancel_midway)
     assert checkpoint.load(out / CHECKPOINT)["state"]["step"] == 20
     assert not (out / RESULT).exists()
-    result = train_run(config, mixture_dir, eval_spec, out)
+    events: list[Event] = []
+    result = train_run(config, mixture_dir, eval_spec, out, events.append)
     assert result.resumes == 1
     assert_same_run(uninterrupted, out)
+    # The resumed run says where it starts, and reports from there on.
+    key = RunKey(mixture_dir.name, config.size, config.seed)
+    assert_run_events(events, key, steps=40, first=20)
 
 
 def test_resume_after_a_crash_replays_from_the_last_checkpoint(

@@ -11,7 +11,8 @@ from PIL import Image
 from tests.training.mixtures import prose, write_mixture
 from training.data import open_mixture
 from training.evaluate import EvalSpec
-from training.trainer import train_run
+from training.events import Event, RunFinished, RunKey, RunStarted, StepDone
+from training.parallel import train
 from training.verify import make_report, plan_runs, run_verification
 
 SETTINGS = {"sizes": ["nano"], "seeds": [0, 1], "token_budget": 20 * 128, "eval_every": 10}
@@ -29,8 +30,12 @@ def test_two_arms_two_seeds_end_to_end(
     tmp_path, skill, dense_dir, baseline_dir, heldout_docs, config, monkeypatch
 ):
     arms = {"upweighted": dense_dir, "baseline": baseline_dir}
-    seen = []
-    report = verify(arms, skill, tmp_path, heldout_docs, config, lambda f, m: seen.append(f))
+    seen: list[tuple[float, str]] = []
+    events: list[Event] = []
+    report = verify(
+        arms, skill, tmp_path, heldout_docs, config, lambda f, m: seen.append((f, m)),
+        on_event=events.append,
+    )  # fmt: skip
     verdicts = {v["arm"]: v for v in report["verdicts"]}
     assert set(verdicts) == {"upweighted", "baseline"}
     for row in verdicts.values():
@@ -46,7 +51,22 @@ def test_two_arms_two_seeds_end_to_end(
     assert verdicts["baseline"]["mean_seen_accuracy"] is None  # nothing placed in the baseline
     assert report["arms"]["upweighted"]["placed_per_batch"]["cmp"] == 2.0
     assert len(report["runs"]) == 4 and {r["steps"] for r in report["runs"]} == {20}
-    assert seen == sorted(seen) and seen[-1] == 1.0
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert ("upweighted/nano/seed 0: step 20/20") in [m for _, m in seen]
+    # Every run's events, run after run (one worker), RunStarted first and RunFinished last.
+    keys = [RunKey(arm, "nano", seed) for seed in (0, 1) for arm in arms]
+    assert [e.key for e in events if isinstance(e, RunStarted)] == keys
+    assert [e.key for e in events if isinstance(e, RunFinished)] == keys
+    for key in keys:
+        mine = [e for e in events if e.key == key]
+        assert mine[0] == RunStarted(key, 0, 20) and isinstance(mine[-1], RunFinished)
+        assert [e.step for e in mine if isinstance(e, StepDone)] == list(range(1, 21))
+    assert [e.summary for e in events if isinstance(e, RunFinished)] == [
+        {k: r[k] for k in ("steps", "tokens", "seconds", "final", "resumes")}
+        | {"tokens_per_second": round(r["tokens"] / r["seconds"])}
+        for r in report["runs"]
+    ]
     for path in report["plots"]:
         assert Image.open(path).size[0] > 300
     assert json.loads((tmp_path / "report.json").read_text())["verdicts"] == report["verdicts"]
@@ -55,8 +75,12 @@ def test_two_arms_two_seeds_end_to_end(
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     base = dataclasses.replace(config, token_budget=SETTINGS["token_budget"], eval_every=10)
     spec = EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
-    jobs = plan_runs(mixtures, ["nano"], [0, 1], tmp_path, dataclasses.replace(base, device="cpu"))
-    results = [(j, train_run(j.config, j.mixture_dir, spec, j.out_dir)) for j in jobs]
+    runs = plan_runs(mixtures, ["nano"], [0, 1], tmp_path, dataclasses.replace(base, device="cpu"))
+    assert [run.key for run in runs] == keys
+    assert [run.out_dir for run in runs] == [
+        str(tmp_path / k.arm / "nano" / str(k.seed)) for k in keys
+    ]
+    results = [(run, train(run, spec, None)) for run in runs]
     assert (
         make_report(results, mixtures, [skill], None, "baseline", tmp_path)["verdicts"]
         == (report["verdicts"])
@@ -73,8 +97,13 @@ def test_two_arms_two_seeds_end_to_end(
 
     # Finished runs are reused, never retrained; a deleted run is trained again alone.
     shutil.rmtree(tmp_path / "baseline" / "nano" / "1")
-    again = verify(arms, skill, tmp_path, heldout_docs, config)
+    events.clear()
+    again = verify(arms, skill, tmp_path, heldout_docs, config, on_event=events.append)
     assert again["verdicts"] == report["verdicts"]
+    # The runs finished before are reported first, finished; then the one trained again.
+    assert [e.key for e in events[:3]] == keys[:3]
+    assert all(isinstance(e, RunFinished) for e in events[:3])
+    assert {e.key for e in events[3:]} == {keys[3]} and events[3] == RunStarted(keys[3], 0, 20)
     assert [r["seconds"] for r in again["runs"]][:3] == [r["seconds"] for r in report["runs"]][:3]
 
 
@@ -113,6 +142,14 @@ def test_parallel_workers_give_the_same_report_and_cancel_cleanly(
     with pytest.raises(KeyboardInterrupt):
         verify(arms, skill, parallel, heldout_docs, config, cancel, workers=2)
     assert not (parallel / "report.json").exists()
-    report = verify(arms, skill, parallel, heldout_docs, config, workers=2)
+    events: list[Event] = []
+    report = verify(arms, skill, parallel, heldout_docs, config, workers=2, on_event=events.append)
     assert report["verdicts"] == serial["verdicts"]
     assert any(run["resumes"] for run in report["runs"])  # cancelled runs resumed
+    # The pool processes' events reach the caller: every run finishes last, once.
+    for key in {e.key for e in events}:
+        mine = [e for e in events if e.key == key]
+        assert [isinstance(e, RunFinished) for e in mine].count(True) == 1
+        assert isinstance(mine[-1], RunFinished)
+        assert len(mine) == 1 or isinstance(mine[0], RunStarted)
+    assert len({e.key for e in events}) == len(report["runs"])

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service import logs
@@ -22,6 +21,7 @@ from service.models import Job, JobState, Mixture, Verification, VerificationRun
 from service.settings import get_settings
 from service.store import skills
 from service.worker.kinds import JobContext, job_kind
+from training.events import Event, RunFinished, RunKey, StepDone
 
 if TYPE_CHECKING:
     from training.data import MixtureReader
@@ -33,7 +33,7 @@ HELDOUT_TOKENS = 65_536
 trains on (the token budget stops before it; placed instances push that text out of the
 treatment arms altogether)."""
 SYNC_SECONDS = 5.0
-"""How often a running verification records finished runs and each run's throughput."""
+"""How often a running verification records its runs' progress, throughput and results."""
 
 
 def built_mixtures(session: Session, arms: dict[str, str]) -> dict[str, str | Path]:
@@ -59,87 +59,50 @@ def heldout_tail(mixture: MixtureReader, tokens: int) -> tuple[np.ndarray, int]:
     return np.asarray(mixture.sequences(first * n, mixture.n_batches * n)).ravel(), first
 
 
-def record_runs(verification_id: str, workdir: Path) -> None:
-    """Mark runs whose result.json exists as done, with a short summary."""
-    with session_scope() as session:
-        runs = session.scalars(
-            select(VerificationRun).where(
-                VerificationRun.verification_id == verification_id, VerificationRun.state != "done"
-            )
-        )
-        for run in runs:
-            path = workdir / run.arm / run.size / str(run.seed) / "result.json"
-            if path.exists():
-                result = json.loads(path.read_text())
-                run.state = "done"
-                run.summary = {
-                    k: result.get(k) for k in ("steps", "tokens", "seconds", "final", "resumes")
-                }
-                if result.get("tokens") and result.get("seconds"):
-                    # Over the run's whole training time, evaluations included.
-                    run.summary["tokens_per_second"] = round(result["tokens"] / result["seconds"])
+class RunRecorder:
+    """Records what training reports about each run (training.events) on its row: state
+    `running` and summary `step`, `steps`, `tokens`, `tokens_per_second` (recent) while it
+    trains, state `done` and its RunFinished summary once finished. Writes at most every
+    SYNC_SECONDS, the latest event of each run."""
 
+    def __init__(self, verification_id: str) -> None:
+        self.verification_id = verification_id
+        self.latest: dict[RunKey, StepDone | RunFinished] = {}
+        self.written = 0.0
 
-class Throughput:
-    """Each run's recent training throughput, read from the progress messages the trainer
-    sends up (`<arm>/<size>/seed <n>: step <i>/<steps>`, as training.pool.label writes them)
-    and recorded on its row while it trains: state `running`, summary `step`, `steps`,
-    `tokens` and `tokens_per_second` (over the steps since the previous record)."""
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepDone | RunFinished):
+            self.latest[event.key] = event
+        if time.monotonic() - self.written > SYNC_SECONDS:
+            self.write()
 
-    STEP = re.compile(r"step (\d+)/(\d+)")
-
-    def __init__(self, verification_id: str, batch_tokens: int) -> None:
-        self.verification_id, self.batch_tokens = verification_id, batch_tokens
-        with session_scope() as session:
-            runs = session.execute(
-                select(VerificationRun.arm, VerificationRun.size, VerificationRun.seed).where(
-                    VerificationRun.verification_id == verification_id
-                )
-            ).all()
-        self.prefixes = {
-            f"{arm}/{size}/seed {seed}: ": (arm, size, seed) for arm, size, seed in runs
-        }
-        self.latest: dict[tuple[str, str, int], tuple[float, int, int]] = {}
-        self.recorded: dict[tuple[str, str, int], tuple[float, int]] = {}
-
-    def observe(self, message: str) -> None:
-        for prefix, run in self.prefixes.items():
-            if message.startswith(prefix):
-                step = self.STEP.fullmatch(message[len(prefix) :])
-                if step:
-                    self.latest[run] = (time.monotonic(), int(step[1]), int(step[2]))
-                return
-
-    def record(self) -> None:
-        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for run, (at, step, steps) in self.latest.items():
-            before = self.recorded.get(run)
-            if before is not None and (step <= before[1] or at <= before[0]):
-                continue  # nothing new since the last record
-            summary = {"step": step, "steps": steps, "tokens": step * self.batch_tokens}
-            if before is not None:
-                rate = (step - before[1]) * self.batch_tokens / (at - before[0])
-                summary["tokens_per_second"] = round(rate)
-            rows[run] = summary
-            self.recorded[run] = (at, step)
-        if not rows:
+    def write(self) -> None:
+        self.written = time.monotonic()
+        latest, self.latest = self.latest, {}
+        if not latest:
             return
         with session_scope() as session:
-            for (arm, size, seed), summary in rows.items():
+            for key, event in latest.items():
+                if isinstance(event, RunFinished):
+                    state, summary = "done", event.summary
+                else:  # StepDone: step, steps, tokens, tokens_per_second
+                    state, summary = "running", {k: v for k, v in vars(event).items() if k != "key"}
                 session.execute(
                     update(VerificationRun)
                     .where(
                         VerificationRun.verification_id == self.verification_id,
-                        VerificationRun.arm == arm,
-                        VerificationRun.size == size,
-                        VerificationRun.seed == seed,
+                        VerificationRun.arm == key.arm,
+                        VerificationRun.size == key.size,
+                        VerificationRun.seed == key.seed,
                         VerificationRun.state != "done",
                     )
-                    .values(state="running", summary=summary)
+                    .values(state=state, summary=summary)
                 )
 
     def stop(self) -> None:
-        """Runs this attempt left unfinished are pending again."""
+        """Record the runs that finished; those this attempt left unfinished are pending."""
+        self.latest = {k: e for k, e in self.latest.items() if isinstance(e, RunFinished)}
+        self.write()
         with session_scope() as session:
             session.execute(
                 update(VerificationRun)
@@ -152,8 +115,8 @@ class Throughput:
 
 
 def run_verification_job(ctx: JobContext) -> dict[str, Any]:
-    # Imported here, not at module level: the API imports every handler to know the job
-    # kinds, and should not pay for torch on startup.
+    # Imported here, not at module level: every worker imports every handler (their table
+    # in worker/handlers/__init__.py), and one without torch serves the curation queue.
     from training.data import open_mixture
     from training.trainer import TrainConfig
     from training.verify import run_verification
@@ -177,17 +140,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             f"{tail_start * reference.batch_tokens:,} or a longer mixture"
         )
     workdir = settings.work_dir / ctx.job_id
-    last_sync = [0.0]
-    throughput = Throughput(ver_id, reference.batch_tokens)
-
-    def progress(fraction: float, message: str) -> None:
-        throughput.observe(message)
-        ctx.progress(fraction, message)
-        if time.monotonic() - last_sync[0] > SYNC_SECONDS:
-            last_sync[0] = time.monotonic()
-            throughput.record()
-            record_runs(ver_id, workdir)
-
+    recorder = RunRecorder(ver_id)
     workers, threads = settings.training_workers, None
     if workers > 1 and multiprocessing.current_process().daemon:
         # A Celery prefork pool process may not start processes of its own: train the runs
@@ -211,8 +164,9 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             params.get("threshold"),
             params.get("device") or settings.device,
             workdir,
-            progress=progress,
+            progress=ctx.progress,
             heldout_docs=heldout,
+            on_event=recorder,
             baseline="baseline" if "baseline" in folders else None,
             workers=workers,
             config=TrainConfig(
@@ -223,8 +177,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             run_scope=logs.log_context,
         )
     finally:
-        throughput.stop()
-    record_runs(ver_id, workdir)
+        recorder.stop()
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name
         shutil.copyfile(path, target)
