@@ -1,5 +1,6 @@
-"""The verification job: wait for the arms' mixtures, hold out the corpus text no arm trains
-on, train every (arm, size, seed) with `training.verify`, record each run as it ends."""
+"""The verification job (sent once the arms' mixtures are built): hold out the corpus text no
+arm trains on, train every (arm, size, seed) with `training.verify`, and record each run
+from the events training reports (RunRecorder)."""
 
 from __future__ import annotations
 
