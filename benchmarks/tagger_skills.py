@@ -20,7 +20,7 @@ from curation.skills.families.words import WORDS
 from curation.skills.spec import SkillSpec
 
 FULL_NAMES: list[str] = runpy.run_path(
-    str(Path(__file__).resolve().parent.parent / "tests/curation/skills_names.py")
+    str(Path(__file__).resolve().parent.parent / "tests/curation/skills/names.py")
 )["FULL_NAMES"]
 
 BUILTIN_GENERATORS = [

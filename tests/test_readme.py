@@ -3,7 +3,7 @@
 `yaml` blocks whose first line is `# <file>` are written to that file; `bash` and `python`
 blocks run with SKILLMIX_BASE_URL and CORPUS_DIR set. The `sh` block (`make demo`,
 `make test`) is CI's own entry point: .ci/run runs `make test`, and
-tests/service/test_cli.py runs the demo. `text` blocks are diagrams.
+tests/service/cli/test_cli.py runs the demo. `text` blocks are diagrams.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from service.api.app import create_app
 from service.cli.embedded import refresh_settings, start_workers
 from service.logs import ContextFilter, JsonFormatter, TextFormatter, log_context, logging_config
 from service.settings import get_settings
+from tests.service.api.test_mixtures import body
 from tests.service.conftest import auth, new_key, register_scan
 from tests.service.stack import stop_process, wait_final, worker
-from tests.service.test_mixtures_api import body
 
 
 @pytest.fixture

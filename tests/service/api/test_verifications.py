@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from service.cli.embedded import refresh_settings
 from service.worker import runner
 from service.worker.handlers import verification as verification_handler
+from tests.service.api.test_mixtures import body, scanned  # noqa: F401  (fixture)
 from tests.service.conftest import auth
-from tests.service.test_mixtures_api import body, scanned  # noqa: F401  (fixture)
 
 
 @pytest.fixture

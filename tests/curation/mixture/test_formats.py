@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from curation.mixture.format import EOS
-from tests.curation.test_mixture_build import BATCH, SEQ, build, jsonl, scanned  # noqa: F401
+from tests.curation.mixture.test_build import BATCH, SEQ, build, jsonl, scanned  # noqa: F401
 
 DOSES = {
     "tp": {"target": {"per_batch": 3}},
@@ -79,7 +79,7 @@ def test_the_writer_is_a_datatrove_step_in_a_users_own_pipeline(scanned, tmp_pat
     from curation.mixture import DosingPlan, plan_mixture
     from curation.sources.reader import CorpusReader
     from curation.steps.mixture_writer import MixtureWriter
-    from tests.curation.test_mixture_build import SKILLS
+    from tests.curation.mixture.test_build import SKILLS
 
     root, source, report = scanned
     doses = {"tp": {"target": {"per_batch": 2}}}

@@ -12,7 +12,7 @@ from curation.skills.spec import (
     SkillDefinition,
     SkillSpec,
 )
-from tests.curation.skills_names import FULL_NAMES
+from tests.curation.skills.names import FULL_NAMES
 
 
 def skill(**fields):

@@ -11,8 +11,8 @@ from curation.skills import matcher as matcher_module
 from curation.skills.instance import match_key
 from curation.skills.matcher import SkillMatcher
 from curation.skills.spec import SkillSpec
-from tests.curation.skills_names import FULL_NAMES
-from tests.curation.skills_reference import random_text, reference_find
+from tests.curation.skills.names import FULL_NAMES
+from tests.curation.skills.reference import random_text, reference_find
 
 
 def spec(skill_id, detector, generator=None):

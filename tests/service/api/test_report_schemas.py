@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from service.api.schemas import MixtureAudit, MixtureManifest, ScanReport, VerificationReport
 from service.cli.embedded import refresh_settings
 from service.worker import runner
+from tests.service.api.test_mixtures import scanned  # noqa: F401  (fixture)
+from tests.service.api.test_verifications import treatment  # noqa: F401  (fixture)
 from tests.service.conftest import auth
-from tests.service.test_mixtures_api import scanned  # noqa: F401  (fixture)
-from tests.service.test_verifications_api import treatment  # noqa: F401  (fixture)
 
 
 def undeclared(annotation: Any, value: Any, where: str, seen: set[type]) -> list[str]:

@@ -180,7 +180,7 @@ def test_preview_lists_the_first_matches_and_stops_early_on_nested_keywords(
 ) -> None:
     """400,000 characters, each a match or a hit of 200 nested keywords: the preview lists the
     first matches, at most MAX_PREVIEW_MATCHES, those a scan finds first, and says more may
-    follow (the work it does is counted in tests/curation/test_skills_matcher.py)."""
+    follow (the work it does is counted in tests/curation/skills/test_matcher.py)."""
     nested = ["é" * n for n in range(1, 201)]
     text = "é" * 400_000
     cases = [  # detector, every match a scan finds, how many the preview lists at least

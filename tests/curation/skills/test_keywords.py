@@ -20,8 +20,8 @@ from curation.skills.keywords import (
 )
 from curation.skills.matcher import SkillMatcher
 from curation.skills.spec import SkillSpec
-from tests.curation.skills_names import FULL_NAMES
-from tests.curation.skills_reference import leftmost_longest, random_text, reference_keywords
+from tests.curation.skills.names import FULL_NAMES
+from tests.curation.skills.reference import leftmost_longest, random_text, reference_keywords
 
 
 def find(text, keywords, **options):
