@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) require
 # Re-resolve the lock from pyproject.toml's floors (newest allowed versions), then the
 # images' subsets of it (service.txt: the cpu image; all.txt: the cuda image), pinned to
 # the same versions.
-UV_COMPILE = ../$(VENV)/bin/uv pip compile ../pyproject.toml --generate-hashes \
+UV_COMPILE = $(abspath $(VENV))/bin/uv pip compile ../pyproject.toml --generate-hashes \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --constraint torch.txt $(TORCH_SOURCE) --custom-compile-command "make lock" \
   --no-emit-package torch --no-emit-package skillmix-client
@@ -48,11 +48,11 @@ lock: install
 	grep -E '^[A-Za-z0-9]' $(LOCK) | sed -e 's/ *\\$$//' > requirements/.pins.txt
 	cd requirements && for part in service all; do \
 	  $(UV_COMPILE) --extra $$part --constraint .pins.txt --output-file $$part.txt || exit 1; done
-	cd requirements && echo uv | ../$(VENV)/bin/uv pip compile - --generate-hashes \
+	cd requirements && echo uv | $(abspath $(VENV))/bin/uv pip compile - --generate-hashes \
 	  --python-version 3.11 --constraint .pins.txt --custom-compile-command "make lock" \
 	  --output-file uv.txt
 	rm requirements/.pins.txt
-	cd requirements && echo openapi-python-client==0.29.1 | ../$(VENV)/bin/uv pip compile - \
+	cd requirements && echo openapi-python-client==0.29.1 | $(abspath $(VENV))/bin/uv pip compile - \
 	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command "make lock" --output-file codegen.txt
 	@! grep -nE '^(nvidia-|triton|cuda-)' requirements/*.txt || (echo "a lock holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
