@@ -226,6 +226,8 @@ class Scan(Base):
     batch_tokens: Mapped[int] = mapped_column(Integer)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by a delete (its job's files removed; see service/store/retention.py).
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Mixture(Base):
@@ -247,6 +249,7 @@ class Mixture(Base):
     plan: Mapped[dict[str, Any]] = mapped_column()
     dry_run: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Verification(Base):
@@ -264,6 +267,7 @@ class Verification(Base):
     skills: Mapped[list[Any]] = mapped_column()  # [{"id", "version", "name"}]
     params: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class VerificationRun(Base):

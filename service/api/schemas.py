@@ -1155,6 +1155,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid request",
         429: "Rate limit exceeded, or the project's cap on active jobs reached",
+        500: "The resource's files could not be removed: nothing was deleted (send it again)",
         503: "The database cannot be reached right now (retry after Retry-After seconds)",
     }
     headers = {

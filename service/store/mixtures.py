@@ -4,6 +4,7 @@ target cannot be met) and, unless a dry run, a `mixture` job that builds it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -12,20 +13,28 @@ from sqlalchemy.orm import Session
 from curation.mixture import DosingPlan, PlanError, plan_mixture
 from curation.sources.paths import SourceRejected, ensure_local_inside
 from service.ids import new_id
-from service.models import Job, JobState, Mixture, Scan
+from service.models import Job, JobState, Mixture, Scan, Verification, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import corpora, scans, skills
-from service.store.jobs import AfterCommit, start_job
+from service.store import corpora, retention, scans, skills
+from service.store.jobs import ACTIVE, AfterCommit, start_job
 
 
 def query(project_id: str) -> Select[Mixture]:
-    return select(Mixture).where(Mixture.project_id == project_id)
+    """The project's mixtures (not deleted), for a page."""
+    return select(Mixture).where(Mixture.project_id == project_id, Mixture.deleted_at.is_(None))
 
 
-def get_mixture(session: Session, project_id: str, mixture_id: str) -> Mixture:
-    mixture = session.get(Mixture, mixture_id)
-    if mixture is None or mixture.project_id != project_id:
+def get_mixture(
+    session: Session, project_id: str, mixture_id: str, *, lock: bool | dict[str, bool] = False
+) -> Mixture:
+    """The project's mixture (not deleted); 404 otherwise. `lock` as in `scans.get_scan`:
+    a delete and a verification of the mixture take turns."""
+    if lock:
+        mixture = session.get(Mixture, mixture_id, with_for_update=lock, populate_existing=True)
+    else:
+        mixture = session.get(Mixture, mixture_id)
+    if mixture is None or mixture.project_id != project_id or mixture.deleted_at is not None:
         raise not_found("Mixture", mixture_id)
     return mixture
 
@@ -39,7 +48,7 @@ def output_folder(uri: str | None, mixture_id: str, settings: Settings) -> str:
     """Where the mixture is written: the given absolute local folder (inside an allowed
     root, empty, not in another project's part of the data dir) or a new one under the
     data dir. 422 or 409 with the reason otherwise."""
-    folder = uri or str(settings.resolved_data_dir / "mixtures" / mixture_id)
+    folder = uri or str(default_output(settings, mixture_id))
     try:
         if "://" in folder or "\x00" in folder or not os.path.isabs(folder):
             raise SourceRejected(f"{folder!r}: a mixture is written to an absolute local path")
@@ -130,7 +139,7 @@ def start_baseline(
         plan={"baseline_of": like.id},
         output_uri="",
     )
-    mixture.output_uri = str(settings.resolved_data_dir / "mixtures" / mixture.id)
+    mixture.output_uri = str(default_output(settings, mixture.id))
     after_commit = _start_build(session, mixture, settings)
     session.add(mixture)
     return mixture, after_commit
@@ -151,3 +160,31 @@ def _start_build(session: Session, mixture: Mixture, settings: Settings) -> Afte
 
 def build_failed(job: Job | None) -> bool:
     return job is not None and job.state in (JobState.failed.value, JobState.cancelled.value)
+
+
+def default_output(settings: Settings, mixture_id: str) -> Path:
+    """The folder the service chooses when a create gives no `output.uri`."""
+    return retention.service_folder(settings.resolved_data_dir / "mixtures", mixture_id)
+
+
+def delete_mixture(session: Session, project_id: str, mixture_id: str, settings: Settings) -> None:
+    """Delete a mixture: its build job's artifacts and work folder, its output when the
+    service chose the folder (an `output.uri` the user gave is theirs and kept), then the row
+    (see `service.store.retention`). 409 while its build, or a verification that trains on
+    it, is queued or running; finished verifications keep their reports."""
+    mixture = get_mixture(session, project_id, mixture_id, lock=True)
+    job = job_of(session, mixture)
+    own = [job] if job else []
+    # Active jobs are few (a per-project cap): the arms are matched here, not in JSON SQL.
+    verifying = session.execute(
+        select(Verification.arms, Job)
+        .join(Job, Job.id == Verification.job_id)
+        .where(Verification.project_id == project_id, Job.state.in_(ACTIVE))
+    ).all()
+    uses = [job for arms, job in verifying if mixture.id in arms.values()]
+    dependents = [*uses, *retention.waiting_for(session, own)]
+    retention.refuse_while_busy("Mixture", mixture.id, own, dependents, settings)
+    output = default_output(settings, mixture.id)
+    folders = [output] if os.path.normpath(mixture.output_uri) == str(output) else []
+    retention.delete_files(settings, "Mixture", mixture.id, project_id, own, folders)
+    mixture.deleted_at = utcnow()

@@ -8,20 +8,29 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.ids import new_id
-from service.models import Job, JobState, Scan
+from service.models import Job, JobState, Mixture, Scan, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import corpora, skills
-from service.store.jobs import AfterCommit, start_job
+from service.store import corpora, retention, skills
+from service.store.jobs import ACTIVE, AfterCommit, start_job
 
 
 def query(project_id: str) -> Select[Scan]:
-    return select(Scan).where(Scan.project_id == project_id)
+    """The project's scans (not deleted), for a page."""
+    return select(Scan).where(Scan.project_id == project_id, Scan.deleted_at.is_(None))
 
 
-def get_scan(session: Session, project_id: str, scan_id: str) -> Scan:
-    scan = session.get(Scan, scan_id)
-    if scan is None or scan.project_id != project_id:
+def get_scan(
+    session: Session, project_id: str, scan_id: str, *, lock: bool | dict[str, bool] = False
+) -> Scan:
+    """The project's scan (not deleted); 404 otherwise. `lock`: SELECT ... FOR UPDATE (True)
+    or FOR SHARE (`{"read": True}`) on PostgreSQL, so a delete and a mixture planned from
+    the scan take turns."""
+    if lock:
+        scan = session.get(Scan, scan_id, with_for_update=lock, populate_existing=True)
+    else:
+        scan = session.get(Scan, scan_id)
+    if scan is None or scan.project_id != project_id or scan.deleted_at is not None:
         raise not_found("Scan", scan_id)
     return scan
 
@@ -79,8 +88,9 @@ def start_scan(
 
 
 def succeeded_scan(session: Session, project_id: str, scan_id: str, corpus_id: str) -> Scan:
-    """A scan of `corpus_id` whose job succeeded (what a mixture is planned from)."""
-    scan = get_scan(session, project_id, scan_id)
+    """A scan of `corpus_id` whose job succeeded (what a mixture is planned from), locked
+    against a delete until the mixture is added."""
+    scan = get_scan(session, project_id, scan_id, lock={"read": True})
     if scan.corpus_id != corpus_id:
         raise Problem(
             422,
@@ -99,3 +109,20 @@ def succeeded_scan(session: Session, project_id: str, scan_id: str, corpus_id: s
             state=state,
         )
     return scan
+
+
+def delete_scan(session: Session, project_id: str, scan_id: str, settings: Settings) -> None:
+    """Delete a scan: its job's artifacts and work folder, then the row (see
+    `service.store.retention`). 409 while its job, or the build of a mixture planned from
+    it, is queued or running; mixtures already planned from it keep their plans."""
+    scan = get_scan(session, project_id, scan_id, lock=True)
+    job = job_of(session, scan)
+    builds = session.scalars(
+        select(Job)
+        .join(Mixture, Mixture.job_id == Job.id)
+        .where(Mixture.scan_id == scan.id, Job.state.in_(ACTIVE))
+    ).all()
+    dependents = [*builds, *retention.waiting_for(session, [job])]
+    retention.refuse_while_busy("Scan", scan.id, [job], dependents, settings)
+    retention.delete_files(settings, "Scan", scan.id, project_id, [job])
+    scan.deleted_at = utcnow()

@@ -9,10 +9,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.ids import new_id
-from service.models import Job, Mixture, Scan, Verification, VerificationRun
+from service.models import Job, Mixture, Scan, Verification, VerificationRun, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import mixtures
+from service.store import mixtures, retention
 from service.store.jobs import AfterCommit, start_job
 from training.sizes import SIZES
 
@@ -20,12 +20,23 @@ GEOMETRY = ("batch_tokens", "seq_len")
 
 
 def query(project_id: str) -> Select[Verification]:
-    return select(Verification).where(Verification.project_id == project_id)
+    """The project's verifications (not deleted), for a page."""
+    return select(Verification).where(
+        Verification.project_id == project_id, Verification.deleted_at.is_(None)
+    )
 
 
-def get_verification(session: Session, project_id: str, verification_id: str) -> Verification:
-    ver = session.get(Verification, verification_id)
-    if ver is None or ver.project_id != project_id:
+def get_verification(
+    session: Session, project_id: str, verification_id: str, *, lock: bool = False
+) -> Verification:
+    """The project's verification (not deleted); 404 otherwise."""
+    if lock:
+        ver = session.get(
+            Verification, verification_id, with_for_update=True, populate_existing=True
+        )
+    else:
+        ver = session.get(Verification, verification_id)
+    if ver is None or ver.project_id != project_id or ver.deleted_at is not None:
         raise not_found("Verification", verification_id)
     return ver
 
@@ -62,9 +73,10 @@ def check_grid(sizes: list[str], seeds: list[int]) -> None:
 
 def arm_mixtures(session: Session, project_id: str, arms: dict[str, str]) -> dict[str, Mixture]:
     """The given arms' mixtures, checked comparable; a mixture still building is fine (the
-    job waits for it), a failed or dry-run one is refused."""
+    job waits for it), a failed or dry-run one is refused. Each is locked against a delete
+    until the verification is added."""
     found = {
-        arm: mixtures.get_mixture(session, project_id, mid)
+        arm: mixtures.get_mixture(session, project_id, mid, lock={"read": True})
         for arm, mid in arms.items()
         if mid != "auto"
     }
@@ -188,3 +200,18 @@ def start_verification(
             send()
 
     return ver, send_all
+
+
+def delete_verification(
+    session: Session, project_id: str, verification_id: str, settings: Settings
+) -> None:
+    """Delete a verification: its job's artifacts and work folder (checkpoints), then the row
+    (see `service.store.retention`). 409 while its job is queued (also while it waits for
+    its arms' builds) or running. The arms' mixtures stay, an 'auto' baseline too: each is
+    a mixture of its own, deleted by itself."""
+    ver = get_verification(session, project_id, verification_id, lock=True)
+    job = job_of(session, ver)
+    dependents = retention.waiting_for(session, [job])
+    retention.refuse_while_busy("Verification", ver.id, [job], dependents, settings)
+    retention.delete_files(settings, "Verification", ver.id, project_id, [job])
+    ver.deleted_at = utcnow()

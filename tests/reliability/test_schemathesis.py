@@ -115,6 +115,37 @@ def seed(http: httpx.Client, key: str, root: Path) -> dict[str, Any]:
         http.post("/v1/keys", headers=auth(key), json={"name": f"spare-{i}"}).json()["id"]
         for i in range(2)
     ]
+    # Deletable (no active job): a dry-run mixture, and a scan and a verification whose
+    # jobs were cancelled before they started.
+    spare_mixture = http.post(
+        "/v1/mixtures",
+        headers=auth(key),
+        json={
+            "corpus_id": seeded["corpus"]["id"],
+            "scan_id": seeded["scan"]["id"],
+            "batch_tokens": 4096,
+            "seq_len": 256,
+            "plan": {},
+            "dry_run": True,
+        },
+    ).json()["id"]
+    spare_scan = http.post(
+        "/v1/scans",
+        headers=auth(key),
+        json={"corpus_id": seeded["corpus"]["id"], "skill_ids": [seeded["skills"][0]["id"]]},
+    ).json()
+    spare_verification = http.post(
+        "/v1/verifications",
+        headers=auth(key),
+        json={
+            "arms": {"a": seeded["mixtures"][0]["id"]},
+            "skill_ids": [seeded["skills"][1]["id"]],
+            "sizes": ["nano"],
+        },
+    ).json()
+    for spare in (spare_scan, spare_verification):
+        cancelled = http.post(f"/v1/jobs/{spare['job']['id']}/cancel", headers=auth(key))
+        assert cancelled.status_code == 200, cancelled.text
     spare_corpus = http.post(
         "/v1/corpora",
         headers=auth(key),
@@ -137,6 +168,9 @@ def seed(http: httpx.Client, key: str, root: Path) -> dict[str, Any]:
             "corpus_id": [spare_corpus],
             "job_id": [seeded["job"]["id"], seeded["scan"]["job"]["id"]],
             "key_id": spare_keys,
+            "scan_id": [spare_scan["id"]],
+            "mixture_id": [spare_mixture],
+            "verification_id": [spare_verification["id"]],
         },
         "corpus_uri": seeded["corpus"]["uri"],
         # The events stream of a job that is still queued never ends (no worker here):

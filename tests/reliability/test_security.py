@@ -215,6 +215,17 @@ def snapshot(client: TestClient, project: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def job_files(project: dict[str, Any]) -> list[Path]:
+    """Every file in the project's jobs' artifact and work folders."""
+    settings = get_settings()
+    return sorted(
+        path
+        for job_id in project["job_ids"]
+        for base in (settings.artifacts_dir, settings.work_dir)
+        for path in (base / job_id).rglob("*")
+    )
+
+
 def cross_project_requests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """Every way project B can name one of A's resources."""
     reqs: list[tuple[str, str, Any]] = []
@@ -241,9 +252,12 @@ def cross_project_requests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[s
         ("GET", f"/v1/corpora/{corpus_id}", None),
         ("DELETE", f"/v1/corpora/{corpus_id}", None),
     ]
-    reqs += [("GET", f"/v1/scans/{a['scan']['id']}", None)]
-    reqs += [("GET", f"/v1/mixtures/{m['id']}", None) for m in a["mixtures"]]
-    reqs += [("GET", f"/v1/verifications/{a['verification']['id']}", None)]
+    for path in (
+        f"/v1/scans/{a['scan']['id']}",
+        *(f"/v1/mixtures/{m['id']}" for m in a["mixtures"]),
+        f"/v1/verifications/{a['verification']['id']}",
+    ):
+        reqs += [("GET", path, None), ("DELETE", path, None)]
     reqs += [
         ("POST", f"/v1/keys/{a['key_id']}/revoke", None),
         ("POST", f"/v1/keys/{a['key_id']}/rotate", {"grace_seconds": 0}),
@@ -293,6 +307,8 @@ def test_another_projects_resources_answer_404_and_stay_unchanged(
     a = seed_project(client, new_key("project-a", "admin"), roots["root"], "a")
     b = seed_project(client, new_key("project-b", "admin"), roots["root"], "b")
     before = snapshot(client, a)
+    a_files = job_files(a)
+    assert a_files, "the seeded scan left artifacts and work files"
     b_before = {k: len(v["data"]) for k, v in snapshot(client, b).items() if "data" in v}
     a_ids = (
         [a["corpus"]["id"], a["scan"]["id"], a["verification"]["id"]]
@@ -322,8 +338,9 @@ def test_another_projects_resources_answer_404_and_stay_unchanged(
     for path in ("/v1/jobs", "/v1/skills", "/v1/corpora", "/v1/scans", "/v1/mixtures", "/v1/keys"):
         listed = {item["id"] for item in client.get(path, headers=auth(b["key"])).json()["data"]}
         assert not listed & set(a_ids), path
-    # A sees exactly what it saw before; B created nothing while trying.
+    # A sees exactly what it saw before, its jobs' files are all there; B created nothing.
     assert snapshot(client, a) == before
+    assert job_files(a) == a_files
     assert {k: len(v["data"]) for k, v in snapshot(client, b).items() if "data" in v} == b_before
 
 

@@ -3,14 +3,20 @@ the target cannot be met) and, unless `dry_run`, starts the build job."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from service.api.deps import CurrentProject, PageDep, SessionDep
+from service.api.deps import CurrentProject, PageDep, SessionDep, SettingsDep
 from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
-from service.api.schemas import JobPublic, MixtureCreate, MixturePublic, MixturesPublic
+from service.api.schemas import (
+    JobPublic,
+    MixtureCreate,
+    MixturePublic,
+    MixturesPublic,
+    problem_responses,
+)
 from service.models import JobState, Mixture
 from service.store import mixtures
 
@@ -74,3 +80,19 @@ def list_mixtures(*, session: SessionDep, project: CurrentProject, page: PageDep
 def read_mixture(*, mixture_id: str, session: SessionDep, project: CurrentProject) -> MixturePublic:
     """One mixture: its plan, job, and once built its manifest and audit."""
     return public(session, mixtures.get_mixture(session, project.id, mixture_id))
+
+
+@router.delete(
+    "/{mixture_id}",
+    operation_id="mixtures_delete",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(500),
+)
+def delete_mixture(
+    *, mixture_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
+) -> Response:
+    """Delete a mixture and its files (not an output.uri you chose); 409 while in use."""
+    mixtures.delete_mixture(session, project.id, mixture_id, settings)
+    session.commit()
+    return Response(status_code=204)

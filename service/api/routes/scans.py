@@ -3,14 +3,21 @@ frequency report once it succeeded."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from service.api.deps import CurrentProject, PageDep, SessionDep
+from service.api.deps import CurrentProject, PageDep, SessionDep, SettingsDep
 from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
-from service.api.schemas import JobPublic, ScanCreate, ScanPublic, ScansPublic, SkillRef
+from service.api.schemas import (
+    JobPublic,
+    ScanCreate,
+    ScanPublic,
+    ScansPublic,
+    SkillRef,
+    problem_responses,
+)
 from service.models import JobState, Scan
 from service.store import scans
 
@@ -60,3 +67,19 @@ def list_scans(*, session: SessionDep, project: CurrentProject, page: PageDep) -
 def read_scan(*, scan_id: str, session: SessionDep, project: CurrentProject) -> ScanPublic:
     """One scan, with its job and, once done, its report."""
     return public(session, scans.get_scan(session, project.id, scan_id))
+
+
+@router.delete(
+    "/{scan_id}",
+    operation_id="scans_delete",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(500),
+)
+def delete_scan(
+    *, scan_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
+) -> Response:
+    """Delete a scan and its job's files; 409 while it or a mixture build from it runs."""
+    scans.delete_scan(session, project.id, scan_id, settings)
+    session.commit()
+    return Response(status_code=204)

@@ -4,11 +4,11 @@ mixtures are built."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from service.api.deps import CurrentProject, PageDep, SessionDep
+from service.api.deps import CurrentProject, PageDep, SessionDep, SettingsDep
 from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
 from service.api.schemas import (
@@ -18,6 +18,7 @@ from service.api.schemas import (
     VerificationCreate,
     VerificationPublic,
     VerificationsPublic,
+    problem_responses,
 )
 from service.models import JobState, Verification
 from service.store import verifications
@@ -83,3 +84,19 @@ def read_verification(
 ) -> VerificationPublic:
     """One verification: its runs as they finish, then the report and verdicts."""
     return public(session, verifications.get_verification(session, project.id, verification_id))
+
+
+@router.delete(
+    "/{verification_id}",
+    operation_id="verifications_delete",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(500),
+)
+def delete_verification(
+    *, verification_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
+) -> Response:
+    """Delete a verification and its job's files; 409 while its job is queued or running."""
+    verifications.delete_verification(session, project.id, verification_id, settings)
+    session.commit()
+    return Response(status_code=204)

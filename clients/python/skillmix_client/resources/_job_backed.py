@@ -1,5 +1,6 @@
 """Scans, mixtures and verifications: creating one starts a job (`{"id", ..., "job": {...}}`),
-so besides create/list/retrieve they can `wait` for that job and return the finished resource."""
+so besides create/list/retrieve/delete they can `wait` for that job and return the finished
+resource."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ M = TypeVar("M", bound=JobBacked)
 
 def retrieve_call(collection: str, model: type[M], resource_id: str) -> APICall[M]:
     return APICall("GET", f"{collection}/{path_param(resource_id)}", model.model_validate)
+
+
+def delete_call(collection: str, resource_id: str) -> APICall[None]:
+    return APICall("DELETE", f"{collection}/{path_param(resource_id)}", lambda _: None)
 
 
 def job_id_of(resource: JobBacked) -> str:

@@ -9,7 +9,12 @@ from typing import Any
 from skillmix_client._core import APICall
 from skillmix_client._resource import async_call, async_list, list_call, sync_call, sync_list
 from skillmix_client._types import NOT_GIVEN, NotGiven, body_of
-from skillmix_client.resources._job_backed import AsyncJobBacked, SyncJobBacked, retrieve_call
+from skillmix_client.resources._job_backed import (
+    AsyncJobBacked,
+    SyncJobBacked,
+    delete_call,
+    retrieve_call,
+)
 from skillmix_client.types import Mixture, Page
 
 PATH = "/v1/mixtures"
@@ -62,11 +67,19 @@ def retrieve(mixture_id: str) -> APICall[Mixture]:
     return retrieve_call(PATH, Mixture, mixture_id)
 
 
+def delete(mixture_id: str) -> APICall[None]:
+    """Delete a mixture, its build's files and its output when the service chose the
+    folder (an `output.uri` you gave is left alone). 409 while its build, or a
+    verification training on it, is queued or running."""
+    return delete_call(PATH, mixture_id)
+
+
 class Mixtures(SyncJobBacked[Mixture]):
     _collection, _model = PATH, Mixture
     create = sync_call(create)
     list = sync_list(list_)
     retrieve = sync_call(retrieve)
+    delete = sync_call(delete)
 
 
 class AsyncMixtures(AsyncJobBacked[Mixture]):
@@ -74,3 +87,4 @@ class AsyncMixtures(AsyncJobBacked[Mixture]):
     create = async_call(create)
     list = async_list(list_)
     retrieve = async_call(retrieve)
+    delete = async_call(delete)

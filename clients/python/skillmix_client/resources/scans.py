@@ -8,7 +8,12 @@ from typing import Any
 from skillmix_client._core import APICall
 from skillmix_client._resource import async_call, async_list, list_call, sync_call, sync_list
 from skillmix_client._types import NOT_GIVEN, NotGiven, body_of
-from skillmix_client.resources._job_backed import AsyncJobBacked, SyncJobBacked, retrieve_call
+from skillmix_client.resources._job_backed import (
+    AsyncJobBacked,
+    SyncJobBacked,
+    delete_call,
+    retrieve_call,
+)
 from skillmix_client.types import Page, Scan
 
 PATH = "/v1/scans"
@@ -43,11 +48,18 @@ def retrieve(scan_id: str) -> APICall[Scan]:
     return retrieve_call(PATH, Scan, scan_id)
 
 
+def delete(scan_id: str) -> APICall[None]:
+    """Delete a scan and its job's files (artifacts, work folder). 409 (`ConflictError`)
+    while its job, or the build of a mixture planned from it, is queued or running."""
+    return delete_call(PATH, scan_id)
+
+
 class Scans(SyncJobBacked[Scan]):
     _collection, _model = PATH, Scan
     create = sync_call(create)
     list = sync_list(list_)
     retrieve = sync_call(retrieve)
+    delete = sync_call(delete)
 
 
 class AsyncScans(AsyncJobBacked[Scan]):
@@ -55,3 +67,4 @@ class AsyncScans(AsyncJobBacked[Scan]):
     create = async_call(create)
     list = async_list(list_)
     retrieve = async_call(retrieve)
+    delete = async_call(delete)

@@ -9,7 +9,12 @@ from typing import Any
 from skillmix_client._core import APICall
 from skillmix_client._resource import async_call, async_list, list_call, sync_call, sync_list
 from skillmix_client._types import NOT_GIVEN, NotGiven, body_of
-from skillmix_client.resources._job_backed import AsyncJobBacked, SyncJobBacked, retrieve_call
+from skillmix_client.resources._job_backed import (
+    AsyncJobBacked,
+    SyncJobBacked,
+    delete_call,
+    retrieve_call,
+)
 from skillmix_client.types import Page, Verification
 
 PATH = "/v1/verifications"
@@ -61,11 +66,18 @@ def retrieve(verification_id: str) -> APICall[Verification]:
     return retrieve_call(PATH, Verification, verification_id)
 
 
+def delete(verification_id: str) -> APICall[None]:
+    """Delete a verification and its job's files (artifacts, checkpoints); its arms'
+    mixtures stay. 409 while its job is queued or running."""
+    return delete_call(PATH, verification_id)
+
+
 class Verifications(SyncJobBacked[Verification]):
     _collection, _model = PATH, Verification
     create = sync_call(create)
     list = sync_list(list_)
     retrieve = sync_call(retrieve)
+    delete = sync_call(delete)
 
 
 class AsyncVerifications(AsyncJobBacked[Verification]):
@@ -73,3 +85,4 @@ class AsyncVerifications(AsyncJobBacked[Verification]):
     create = async_call(create)
     list = async_list(list_)
     retrieve = async_call(retrieve)
+    delete = async_call(delete)
