@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from curation.atomic import save_figure
+
 LABEL_CHARS = 28
 DPI = 110
 
@@ -80,7 +82,7 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_title("Skill frequency in the corpus")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path, dpi=DPI)
     return path
 
 
@@ -158,5 +160,5 @@ def plot_gaps(report: dict[str, Any], path: str) -> str:
         "gap between consecutive instances: tokens (bottom axis), batches (top axis)",
         ha="center",
     )
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path, dpi=DPI)
     return path

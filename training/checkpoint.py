@@ -32,10 +32,31 @@ from training.model import GPT
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save `obj` to `path` atomically and durably (fsync before the rename); then
     delete the temporary files that writers killed inside a save of `path` left behind
-    (each as large as a checkpoint)."""
-    with atomic_file(path, fsync=True) as fh:
+    (each as large as a checkpoint). A full disk raises `curation.atomic.DiskFull`, naming
+    the file and about the space it needs; the previous checkpoint stays."""
+    with atomic_file(path, fsync=True, size_hint=tensor_bytes(obj)) as fh:
         torch.save(obj, fh)
     remove_temporaries(path.parent, of=path.name)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """The bytes of the tensors in `obj` (nested dicts, lists, tuples), each storage once
+    (tied weights share one): about what torch.save writes, a little less."""
+    storages: dict[int, int] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(obj)
+    return sum(storages.values())
 
 
 def discard(path: Path) -> None:

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from curation.atomic import save_figure  # noqa: E402
 from training.trainer import RunResult  # noqa: E402
 
 Run = tuple[str, str, int, RunResult]
@@ -46,7 +47,7 @@ def _curve(result: RunResult, skill_id: str, metric: str) -> tuple[list[float], 
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -15,6 +15,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from curation.atomic import save_figure  # noqa: E402
+
 MAX_BARS = 400  # beyond this many batches, lines read better than bars
 LABEL_CHARS = 28
 
@@ -78,7 +80,7 @@ def plot_composition(
     axes[-1, 0].set_xlabel("batch (training order)")
     fig.tight_layout()
     path = os.path.join(out_dir, "composition.png")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -140,6 +142,6 @@ def plot_gaps(report: dict[str, Any], manifest: dict[str, Any], out_dir: str) ->
     axes[-1, 0].set_xlabel("gap between consecutive instances: tokens (bottom), batches (top)")
     fig.tight_layout()
     path = os.path.join(out_dir, "gaps.png")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -4,7 +4,9 @@ Shard k holds batches [k * shard_batches, (k+1) * shard_batches): its token file
 holds exactly those batches' tokens, its text file the records that start in
 them, and `.build/composition-{k}.jsonl` their composition lines. The three are
 written under temporary names and renamed together when the shard's last batch
-is complete; `on_commit` then records them (resume skips committed shards).
+is complete; `on_commit` then records them (resume skips committed shards). A full disk
+ends the build with `DiskFull` naming the shard and the token bytes still to be written;
+the shard's temporary files are deleted and the committed shards kept.
 
 Files are byte-identical for the same input: records are JSON with sorted keys,
 gzip headers carry mtime 0 and no file name, Parquet row groups have a fixed
@@ -17,13 +19,13 @@ import contextlib
 import hashlib
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import orjson
 
-from curation.atomic import temp_path
+from curation.atomic import DiskFull, is_disk_full, temp_path
 from curation.mixture.format import EOS, TOKEN_DTYPE
 from curation.mixture.packer import Piece
 
@@ -58,8 +60,8 @@ class _JsonlGz:
             self.buffer.clear()
 
     def close(self) -> None:
-        self.file.write(self.zip.compress(self.buffer) + self.zip.flush())
-        self.file.close()
+        with self.file:  # closed even when the last write fails (a full disk)
+            self.file.write(self.zip.compress(self.buffer) + self.zip.flush())
 
 
 class _Parquet:
@@ -120,9 +122,11 @@ class _OpenShard:
         return self.temps[kind]
 
     def close(self) -> None:
-        self.tokens.close()
-        self.text.close()
-        self.composition.close()
+        """Close the three files, all of them even if one fails (its error is raised)."""
+        with contextlib.ExitStack() as files:
+            files.callback(self.composition.close)
+            files.callback(self.text.close)
+            files.callback(self.tokens.close)
 
 
 class ShardWriter:
@@ -165,8 +169,42 @@ class ShardWriter:
             self.open = _OpenShard(self.out_dir, index, self.fmt)
         return self.open
 
+    def _token_bytes_left(self, index: int) -> int:
+        """Bytes of the token files of shards index.. that are still to be written."""
+        per_shard = self.shard_batches * self.batch_tokens
+        return sum(
+            (min(self.total, (i + 1) * per_shard) - i * per_shard) * np.dtype(TOKEN_DTYPE).itemsize
+            for i in range(index, self.n_shards)
+            if i not in self.skip
+        )
+
+    @contextlib.contextmanager
+    def _naming_full_disk(self) -> Iterator[None]:
+        """A full disk met while writing a shard: `DiskFull` naming its token file and the
+        token bytes of this shard and the later ones (their text files need more)."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, DiskFull) or not is_disk_full(exc):
+                raise
+            per_shard = self.shard_batches * self.batch_tokens
+            index = self.open.index if self.open is not None else self.pos // per_shard
+            index = min(index, self.n_shards - 1)
+            path = os.path.join(self.out_dir, shard_names(index, self.fmt)["tokens"])
+            self.abort()  # first, so that the free space reported is what a retry finds
+            raise DiskFull(
+                path,
+                self._token_bytes_left(index),
+                what=f"shard {index} of the mixture, its tokens and text files",
+                code=exc.errno,
+            ) from exc
+
     def add(self, piece: Piece) -> None:
         """Write the piece's record, then its tokens (up to the end of the mixture)."""
+        with self._naming_full_disk():
+            self._add(piece)
+
+    def _add(self, piece: Piece) -> None:
         if piece.start >= self.total:
             return
         shard = self._shard(piece.start)
@@ -227,10 +265,12 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Close the shard in progress and delete its temporary files (no other writer uses
-        their names; a rerun writes the shard again)."""
+        their names; a rerun writes the shard again). A failed close (the disk that ended
+        the build is still full) does not keep them."""
         if self.open is not None:
             shard, self.open = self.open, None
-            shard.close()
+            with contextlib.suppress(OSError):
+                shard.close()
             for path in shard.temps.values():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)

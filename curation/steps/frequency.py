@@ -16,6 +16,7 @@ stays small in memory and on disk.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from array import array
 from collections import Counter
@@ -28,7 +29,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
-from curation.atomic import temp_path
+from curation.atomic import naming_full_disk, temp_path
 from curation.sources.reader import SKIPPED
 from curation.text import byte_len, char_to_byte_offsets
 
@@ -167,8 +168,17 @@ class SkillFrequencyStats(PipelineStep):
         # A temporary name of this writer's own: a stale-lease worker may write the same
         # rank at the same time (see curation.atomic.temp_path).
         tmp = temp_path(name)
-        with self.output_folder.open(tmp, "w") as f:
-            json.dump(partial, f)
+        try:
+            with (
+                naming_full_disk(self.output_folder.resolve_paths(name), what="scan partial"),
+                self.output_folder.open(tmp, "w") as f,
+            ):
+                json.dump(partial, f)
+        except BaseException:
+            # A full disk (or anything else) leaves no temporary file behind.
+            with contextlib.suppress(FileNotFoundError):
+                self.output_folder.rm(tmp)
+            raise
         self.output_folder.mv(tmp, name)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from curation.atomic import DiskFull, is_disk_full
 from service.db import describe_error, is_transient, session_scope
 from service.logs import log_context
 from service.models import Job, JobState
@@ -177,7 +178,7 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
         return "interrupted"
     except Exception as exc:
         log.exception("job %s failed", ctx.job_id)
-        result, state, error = None, JobState.failed, f"{type(exc).__name__}: {exc}"
+        result, state, error = None, JobState.failed, describe_failure(exc, ctx.settings)
     finally:
         stop.set()
         beat.join()
@@ -197,6 +198,29 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     if done:
         _release_dependents(ctx.job_id)
     return state.value if done else "interrupted"
+
+
+def describe_failure(exc: BaseException, settings: Settings) -> str:
+    """The job's `error`: the exception's type and message. A full disk reads as `DiskFull`
+    (curation.atomic), naming the file and the space, also when a library let the bare
+    OSError through (then naming the file if the error does, else the data directory)."""
+    cause: BaseException | None = exc
+    for _ in range(20):  # the chain of causes, not followed round a cycle
+        if cause is None or isinstance(cause, DiskFull):
+            break
+        cause = cause.__cause__ or cause.__context__
+    else:
+        cause = None
+    if cause is None and is_disk_full(exc):
+        assert isinstance(exc, OSError)
+        filename = exc.filename if isinstance(exc.filename, str) else None
+        cause = DiskFull(
+            filename or settings.resolved_data_dir,
+            what=None if filename else "a file of this job, under the data directory",
+            code=exc.errno,
+        )
+    failure = exc if cause is None else cause
+    return f"{type(failure).__name__}: {failure}"
 
 
 def _release_dependents(job_id: str) -> None:

@@ -4,9 +4,9 @@ and its audit."""
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
+from curation.atomic import copy_atomic, write_json_atomic
 from curation.mixture import AuditFailed, DosingPlan, build_mixture, plan_mixture
 from service.db import session_scope
 from service.models import Corpus, Mixture, Scan
@@ -52,7 +52,7 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
         raise
     _publish(ctx, result["audit"] or {}, out_dir)
     manifest_path = ctx.artifact_dir / "manifest.json"
-    manifest_path.write_text(json.dumps(result["manifest"], indent=1))
+    write_json_atomic(manifest_path, result["manifest"], indent=1)
     ctx.add_artifact("manifest.json", manifest_path, "application/json")
     return {"manifest": result["manifest"], "audit": result["audit"], "output": out_dir}
 
@@ -61,11 +61,11 @@ def _publish(ctx: JobContext, audit: dict[str, Any], out_dir: str) -> None:
     """The audit and its plots as job artifacts (also when the audit failed the build)."""
     for name, path in (audit.pop("artifacts", None) or {}).items():
         target = ctx.artifact_dir / name
-        shutil.copyfile(path, target)
+        copy_atomic(path, target)
         ctx.add_artifact(name, target, "image/png")
     if audit:
         path = ctx.artifact_dir / "audit.json"
-        path.write_text(json.dumps(audit, indent=1))
+        write_json_atomic(path, audit, indent=1)
         ctx.add_artifact("audit.json", path, "application/json")
 
 

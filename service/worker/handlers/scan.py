@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 
+from curation.atomic import copy_atomic, write_json_atomic
 from curation.corpus import compare_fingerprints
 from curation.scan import run_scan
 from curation.skills.probes import probe_match_keys
@@ -71,10 +70,10 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
     report["corpus"]["changed_since_registration"] = changed.to_dict()
     for name, path in report.pop("artifacts", {}).items():
         target = ctx.artifact_dir / name
-        shutil.copyfile(path, target)
+        copy_atomic(path, target)
         ctx.add_artifact(name, target, "image/png")
     report_path: Path = ctx.artifact_dir / "report.json"
-    report_path.write_text(json.dumps(report, indent=2))
+    write_json_atomic(report_path, report, indent=2)
     ctx.add_artifact("report.json", report_path, "application/json")
     return report
 

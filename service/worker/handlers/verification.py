@@ -4,10 +4,8 @@ from the events training reports (RunRecorder)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ import numpy as np
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from curation.atomic import copy_atomic, write_json_atomic
 from service import logs
 from service.db import session_scope
 from service.models import Job, JobState, Mixture, Verification, VerificationRun
@@ -181,10 +180,10 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         recorder.stop()
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name
-        shutil.copyfile(path, target)
+        copy_atomic(path, target)
         ctx.add_artifact(path.name, target, "image/png")
     report_path = ctx.artifact_dir / "report.json"
-    report_path.write_text(json.dumps(report, indent=1, default=str))
+    write_json_atomic(report_path, report, indent=1, default=str)
     ctx.add_artifact("report.json", report_path, "application/json")
     report["heldout"] = {
         "tokens": int(heldout.size),
