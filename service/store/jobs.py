@@ -17,8 +17,17 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, u
 from sqlalchemy.orm import Session, aliased
 
 from service.celery_app import enqueue
-from service.models import Job, JobDependency, JobState, Project, utcnow
-from service.problems import not_found, too_many_requests
+from service.models import (
+    Job,
+    JobDependency,
+    JobState,
+    Mixture,
+    Project,
+    Scan,
+    Verification,
+    utcnow,
+)
+from service.problems import Problem, not_found, too_many_requests
 from service.queues import KIND_QUEUES
 
 log = logging.getLogger("skillmix.jobs")
@@ -465,3 +474,80 @@ def release_dependents(session: Session, job_id: str) -> int:
     """After `job_id` reached a final state: send the jobs that were waiting only for it,
     fail those it leaves without what they need. How many were sent."""
     return sum(submit(session, job.id, job.queue) for job in settle_waiting(session, job_id))
+
+
+RESOURCE_PARAMS: dict[str, type[Scan] | type[Mixture] | type[Verification]] = {
+    "scan_id": Scan,
+    "mixture_id": Mixture,
+    "verification_id": Verification,
+}
+"""The job params that name the resource a job works for (a deleted one is not retried)."""
+
+
+def retry(session: Session, job: Job, max_active: int) -> AfterCommit:
+    """Send a failed or cancelled job again, as the same job: it runs in the same work
+    directory (and a mixture into the same output), so it resumes from what the failed
+    attempt completed (scan ranks, mixture shards, finished runs and checkpoints). Its
+    attempts start again from 0. 409 for a job not failed or cancelled, for one whose
+    resource was deleted, and for one that needs a job that failed (retry that one first).
+    Returns the hook that sends it once committed (nothing while it waits for others)."""
+    if job.state not in (JobState.failed.value, JobState.cancelled.value):
+        raise Problem(
+            409,
+            "job-not-failed",
+            "Job not failed",
+            f"Job {job.id} is {job.state}; only a failed or cancelled job can be retried.",
+            state=job.state,
+        )
+    for param, model in RESOURCE_PARAMS.items():
+        row = session.get(model, job.params[param]) if param in job.params else None
+        if row is not None and getattr(row, "deleted_at", None) is not None:
+            raise Problem(
+                409,
+                "resource-deleted",
+                "Resource deleted",
+                f"Job {job.id} worked for {job.params[param]}, which was deleted (with its "
+                "files); create it again instead.",
+            )
+    lost = [
+        need
+        for need in needs_of(session, job.id)
+        if need.state in (JobState.failed.value, JobState.cancelled.value)
+    ]
+    if lost:
+        raise Problem(
+            409,
+            "job-needs-failed",
+            "A job this one needs failed",
+            f"Job {job.id} needs {lost[0].kind} job {lost[0].id}, which {lost[0].state}; "
+            "retry that one first.",
+            needs=[need.id for need in lost],
+        )
+    ensure_room(session, job.project_id, max_active)
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state.in_((JobState.failed.value, JobState.cancelled.value)))
+        .values(
+            state=JobState.queued.value,
+            attempts=0,
+            error=None,
+            progress=0.0,
+            progress_message="retried",
+            started_at=None,
+            finished_at=None,
+            enqueued_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    waits = session.scalar(select(Job.id).where(Job.id == job.id, waiting()))
+
+    def send() -> None:
+        if waits is None:
+            submit(session, job.id, job.queue)
+
+    return send

@@ -8,8 +8,8 @@ to (so this needs root, or CAP_SYS_ADMIN; in CI that is required). The disk is f
 chosen moment (after the first scan rank, after two mixture shards, after the first
 checkpoint of a run) by a ballast file written until the kernel answers ENOSPC, as another
 process filling the disk would; freeing space deletes the ballast. Jobs run in process
-(`runner.execute`) against PostgreSQL; "run again" puts the failed job back in the queue,
-as a retry would.
+(`runner.execute`) against PostgreSQL; "run again" is the API's retry
+(`POST /v1/jobs/{id}/retry`) and then the same job run here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from curation.synthetic_corpus import Plant, generate_corpus
 from service.api.app import create_app
 from service.cli.embedded import refresh_settings
 from service.db import session_scope
-from service.models import Job, JobState
+from service.models import Job
 from service.settings import get_settings
 from service.worker import runner
 from tests.service.conftest import CMP, auth, new_key
@@ -139,13 +139,12 @@ def job_row(job_id: str) -> dict[str, Any]:
         return {"state": job.state, "error": job.error, "attempts": job.attempts}
 
 
-def run_again(job_id: str) -> str:
-    """Put a failed job back in the queue, as a retry does, and run it here."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        assert job is not None and job.state == JobState.failed.value
-        job.state, job.error, job.finished_at = JobState.queued.value, None, None
-        job.max_attempts = job.attempts + 1
+def run_again(api: TestClient, job_id: str) -> str:
+    """Retry the failed job through the API, and run it here."""
+    retried = api.post(f"/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202, retried.text
+    job = retried.json()
+    assert (job["state"], job["attempts"], job["error"]) == ("queued", 0, None), job
     return runner.execute(job_id)
 
 
@@ -234,7 +233,7 @@ def test_a_scan_on_a_full_disk_fails_naming_it_and_resumes_once_space_is_freed(
         rank0 = mtime(completions / "00000")
 
         disk.free()
-        assert run_again(job_id) == "succeeded"
+        assert run_again(api, job_id) == "succeeded"
         assert job_row(job_id)["attempts"] == 2
         assert mtime(completions / "00000") == rank0  # reused, not scanned again
 
@@ -321,7 +320,7 @@ def test_a_mixture_build_on_a_full_disk_keeps_its_shards_and_resumes(
         kept = {p.name: mtime(p) for p in out.glob("tokens-*.bin")}
 
         disk.free()
-        assert run_again(job_id) == "succeeded"
+        assert run_again(api, job_id) == "succeeded"
         assert {p.name: mtime(p) for p in out.glob("tokens-*.bin") if p.name in kept} == kept
 
         clean = api.post(
@@ -416,7 +415,7 @@ def test_a_checkpoint_write_on_a_full_disk_keeps_the_last_one_and_resumes(
         done_before = mtime(runs / "0" / "result.json")
 
         disk.free()
-        assert run_again(job_id) == "succeeded"
+        assert run_again(api, job_id) == "succeeded"
         assert mtime(runs / "0" / "result.json") == done_before
         assert json.loads((runs / "1" / "result.json").read_text())["resumes"] == 1
 

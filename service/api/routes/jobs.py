@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from service.api.deps import CurrentProject, PageDep, SessionDep
+from service.api.deps import CurrentProject, PageDep, SessionDep, SettingsDep
 from service.api.errors import Problem, not_found
 from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
@@ -70,6 +70,22 @@ def cancel_job(*, job_id: str, session: SessionDep, project: CurrentProject) -> 
             f"Job {job_id} is {job.state}; only queued or running jobs can be cancelled.",
             state=job.state,
         )
+    return JobPublic.of(job)
+
+
+@router.post(
+    "/{job_id}/retry", operation_id="jobs_retry", status_code=202, response_model=JobPublic
+)
+def retry_job(
+    *, job_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
+) -> JobPublic:
+    """Send a failed or cancelled job again: it resumes from what it had completed (after a
+    full disk was freed, say). Anything else answers 409."""
+    job = jobs.get_job(session, project.id, job_id)
+    send = jobs.retry(session, job, settings.max_active_jobs_per_project)
+    session.commit()
+    send()
+    session.refresh(job)
     return JobPublic.of(job)
 
 

@@ -83,6 +83,15 @@ def jobs_cancel(
         emit(c.jobs.cancel(job_id), as_json, lambda j: jobs_table([j]))
 
 
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """Send a failed or cancelled job again (it resumes from what it had completed)."""
+    with client(base_url, api_key, as_json) as c:
+        emit(c.jobs.retry(job_id), as_json, lambda j: jobs_table([j]))
+
+
 @jobs_app.command("artifacts")
 def jobs_artifacts(
     job_id: str,

@@ -1,4 +1,5 @@
-"""Jobs: create (diagnostic `sleep` jobs), list, retrieve, cancel, follow, wait, artifacts."""
+"""Jobs: create (diagnostic `sleep` jobs), list, retrieve, cancel, retry, follow, wait,
+artifacts."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def cancel(job_id: str) -> APICall[Job]:
     return APICall("POST", _job_path(job_id, "cancel"), Job.model_validate)
 
 
+def retry(job_id: str) -> APICall[Job]:
+    """Send a failed or cancelled job again; it resumes from what it had completed. Any
+    other state raises `ConflictError`."""
+    return APICall("POST", _job_path(job_id, "retry"), Job.model_validate)
+
+
 def artifacts(job_id: str) -> APICall[list[Artifact]]:
     """The job's named artifacts (reports, plots, manifests)."""
     return APICall(
@@ -106,6 +113,7 @@ class Jobs(SyncResource):
     list = sync_list(list_)
     retrieve = sync_call(retrieve)
     cancel = sync_call(cancel)
+    retry = sync_call(retry)
     artifacts = sync_call(artifacts)
 
     def events(self, job_id: str) -> Iterator[Job]:
@@ -180,6 +188,7 @@ class AsyncJobs(AsyncResource):
     list = async_list(list_)
     retrieve = async_call(retrieve)
     cancel = async_call(cancel)
+    retry = async_call(retry)
     artifacts = async_call(artifacts)
 
     def events(self, job_id: str) -> AsyncIterator[Job]:
