@@ -196,7 +196,7 @@ def use_real_ids(case: schemathesis.Case, target: dict[str, Any]) -> None:
         return
     ids = target["ids"]
     destructive = case.method.upper() == "DELETE" or case.path.endswith(
-        ("/cancel", "/revoke", "/rotate")
+        ("/cancel", "/retry", "/revoke", "/rotate")
     )
     for name in list(case.path_parameters or {}):
         pool = (target["spares"] if destructive else ids).get(name)

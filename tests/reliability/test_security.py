@@ -233,6 +233,7 @@ def cross_project_requests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[s
         reqs += [
             ("GET", f"/v1/jobs/{job_id}", None),
             ("POST", f"/v1/jobs/{job_id}/cancel", None),
+            ("POST", f"/v1/jobs/{job_id}/retry", None),
             ("GET", f"/v1/jobs/{job_id}/events", None),
             ("GET", f"/v1/jobs/{job_id}/artifacts", None),
             ("GET", f"/v1/jobs/{job_id}/artifacts/report.json", None),
