@@ -11,6 +11,7 @@ import typer
 EXTRAS = {
     "service": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "celery", "pydantic_settings"),
     "training": ("torch",),
+    "tracking": ("mlflow",),
 }
 
 

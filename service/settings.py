@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         "create that would start one more answers 429 with Retry-After.",
     )
 
+    # Experiment tracking (service/worker/tracking.py; the `tracking` extra).
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (http://host:5000, or sqlite:///path/mlflow.db for a "
+        "local store): workers log each verification's runs and each mixture's manifest and "
+        "audit there. Unset: no tracking. Needs `pip install 'skillmix[tracking]'`.",
+    )
+    mlflow_experiment: str | None = Field(
+        default=None,
+        description="The MLflow experiment every project logs to; default: one per project, "
+        "`skillmix/<project id>`.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

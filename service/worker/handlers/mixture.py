@@ -1,5 +1,5 @@
 """The mixture job: the build of the plan made when the mixture was created, its manifest
-and its audit."""
+and its audit (also logged to MLflow with tracking on, service.worker.tracking)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from service.models import Corpus, Mixture, Scan
 from service.settings import get_settings
 from service.store import corpora, scans, skills
 from service.worker.kinds import JobContext, job_kind
+from service.worker.tracking import track_mixture
 
 
 def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
@@ -49,12 +50,23 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
         )
     except AuditFailed as exc:
         _publish(ctx, exc.audit, out_dir)
+        _track(ctx, None, failed=True)
         raise
     _publish(ctx, result["audit"] or {}, out_dir)
     manifest_path = ctx.artifact_dir / "manifest.json"
     write_json_atomic(manifest_path, result["manifest"], indent=1)
     ctx.add_artifact("manifest.json", manifest_path, "application/json")
+    _track(ctx, result["manifest"])
     return {"manifest": result["manifest"], "audit": result["audit"], "output": out_dir}
+
+
+def _track(ctx: JobContext, manifest: dict[str, Any] | None, failed: bool = False) -> None:
+    """The mixture's run in MLflow (tracking on): this attempt's artifacts, all of them."""
+    artifacts = sorted(p for p in ctx.artifact_dir.iterdir() if p.is_file())
+    track_mixture(
+        get_settings(), ctx.project_id, ctx.job_id, ctx.params["mixture_id"], manifest,
+        artifacts, failed,
+    )  # fmt: skip
 
 
 def _publish(ctx: JobContext, audit: dict[str, Any], out_dir: str) -> None:

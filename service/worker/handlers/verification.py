@@ -1,12 +1,14 @@
 """The verification job (sent once the arms' mixtures are built): hold out the corpus text no
 arm trains on, train every (arm, size, seed) with `training.verify`, and record each run
-from the events training reports (RunRecorder)."""
+from the events training reports (RunRecorder; and in MLflow with tracking on,
+service.worker.tracking)."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from service.models import Job, JobState, Mixture, Verification, VerificationRun
 from service.settings import get_settings
 from service.store import skills
 from service.worker.kinds import JobContext, job_kind
+from service.worker.tracking import VerificationTracker
 from training.events import Event, RunFinished, RunKey, StepDone
 
 if TYPE_CHECKING:
@@ -125,8 +128,8 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
     with session_scope() as session:
         ver = session.get(Verification, ctx.params["verification_id"])
         assert ver is not None, ctx.params
-        params, ver_id = dict(ver.params), ver.id
-        folders = built_mixtures(session, dict(ver.arms))
+        params, ver_id, arms, skill_refs = dict(ver.params), ver.id, dict(ver.arms), ver.skills
+        folders = built_mixtures(session, arms)
         specs = skills.load_specs(session, ver.skills)
     reference = open_mixture(
         folders["baseline"] if "baseline" in folders else next(iter(folders.values()))
@@ -153,6 +156,22 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             workers,
         )
         workers, threads = 1, 1
+    config = TrainConfig(checkpoint_every=params.get("checkpoint_every", 500), num_threads=threads)
+    tracker = VerificationTracker(settings, ctx.project_id, ctx.job_id)
+    if tracker.on:
+        per_run = ("size", "seed", "token_budget", "eval_every", "device")
+        tracker.start(
+            ver_id,
+            {arm: (arms[arm], open_mixture(folder).manifest) for arm, folder in folders.items()},
+            skill_refs,
+            {**params, "token_budget": budget},
+            {k: v for k, v in asdict(config).items() if k not in per_run},
+        )
+
+    def on_event(event: Event) -> None:
+        recorder(event)
+        tracker(event)
+
     try:
         report = run_verification(
             folders,
@@ -166,25 +185,31 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             workdir,
             progress=ctx.progress,
             heldout_docs=heldout,
-            on_event=recorder,
+            on_event=on_event,
             baseline="baseline" if "baseline" in folders else None,
             workers=workers,
-            config=TrainConfig(
-                checkpoint_every=params.get("checkpoint_every", 500), num_threads=threads
-            ),
+            config=config,
             # Training processes log like this worker, naming the job and their run.
             initializer=logs.child_setup(),
             run_scope=logs.log_context,
         )
+    except BaseException as exc:
+        from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import
+
+        tracker.stop("KILLED" if isinstance(exc, JobInterrupted) else "FAILED")
+        raise
     finally:
         recorder.stop()
+    published = []
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name
         copy_atomic(path, target)
         ctx.add_artifact(path.name, target, "image/png")
+        published.append(target)
     report_path = ctx.artifact_dir / "report.json"
     write_json_atomic(report_path, report, indent=1, default=str)
     ctx.add_artifact("report.json", report_path, "application/json")
+    tracker.finish(report, [report_path, *published])
     report["heldout"] = {
         "tokens": int(heldout.size),
         "from_batch": tail_start,
