@@ -25,7 +25,8 @@ round. API calls that fail on an outage (503, connection refused) are tried agai
 same idempotency key.
 
 Chaos, at gaps drawn from the seeded RNG (the seed is printed; `--seed` repeats the
-choices, not the timing of the work): SIGKILL a worker's process group and start another
+choices, not the timing of the work; each kind comes once, in a random order, before the
+draws by weight 5:2:1:2): SIGKILL a worker's process group and start another
 for its queue; SIGKILL Redis and start it again on its data; SIGKILL Redis and start it
 empty (lost messages: the broker epoch makes the sweeper send them again); stop
 PostgreSQL (`pg_ctl -m fast`) for 2-8 s and start it again.
@@ -119,6 +120,7 @@ class Soak:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.all_workers: list[subprocess.Popen[bytes]] = []
         self.faults: Counter[str] = Counter()
+        self.first = rng.sample(list(FAULTS), len(FAULTS))  # each kind once, first
         self.pg: PostgresServer | None = None
         self.redis: RedisServer | None = None
         self.stop = threading.Event()  # no more rounds
@@ -148,7 +150,11 @@ class Soak:
     # --- chaos ------------------------------------------------------------------------
 
     def fault(self) -> None:
-        kind = self.rng.choices(list(FAULTS), weights=list(FAULTS.values()))[0]
+        """The next fault: each kind once, in a shuffled order, then drawn by weight."""
+        if self.first:
+            kind = self.first.pop()
+        else:
+            kind = self.rng.choices(list(FAULTS), weights=list(FAULTS.values()))[0]
         assert self.redis is not None and self.pg is not None
         if kind == "kill-worker":
             queue = self.rng.choice(sorted(self.workers))
