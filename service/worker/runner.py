@@ -177,6 +177,19 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     except JobInterrupted:
         return "interrupted"
     except Exception as exc:
+        if is_transient(exc):
+            # The database went away under the handler (its own reads, or a progress write
+            # whose retries ran out): the work is not at fault. Give the attempt up without
+            # a final write; its lease runs out and the sweeper sends the job again (up to
+            # max_attempts), which resumes from what this attempt completed. Recording
+            # `failed` here, once the database is back, would end the job for a blip.
+            log.warning(
+                "job %s: attempt given up, the database is unreachable (%s); it runs again "
+                "once its lease runs out",
+                ctx.job_id,
+                describe_error(exc),
+            )
+            return "interrupted"
         log.exception("job %s failed", ctx.job_id)
         result, state, error = None, JobState.failed, describe_failure(exc, ctx.settings)
     finally:

@@ -229,28 +229,42 @@ def test_a_brief_database_error_in_a_progress_or_final_write_is_retried(
     assert (job.state, job.attempts, job.progress, job.error) == ("succeeded", 1, 1.0, None)
 
 
-@pytest.mark.parametrize(
-    ("error", "tries"),
-    [
-        (dropped_connection, runner.WRITE_ATTEMPTS),  # the database stays away: give up
-        (lambda sql: IntegrityError(sql, {}, Exception("not a blip")), 1),  # a bug: at once
-    ],
-    ids=["transient", "not-transient"],
-)
-def test_progress_write_errors_that_persist_or_are_not_transient_fail_the_job(
-    sqlite_db: str,
-    monkeypatch: pytest.MonkeyPatch,
-    error: Callable[[str], Exception],
-    tries: int,
+def test_a_progress_write_error_that_is_not_transient_fails_the_job_at_once(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "WRITE_BACKOFF_SECONDS", 0.01)
     job_id = make_job({"seconds": 0, "steps": 2})
-    failed = failing_writes(monkeypatch, PROGRESS_WRITE, times=100, error=error)
+    failed = failing_writes(
+        monkeypatch,
+        PROGRESS_WRITE,
+        times=100,
+        error=lambda sql: IntegrityError(sql, {}, Exception("not a blip")),  # a bug
+    )
     assert runner.execute(job_id) == "failed"
-    assert len(failed) == tries
+    assert len(failed) == 1
     job = load(job_id)
     assert job.state == "failed" and job.attempts == 1
-    assert (job.error or "").startswith(type(error("")).__name__)
+    assert (job.error or "").startswith("IntegrityError")
+
+
+def test_a_database_outage_that_outlasts_the_retries_gives_the_attempt_up_not_the_job(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is away longer than a progress write keeps trying, and back by the time
+    the handler's error reaches the runner: the job is not recorded `failed` (which would
+    end it for a blip, benchmarks/soak.py found); the attempt ends without a final write and
+    the job runs again once its lease has run out."""
+    monkeypatch.setattr(runner, "WRITE_BACKOFF_SECONDS", 0.01)
+    job_id = make_job({"seconds": 0, "steps": 2})
+    failed = failing_writes(monkeypatch, PROGRESS_WRITE, times=runner.WRITE_ATTEMPTS)
+    assert runner.execute(job_id) == "interrupted"
+    assert len(failed) == runner.WRITE_ATTEMPTS
+    job = load(job_id)
+    assert (job.state, job.attempts, job.error) == ("running", 1, None)
+
+    expire_lease(job_id)  # the sweeper would send it again now
+    assert runner.execute(job_id) == "succeeded"
+    job = load(job_id)
+    assert (job.state, job.attempts, job.error) == ("succeeded", 2, None)
 
 
 def test_a_lease_lost_while_a_write_is_retried_still_stops_the_job(
