@@ -27,7 +27,13 @@ from curation.mixture.danger import (
     warning,
 )
 from curation.mixture.models import DosingPlan
-from curation.mixture.skill_plan import PlanError, SkillPlan, plan_skill, seed_int
+from curation.mixture.skill_plan import (
+    PlanError,
+    SkillPlan,
+    placement_streams,
+    plan_skill,
+    seed_int,
+)
 from curation.skills.spec import SkillSpec
 
 __all__ = ["MixturePlan", "PlanError", "SkillPlan", "plan_mixture", "seed_int"]
@@ -136,10 +142,12 @@ def plan_mixture(
                 threshold=corpus["batches"],
             )
         )
-    skill_plans, counts = {}, {}
-    for sid, dose in plan.skills.items():
+    for sid in plan.skills:
         if sid not in specs:
             raise PlanError(f"skill {sid} is in the plan but not among the skills given")
+    streams = placement_streams(list(plan.skills), specs)
+    skill_plans, counts = {}, {}
+    for sid, dose in plan.skills.items():
         scan = scan_report.get("skills", {}).get(sid)
         if scan is None:
             raise PlanError(
@@ -147,7 +155,7 @@ def plan_mixture(
                 "scan the corpus for it first"
             )
         skill_plans[sid], counts[sid], found = plan_skill(
-            sid, dose, specs[sid], scan, plan, corpus, n_batches,
+            sid, dose, specs[sid], scan, plan, corpus, n_batches, streams[sid],
             danger_exposures, danger_repeated_share,
         )  # fmt: skip
         warnings += found

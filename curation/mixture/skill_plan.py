@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from curation.mixture.models import DosingPlan, SkillDose
 from curation.mixture.supply import train_split_size
 from curation.skills.matcher import SkillMatcher
 from curation.skills.probes import sample_instances
-from curation.skills.spec import SkillSpec
+from curation.skills.spec import SkillSpec, definition_digest
 
 SAMPLE_INSTANCES = 200
 """Generated instances sampled to measure a synthesized skill's mean length."""
@@ -39,6 +40,23 @@ def seed_int(seed: int, *parts: str) -> int:
     """A 64-bit seed for one purpose, derived from the mixture seed (stable everywhere)."""
     text = "/".join(["skillmix/mixture", str(seed), *parts])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def placement_streams(sids: Sequence[str], specs: Mapping[str, SkillSpec]) -> dict[str, str]:
+    """Per skill of a plan, what keys its random choices besides the mixture seed.
+
+    A skill's definition digest, not its id: re-registering a skill (a new id or name,
+    same definition) gives the same schedule, instances and placements. A definition
+    that comes back in the same plan gets `/2`, `/3`... in plan order, so two skills
+    that share a definition still draw apart.
+    """
+    seen: Counter[str] = Counter()
+    streams = {}
+    for sid in sids:
+        digest = definition_digest(specs[sid])
+        seen[digest] += 1
+        streams[sid] = digest if seen[digest] == 1 else f"{digest}/{seen[digest]}"
+    return streams
 
 
 @dataclass
@@ -68,6 +86,8 @@ class SkillPlan:
     token_share: float
     inserted_tokens: float
     natural: dict[str, Any]
+    placement_stream: str
+    """Seeds, with the mixture seed, the skill's schedule, instances and repeats."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +117,9 @@ def _natural(scan: Mapping[str, Any], corpus: dict[str, Any], batch_tokens: int)
     }
 
 
-def _mean_length(sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: int, bpt: float):
+def _mean_length(
+    sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: int, stream: str, bpt: float
+) -> float:
     """Mean instance length in tokens; for synthesize, check that the detector sees instances."""
     label = skill_label(sid, spec.name)
     if source == "repeat":
@@ -105,7 +127,7 @@ def _mean_length(sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: in
             fix = "use source=synthesize" if spec.generator else "add a generator to the skill"
             raise PlanError(f"{label}: the corpus has no instance to repeat; {fix}")
         return scan["instance_tokens"] * bpt / scan["instances"]
-    samples = sample_instances(spec, SAMPLE_INSTANCES, seed=seed_int(seed, "sample", sid))
+    samples = sample_instances(spec, SAMPLE_INSTANCES, seed=seed_int(seed, "sample", stream))
     matcher = SkillMatcher([spec])
     missed = [i for i in samples if not matcher.find(i.text).get(sid)]
     if missed:
@@ -117,11 +139,11 @@ def _mean_length(sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: in
     return sum(len(i.text.encode()) for i in samples) / len(samples)
 
 
-def _counts(sid: str, dose: SkillDose, rate: float, n_batches: int, seed: int) -> np.ndarray:
+def _counts(dose: SkillDose, rate: float, n_batches: int, seed: int, stream: str) -> np.ndarray:
     target = dose.target
     if target.every is not None:
         return schedule.every_counts(target.every.n, target.every.k, n_batches)
-    rng = np.random.default_rng(seed_int(seed, "schedule", sid))
+    rng = np.random.default_rng(seed_int(seed, "schedule", stream))
     if dose.spacing == "random":
         return schedule.random_counts(rate, n_batches, rng)
     if dose.spacing == "clustered":
@@ -137,10 +159,13 @@ def plan_skill(
     plan: DosingPlan,
     corpus: dict[str, Any],
     n_batches: int,
+    stream: str,
     danger_exposures: float = DANGER_EXPOSURES,
     danger_repeated_share: float = DANGER_REPEATED_SHARE,
 ) -> tuple[SkillPlan, np.ndarray, list[dict[str, Any]]]:
-    """One skill's resolved dose, its per-batch schedule, and its warnings."""
+    """One skill's resolved dose, its per-batch schedule, and its warnings.
+
+    `stream` keys the skill's random choices (`placement_streams`)."""
     label = skill_label(sid, spec.name)
     source = dose.source
     if source == "auto":
@@ -150,13 +175,13 @@ def plan_skill(
             f"{label}: source=synthesize needs a generator, and the skill has none; "
             "add a generator to the skill or use source=repeat"
         )
-    mean = _mean_length(sid, spec, source, scan, plan.seed, corpus["bytes_per_token"])
+    mean = _mean_length(sid, spec, source, scan, plan.seed, stream, corpus["bytes_per_token"])
     target = dose.target
     if target.every is not None:
         rate = target.every.n / target.every.k
     else:
         rate = target.per_batch or (target.fraction or 0.0) * plan.batch_tokens / mean
-    counts = _counts(sid, dose, rate, n_batches, plan.seed)
+    counts = _counts(dose, rate, n_batches, plan.seed, stream)
     n = int(counts.sum())
     if n == 0:
         raise PlanError(
@@ -231,5 +256,6 @@ def plan_skill(
         token_share=n * mean / (n_batches * plan.batch_tokens),
         inserted_tokens=n * placement_tokens,
         natural=natural,
+        placement_stream=stream,
     )
     return skill_plan, counts, warnings

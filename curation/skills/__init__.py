@@ -3,7 +3,9 @@
 The whole public surface, for the service and for notebooks:
 
 - `SkillDefinition` (a request body) and `SkillSpec` (a registered version)
-  validate a skill; `family_catalog()` lists the generator families;
+  validate a skill; `definition_digest` names what defines its instances (the
+  mixture's placement stream is seeded by it, not by the id); `family_catalog()`
+  lists the generator families;
 - `SkillMatcher` finds a set of skills in texts; `preview` shows one skill on
   one text with sample instances;
 - `sample_instances`, `probe_instances` and `probe_match_keys` give train
@@ -25,6 +27,7 @@ from curation.skills.spec import (
     ProbeSpec,
     SkillDefinition,
     SkillSpec,
+    definition_digest,
 )
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "SkillMatcher",
     "SkillSpec",
     "canonical_key",
+    "definition_digest",
     "family_catalog",
     "match_key",
     "preview",

@@ -7,6 +7,8 @@ a request body with `SkillDefinition.model_validate(json)` and answer 422.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +28,9 @@ from curation.skills.families import FAMILIES, Family, build_family, validate_pa
 from curation.skills.regex import MAX_PATTERN_CHARS
 
 MAX_PROBE_SIZE = 100_000
+DEFINITION_FIELDS = frozenset({"detector", "generator", "probe"})
+"""What defines a skill's instances (found and made); `definition_digest` covers these."""
+DEFINITION_SALT = "skillmix/skill-definition/v1:"
 DEFAULT_PROBE_FRACTION = 0.5
 DEFAULT_PROBE_SIZE = 1000
 
@@ -45,6 +50,7 @@ __all__ = [
     "RegexDetector",
     "SkillDefinition",
     "SkillSpec",
+    "definition_digest",
 ]
 
 
@@ -154,3 +160,22 @@ class SkillSpec(SkillDefinition):
             assert self.family is not None  # checked at validation
             return self.family.detector()
         return self.detector
+
+
+def definition_digest(skill: SkillDefinition) -> str:
+    """sha256 (hex) of the canonical JSON of what defines the skill's instances.
+
+    It covers DEFINITION_FIELDS: the detector (which corpus text is an instance, so
+    which documents `repeat` can place), the generator family with its params (defaults
+    filled in by validation) and the probe split (resolved, so which instances are
+    train). It leaves out the name and description, which change no instance, and the
+    id and version, which the registry assigns: two registrations of one definition
+    have one digest, so a mixture seeded by it is the same. Canonical: keys sorted, no
+    whitespace, ASCII; list order (keywords) is kept as given. A change to any of this
+    moves every mixture's placements; a test pins one digest so it cannot go unnoticed.
+    """
+    fields = skill.model_dump(mode="json", include=set(DEFINITION_FIELDS))
+    text = json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return hashlib.sha256((DEFINITION_SALT + text).encode("ascii")).hexdigest()

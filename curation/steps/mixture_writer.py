@@ -12,6 +12,9 @@ can still be spread out upstream; only this step is sequential. Put it after a
 Determinism: every random choice comes from seeded generators consumed in batch
 order, so a rerun replays the identical stream. Resume uses that: shards a
 killed run committed (`.build/state.json`) are replayed without being written.
+A skill's generators are keyed by the mixture seed and its definition
+(`SkillPlan.placement_stream`), never by its id, so re-registering a skill under a
+new id or name gives the same mixture.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ class MixtureWriter(PipelineStep):
         seed = self.plan.dosing.seed
         supplies: dict[str, Supply] = {}
         for sid, skill in self.plan.skills.items():
-            rng = random.Random(f"skillmix/mixture/{seed}/{skill.source}/{sid}")
+            stream = f"{skill.source}/{skill.placement_stream}"
+            rng = random.Random(f"skillmix/mixture/{seed}/{stream}")
             spec = self.specs[sid]
             if skill.source == "synthesize":
                 supplies[sid] = SynthesizedSupply(spec, skill.max_repeats, rng)
@@ -132,6 +136,9 @@ class MixtureWriter(PipelineStep):
         skip = state.load()
         supplies = self._supplies()
         order = random.Random(f"skillmix/mixture/{dosing.seed}/order")
+        # Skills in stream order before the shuffle, so neither ids nor the plan's key
+        # order move a placement.
+        by_stream = sorted(plan.counts, key=lambda sid: plan.skills[sid].placement_stream)
         landed: dict[int, dict[str, list[tuple[str, int]]]] = {}
         self._last = 0.0
 
@@ -175,7 +182,7 @@ class MixtureWriter(PipelineStep):
 
         try:
             for batch in range(n):
-                sids = [sid for sid, counts in plan.counts.items() for _ in range(counts[batch])]
+                sids = [sid for sid in by_stream for _ in range(plan.counts[sid][batch])]
                 order.shuffle(sids)
                 base = batch * seqs
                 for offset, sid in zip(slot_offsets(len(sids), seqs), sids, strict=True):

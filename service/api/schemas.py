@@ -513,6 +513,11 @@ class PlannedSkill(Report):
     token_share: float = Field(description="Share of the mixture's tokens that are placements.")
     inserted_tokens: float
     natural: NaturalFrequency
+    placement_stream: str = Field(
+        description="What seeds the skill's schedule, instances and repeats with the mixture "
+        "seed: the digest of its definition (detector, generator, probe split), not its id "
+        "or name, so re-registering a skill gives the same mixture."
+    )
 
 
 class PlanCorpus(Report):

@@ -275,6 +275,7 @@ class PlannedSkill(Report):
     token_share: float | None = None
     inserted_tokens: float | None = None
     natural: NaturalFrequency | None = None
+    placement_stream: str | None = None
 
 
 class PlanCorpus(Report):

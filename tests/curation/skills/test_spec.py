@@ -11,6 +11,7 @@ from curation.skills.spec import (
     GeneratorSpec,
     SkillDefinition,
     SkillSpec,
+    definition_digest,
 )
 from tests.curation.skills.names import FULL_NAMES
 
@@ -173,3 +174,45 @@ def test_builtin_detector_resolves_to_the_family_detector():
     spec = skill(detector={"kind": "builtin"}, generator={"family": "number_comparison"})
     detector = spec.concrete_detector()
     assert detector.kind == "regex" and "cmp" in detector.pattern
+
+
+TOKEN_PAIR = {
+    "detector": {"kind": "builtin"},
+    "generator": {"family": "token_pair", "params": {"k": 20, "rule": "order"}},
+}
+
+
+def test_definition_digest_is_pinned_so_a_canonicalisation_change_is_seen():
+    # Changing this value moves every mixture's placements: do it on purpose only.
+    assert definition_digest(skill(**TOKEN_PAIR)) == (
+        "cfff2538223e1c2196af4a5333cd4934d8fb5f82bb33dbecce7fdc586e28f81c"
+    )
+
+
+def test_definition_digest_ignores_id_name_description_version_and_key_order():
+    digest = definition_digest(skill(**TOKEN_PAIR))
+    other = SkillSpec.model_validate(
+        json.loads(
+            '{"probe": {"fraction": 0.5}, "version": 3, "description": "again",'
+            ' "generator": {"params": {"rule": "order", "k": 20, "seed": 0},'
+            ' "family": "token_pair"}, "name": "another name", "id": "s2",'
+            ' "detector": {"kind": "builtin"}}'
+        )
+    )
+    assert definition_digest(other) == digest
+    assert definition_digest(SkillDefinition.model_validate({"name": "x", **TOKEN_PAIR})) == digest
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"generator": {"family": "token_pair", "params": {"k": 21, "rule": "order"}}},
+        {"generator": {"family": "token_pair", "params": {"k": 20, "rule": "mod_add"}}},
+        {"probe": {"fraction": 0.25}},
+        {"detector": {"kind": "regex", "pattern": "t[0-9]+ t[0-9]+ [<>]"}},
+    ],
+)
+def test_definition_digest_changes_with_what_defines_the_instances(change):
+    assert definition_digest(skill(**{**TOKEN_PAIR, **change})) != definition_digest(
+        skill(**TOKEN_PAIR)
+    )
