@@ -28,6 +28,10 @@ def _label(report_skills: dict[str, Any], skill_id: str) -> str:
 def plot_rates(report: dict[str, Any], path: str) -> str:
     """Instances per million tokens per skill, log axis, with 95% interval bars.
 
+    The bar with caps is `per_million_tokens_ci95`, which allows for instances
+    clustering within documents; the thin grey bar under it is the Poisson
+    interval (`per_million_tokens_poisson_ci95`), which assumes independent
+    instances. The axis label says so.
     A skill with no instance has no point on a log axis; it is drawn as an
     open marker at its interval's upper bound, labelled "none found (< hi)".
     """
@@ -40,6 +44,20 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     if found:  # one errorbar call for all: a call per skill costs more than its drawing
         rates = np.array([s["per_million_tokens"] for _, s in found])
         lo, hi = np.array([s["per_million_tokens_ci95"] for _, s in found]).T
+        p_lo, p_hi = np.array(
+            [
+                s.get("per_million_tokens_poisson_ci95", (r, r))
+                for (_, s), r in zip(found, rates, strict=True)
+            ]
+        ).T
+        ax.errorbar(
+            rates,
+            [y + 0.18 for y, _ in found],
+            xerr=[rates - p_lo, p_hi - rates],
+            fmt="none",
+            color="0.6",
+            lw=1,
+        )
         ax.errorbar(
             rates,
             [y for y, _ in found],
@@ -78,7 +96,10 @@ def plot_rates(report: dict[str, Any], path: str) -> str:
     ax.set_ylim(-0.7, len(names) - 0.3)
     ax.invert_yaxis()
     unit = report.get("corpus", {}).get("token_unit", {}).get("mode", "bytes")
-    ax.set_xlabel(f"instances per million tokens ({unit}), 95% exact Poisson interval")
+    ax.set_xlabel(
+        f"instances per million tokens ({unit}); 95% interval allowing for clustering "
+        "within documents (documents as clusters), grey: Poisson"
+    )
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_title("Skill frequency in the corpus")
     fig.tight_layout()

@@ -3,6 +3,12 @@
 Field names are the contract of DESIGN.md "Frequency report". Extra keys that
 are not part of the contract (`per_batch_ci95`, `instance_tokens`,
 `gap_histogram`) carry what plots and later steps need.
+
+`per_million_tokens_ci95` allows for instances clustering within documents
+(curation.stats.clustered_rate_per_million); the exact Poisson
+interval, which assumes independent instances, is `per_million_tokens_poisson_ci95`.
+`rate_interval` says how the first was made: the method, the unit (documents),
+the dispersion, and the dispersion between files, reported but not applied.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ def _file_totals(
     partials: list[dict[str, Any]], files_in_order: list[str]
 ) -> dict[str, dict[str, int]]:
     """docs and bytes per file, in corpus order, from whichever rank read each file."""
-    totals: dict[str, dict[str, int]] = {path: {"docs": 0, "bytes": 0} for path in files_in_order}
+    totals = {path: {"docs": 0, "bytes": 0, "bytes_sq": 0} for path in files_in_order}
     seen: dict[str, int] = {}
     for partial in partials:
         for path, counts in partial["files"].items():
@@ -45,8 +51,57 @@ def _file_totals(
             if path in seen:
                 raise ValueError(f"{path} was read by ranks {seen[path]} and {partial['rank']}")
             seen[path] = partial["rank"]
-            totals[path] = {"docs": counts["docs"], "bytes": counts["bytes"]}
+            totals[path] = {k: counts[k] for k in ("docs", "bytes", "bytes_sq")}
     return totals
+
+
+def _rate_interval(
+    instances: int,
+    tokens: float,
+    files: dict[str, dict[str, int]],
+    per_file: dict[str, dict[str, Any]],
+) -> tuple[float, list[float], dict[str, Any]]:
+    """The rate, its clustering-aware interval, and how it was made.
+
+    The dispersion applied is the documents' (curation.stats.cluster_dispersion,
+    document length as exposure). Documents of one file may share a source and
+    cluster together too: `file_dispersion` is the same statistic with files as
+    units, reported, not applied (a corpus has few files, so it is a noisy
+    estimate; its df says how noisy). Both are free of the token unit: lengths in
+    bytes or in tokens give the same ratio.
+    """
+    doc_phi = stats.cluster_dispersion(
+        instances,
+        sum(f["bytes"] for f in files.values()),
+        sum(c["instances_sq"] for c in per_file.values()),
+        sum(c["instances_x_bytes"] for c in per_file.values()),
+        sum(f["bytes_sq"] for f in files.values()),
+        sum(f["docs"] for f in files.values()),
+    )
+    sized = {p: f["bytes"] for p, f in files.items() if f["bytes"] > 0}
+    counts = {p: per_file[p]["instances"] if p in per_file else 0 for p in sized}
+    file_phi = stats.cluster_dispersion(
+        instances,
+        sum(sized.values()),
+        sum(n * n for n in counts.values()),
+        sum(counts[p] * b for p, b in sized.items()),
+        sum(b * b for b in sized.values()),
+        len(sized),
+    )
+    rate, ci, applied = stats.clustered_rate_per_million(instances, tokens, doc_phi)
+    return (
+        rate,
+        ci,
+        {
+            "method": stats.RATE_INTERVAL_METHOD,
+            "unit": "document",
+            "dispersion": doc_phi,
+            "dispersion_applied": applied,
+            "effective_instances": instances / applied,
+            "file_dispersion": file_phi,
+            "files": len(sized),
+        },
+    )
 
 
 def _skill_report(
@@ -75,7 +130,7 @@ def _skill_report(
     instances = int(positions.size)
     matched = sum(c["matched_docs"] for c in per_file.values())
     instance_bytes = sum(c["instance_bytes"] for c in per_file.values())
-    rate, rate_ci = stats.rate_per_million(instances, tokens)
+    rate, rate_ci, interval = _rate_interval(instances, tokens, files, per_file)
     gap_tokens, gap_batches = stats.gap_stats(positions, batch_tokens)
     by_file = []
     for path, f in files.items():
@@ -105,6 +160,8 @@ def _skill_report(
         "instance_tokens": instance_bytes / bytes_per_token,
         "per_million_tokens": rate,
         "per_million_tokens_ci95": rate_ci,
+        "per_million_tokens_poisson_ci95": stats.rate_per_million(instances, tokens)[1],
+        "rate_interval": interval,
         "per_batch": stats.per_batch(instances, tokens, batch_tokens),
         "per_batch_ci95": [x * batch_tokens / 1e6 for x in rate_ci],
         "gap_tokens": gap_tokens,

@@ -1,4 +1,4 @@
-"""Pure math for frequency reports: Poisson intervals, rates, spacing statistics.
+"""Pure math for frequency reports: rate intervals, dispersion, spacing statistics.
 
 No I/O here, so every number a scan reports can be checked without files.
 Token positions and counts are in whatever token unit the scan uses (bytes by
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from statistics import NormalDist
 from typing import Any
 
@@ -111,6 +112,81 @@ def rate_per_million(count: int, tokens: float, level: float = 0.95) -> tuple[fl
     lo, hi = poisson_ci(count, level)
     scale = PER_MILLION / tokens
     return count * scale, [lo * scale, hi * scale]
+
+
+# The rate interval's allowance for clustering. SCIENCE.md asks for a bootstrap over
+# documents; its large-sample limit is the cluster-robust ("sandwich") variance of the
+# count, sum over units of (y_i - mu_i)^2, which needs only five sums that each rank keeps
+# per file as integers (sum y^2, sum y*t over documents with an instance; sum t^2, sum t,
+# documents over all), so partials stay small and merge exactly in any order. A real
+# bootstrap would carry every document's count and length to the merge (8-16 bytes a
+# document, matched or not) and depend on a resampling seed. The Pearson (quasi-Poisson
+# X2 / df) dispersion was the other candidate: it weights a document by 1 / mu_i, so one
+# instance in a short document reads as clustering (phi ~ mean length / its length); the
+# sandwich does not assume Var(y_i) proportional to mu_i, and covered as well or better in
+# simulation (benchmarks/bench_rate_interval.py).
+RATE_INTERVAL_METHOD = "cluster_robust_gamma"
+
+
+def cluster_dispersion(
+    instances: int,
+    exposure: int,
+    sum_sq: int,
+    sum_count_exposure: int,
+    sum_exposure_sq: int,
+    units: int,
+) -> float | None:
+    """Variance of the instance count over its Poisson variance, units as clusters.
+
+    Each unit i (a document, a file) has count y_i and exposure t_i (its length);
+    the fitted mean is mu_i = t_i * Y / T (Y = sum y_i, T = sum t_i), and
+
+        phi = G / (G - 1) * sum (y_i - mu_i)^2 / Y
+
+    with G units: Y * Var(log rate) of the cluster-robust covariance of a
+    Poisson GLM with an offset (statsmodels `cov_type="cluster"`, groups = the
+    units), i.e. the design effect of the clustering. 1 for Poisson counts;
+    about the mean clump size when instances come in clumps. The square is
+    expanded into sums (sum y^2 - 2 Y/T sum y*t + (Y/T)^2 sum t^2) and taken in
+    exact rational arithmetic, so no cancellation and no dependence on order.
+    None when it is not defined: no instance, or fewer than two units.
+    """
+    if instances <= 0 or units < 2 or exposure <= 0:
+        return None
+    lam = Fraction(instances, exposure)
+    squares = sum_sq - 2 * lam * sum_count_exposure + lam * lam * sum_exposure_sq
+    return float(Fraction(units, units - 1) * squares / instances)
+
+
+def clustered_rate_per_million(
+    count: int, tokens: float, dispersion: float | None, level: float = 0.95
+) -> tuple[float, list[float], float]:
+    """Rate per million tokens with an interval that allows for clustering: (rate, [lo, hi], phi).
+
+    The dispersion phi (from `cluster_dispersion`) says the count varies phi
+    times as much as a Poisson count of the same mean: instances come in
+    clumps. The count is then worth Y / phi independent instances (Kish's
+    effective sample size), so the interval is the exact Garwood interval of
+    that effective count, non-integer, scaled back by phi:
+
+        lo = phi * Gamma_ppf(alpha/2, Y/phi),  hi = phi * Gamma_ppf(1 - alpha/2, Y/phi + 1)
+
+    Its variance is phi * Y; for many effective instances it agrees with the
+    GLM's cluster-robust Wald interval exp(log(lam) +- z*sqrt(phi/Y)), while it
+    stays the exact Poisson interval for phi = 1 (few, unclustered instances:
+    counts of 0, 1, 5 are what this product is about). phi is
+    floored at 1: fewer clumps than Poisson is no reason to trust a rate more,
+    and no instance (phi undefined) gives the Poisson interval.
+    """
+    phi = max(1.0, dispersion) if dispersion is not None else 1.0
+    if tokens <= 0:
+        return 0.0, [0.0, 0.0], phi
+    alpha = 1.0 - level
+    effective = count / phi
+    lower = 0.0 if count == 0 else phi * gamma_ppf(alpha / 2.0, effective)
+    upper = phi * gamma_ppf(1.0 - alpha / 2.0, effective + 1.0)
+    scale = PER_MILLION / tokens
+    return count * scale, [lower * scale, upper * scale], phi
 
 
 def per_batch(instances: int, tokens: float, batch_tokens: int) -> float:

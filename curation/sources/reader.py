@@ -14,8 +14,10 @@ With a `prefilter` (a scan passes `SkillTagger.may_match`), a document it rules
 out is never built: most documents of a corpus hit no skill, and for those a
 scan only needs their count and UTF-8 length. Each run of such documents is
 passed on as one summary document (empty text, `metadata[SKIPPED]` =
-{"docs", "bytes"}), in its place in the file, which SkillFrequencyStats adds
-to its totals. So a prefiltering reader is for pipelines ending in that step.
+{"docs", "bytes", "bytes_sq"}: the count, the UTF-8 bytes and the sum of each
+document's bytes squared, which the rate interval's dispersion needs), in its
+place in the file, which SkillFrequencyStats adds to its totals. So a prefiltering
+reader is for pipelines ending in that step.
 """
 
 from __future__ import annotations
@@ -33,19 +35,23 @@ from curation.sources.records import BadRecord, RecordFile, ScanInputError
 
 BadRecordPolicy = Literal["fail", "skip"]
 MAX_BAD_EXAMPLES = 20
-SKIPPED = "skipped"  # metadata key of a summary document: {"docs": n, "bytes": b}
+SKIPPED = "skipped"  # metadata key of a summary document: {"docs", "bytes", "bytes_sq"}
 
 
 class ScanCancelled(RuntimeError):
     """The scan's cancel marker appeared while a rank was reading."""
 
 
-def skipped_summary(path: str, docs: int, nbytes: int) -> Document:
-    """Stands for `docs` consecutive documents of `path` (`nbytes` UTF-8 bytes) left out."""
+def skipped_summary(path: str, docs: int, nbytes: int, nbytes_sq: int) -> Document:
+    """Stands for `docs` consecutive documents of `path` left out: `nbytes` UTF-8 bytes
+    in all, `nbytes_sq` the sum of each one's bytes squared."""
     return Document(
         text="",
         id=f"{path}#skipped",
-        metadata={"file_path": path, SKIPPED: {"docs": docs, "bytes": nbytes}},
+        metadata={
+            "file_path": path,
+            SKIPPED: {"docs": docs, "bytes": nbytes, "bytes_sq": nbytes_sq},
+        },
     )
 
 
@@ -136,7 +142,7 @@ class CorpusReader(PipelineStep):
         for path in self.files[rank::world_size]:
             self.stat_update("input_files")
             records = RecordFile(path, self.format, self.text_key, self.id_key)
-            skipped_docs = skipped_bytes = 0  # since the last document passed on
+            skipped_docs = skipped_bytes = skipped_sq = 0  # since the last document passed on
             for record in records:
                 if isinstance(record, BadRecord):
                     if self.on_bad_record == "fail":
@@ -156,10 +162,11 @@ class CorpusReader(PipelineStep):
                     if utf8 is not None and not prefilter(utf8):
                         skipped_docs += 1
                         skipped_bytes += len(utf8)
+                        skipped_sq += len(utf8) ** 2
                         continue
                     if skipped_docs:
-                        yield self._summary(path, skipped_docs, skipped_bytes)
-                        skipped_docs = skipped_bytes = 0
+                        yield self._summary(path, skipped_docs, skipped_bytes, skipped_sq)
+                        skipped_docs = skipped_bytes = skipped_sq = 0
                 doc = Document(
                     text=record.text,
                     id=record.doc_id,
@@ -169,12 +176,12 @@ class CorpusReader(PipelineStep):
                 self.stat_update("documents")
                 yield doc
             if skipped_docs:
-                yield self._summary(path, skipped_docs, skipped_bytes)
+                yield self._summary(path, skipped_docs, skipped_bytes, skipped_sq)
             finished_units += records.done
         state.data["units_done"] = finished_units
         state.data["finished"] = True
         state.flush()
 
-    def _summary(self, path: str, docs: int, nbytes: int) -> Document:
+    def _summary(self, path: str, docs: int, nbytes: int, nbytes_sq: int) -> Document:
         self.stat_update("documents_left_out", value=docs)
-        return skipped_summary(path, docs, nbytes)
+        return skipped_summary(path, docs, nbytes, nbytes_sq)

@@ -11,6 +11,12 @@ reads a subset of files: the merge knows the corpus file order and each file's
 length and adds the offsets. They are kept in `array('q')` (8 bytes each) and
 stored as base64 of little-endian int64, not as JSON lists, so a dense corpus
 stays small in memory and on disk.
+
+For the rate interval's dispersion (curation.stats.cluster_dispersion) each file
+also carries integer sums over its documents: `bytes_sq` (document bytes squared,
+all documents) and per skill `instances_sq` (instances per document, squared) and
+`instances_x_bytes` (instances times document bytes). Documents are not kept, yet
+the merge gets the document-level dispersion exactly, in any order of ranks.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from curation.atomic import naming_full_disk, temp_path
 from curation.sources.reader import SKIPPED
 from curation.text import byte_len, char_to_byte_offsets
 
-PARTIAL_FORMAT = "skillmix.frequency.partial/1"
+PARTIAL_FORMAT = "skillmix.frequency.partial/2"
 
 
 def encode_positions(values: array) -> str:
@@ -52,6 +58,8 @@ class SkillFileCounts:
     instances: int = 0
     instance_bytes: int = 0
     probe_collisions: int = 0
+    instances_sq: int = 0  # sum over documents of instances^2
+    instances_x_bytes: int = 0  # sum over documents of instances * document bytes
     positions: array = field(default_factory=lambda: array("q"))
 
 
@@ -86,25 +94,33 @@ class SkillFrequencyStats(PipelineStep):
         self.probe_keys = {sid: frozenset(keys) for sid, keys in (probe_keys or {}).items()}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        files: dict[str, list[int]] = {}  # path -> [docs, bytes]
+        files: dict[str, list[int]] = {}  # path -> [docs, bytes, sum of bytes^2 per doc]
         skills: dict[str, SkillCounts] = {sid: SkillCounts() for sid in self.skill_ids}
         for doc in data or ():
             path = str(doc.metadata.get("file_path", ""))
-            file_totals = files.setdefault(path, [0, 0])
+            file_totals = files.setdefault(path, [0, 0, 0])
             skipped = doc.metadata.get(SKIPPED)
             if skipped is not None:  # a summary of documents the reader left out: no skills
                 file_totals[0] += skipped["docs"]
                 file_totals[1] += skipped["bytes"]
+                file_totals[2] += skipped["bytes_sq"]
                 continue
-            self._count(doc, path, file_totals[1], skills)
+            doc_bytes = byte_len(doc.text)
+            self._count(doc, path, file_totals[1], doc_bytes, skills)
             file_totals[0] += 1
-            file_totals[1] += byte_len(doc.text)
+            file_totals[1] += doc_bytes
+            file_totals[2] += doc_bytes**2
             self.stat_update("documents")
             yield doc
         self._write(rank, world_size, files, skills)
 
     def _count(
-        self, doc: Document, path: str, file_offset: int, skills: dict[str, SkillCounts]
+        self,
+        doc: Document,
+        path: str,
+        file_offset: int,
+        doc_bytes: int,
+        skills: dict[str, SkillCounts],
     ) -> None:
         tagged = doc.metadata.get("skills") or {}
         spans_by_skill = {sid: m.get("spans", []) for sid, m in tagged.items()}
@@ -124,6 +140,8 @@ class SkillFrequencyStats(PipelineStep):
             per_file = counts.files.setdefault(path, SkillFileCounts())
             per_file.matched_docs += 1
             per_file.instances += len(spans)
+            per_file.instances_sq += len(spans) ** 2
+            per_file.instances_x_bytes += len(spans) * doc_bytes
             for start, end in spans:
                 per_file.positions.append(file_offset + to_bytes[start])
                 per_file.instance_bytes += to_bytes[end] - to_bytes[start]
@@ -144,9 +162,9 @@ class SkillFrequencyStats(PipelineStep):
             "format": PARTIAL_FORMAT,
             "rank": rank,
             "world_size": world_size,
-            "docs": sum(d for d, _ in files.values()),
-            "bytes": sum(b for _, b in files.values()),
-            "files": {p: {"docs": d, "bytes": b} for p, (d, b) in files.items()},
+            "docs": sum(d for d, _, _ in files.values()),
+            "bytes": sum(b for _, b, _ in files.values()),
+            "files": {p: {"docs": d, "bytes": b, "bytes_sq": q} for p, (d, b, q) in files.items()},
             "skills": {
                 sid: {
                     "keys": dict(counts.keys),
@@ -156,6 +174,8 @@ class SkillFrequencyStats(PipelineStep):
                             "instances": c.instances,
                             "instance_bytes": c.instance_bytes,
                             "probe_collisions": c.probe_collisions,
+                            "instances_sq": c.instances_sq,
+                            "instances_x_bytes": c.instances_x_bytes,
                             "positions": encode_positions(c.positions),
                         }
                         for p, c in counts.files.items()
@@ -190,8 +210,13 @@ def read_partials(folder: DataFolderLike) -> list[dict[str, Any]]:
     for name in names:
         with df.open(name, "r") as f:
             partial = json.load(f)
-        if partial.get("format") != PARTIAL_FORMAT:
-            raise ValueError(f"{name} in {df.path} is not a frequency partial")
+        found = str(partial.get("format"))
+        if found != PARTIAL_FORMAT:
+            raise ValueError(
+                f"{name} in {df.path} was written by another version ({found}); use a fresh workdir"
+                if found.startswith(PARTIAL_FORMAT.rsplit("/", 1)[0])
+                else f"{name} in {df.path} is not a frequency partial"
+            )
         partials.append(partial)
     if not partials:
         raise ValueError(f"no frequency partials in {df.path}; did the scan run?")

@@ -378,6 +378,27 @@ class FileFrequency(Report):
     per_million_tokens: float
 
 
+class RateInterval(Report):
+    """How `per_million_tokens_ci95` was made (curation.scan_report._rate_interval)."""
+
+    method: str = Field(
+        description="`cluster_robust_gamma`: the Garwood interval of the effective count "
+        "instances / dispersion_applied, scaled back by dispersion_applied."
+    )
+    unit: str = Field(description="The clusters the dispersion is measured over: `document`.")
+    dispersion: float | None = Field(
+        description="Variance of the count over its Poisson variance with documents as "
+        "clusters (cluster-robust, document length as exposure): 1 for independent "
+        "instances, about the mean clump size when they clump; null without instances."
+    )
+    dispersion_applied: float = Field(description="max(1, dispersion); 1 when null.")
+    effective_instances: float = Field(description="instances / dispersion_applied.")
+    file_dispersion: float | None = Field(
+        description="The same with files as clusters: reported, not applied."
+    )
+    files: int = Field(description="Files with text: the clusters of `file_dispersion`.")
+
+
 class SkillFrequency(Report):
     """How often one skill occurs in the corpus and how far apart (the frequency report of
     DESIGN.md; curation.scan_report). Positions and gaps are in tokens of `corpus.token_unit`."""
@@ -394,10 +415,21 @@ class SkillFrequency(Report):
     instance_tokens: float = Field(description="Tokens inside instances, all together.")
     per_million_tokens: float
     per_million_tokens_ci95: list[float] = Field(
-        description="[lo, hi]: 95% Garwood (Poisson) interval of `per_million_tokens`."
+        description="[lo, hi]: 95% interval of `per_million_tokens` allowing for instances "
+        "clustering within documents (see `rate_interval`)."
+    )
+    per_million_tokens_poisson_ci95: list[float] | None = Field(
+        default=None,
+        description="[lo, hi]: 95% Garwood (Poisson) interval, which assumes independent "
+        "instances; too narrow when they cluster.",
+    )
+    rate_interval: RateInterval | None = Field(
+        default=None, description="How `per_million_tokens_ci95` was made."
     )
     per_batch: float = Field(description="Expected instances per batch of `batch_tokens`.")
-    per_batch_ci95: list[float] = Field(description="[lo, hi] of `per_batch`.")
+    per_batch_ci95: list[float] = Field(
+        description="[lo, hi] of `per_batch`, from `per_million_tokens_ci95`."
+    )
     gap_tokens: GapSummary | None = Field(
         description="Start-to-start distance of consecutive instances, in tokens."
     )

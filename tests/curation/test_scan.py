@@ -57,7 +57,12 @@ def assert_matches_truth(report, truth):
         assert got["doc_fraction"] == want["matched_docs"] / truth["docs"]
         assert got["token_fraction"] == want["instance_bytes"] / truth["bytes"]
         rate, ci = stats.rate_per_million(n, truth["bytes"])
-        assert (got["per_million_tokens"], got["per_million_tokens_ci95"]) == (rate, ci)
+        assert (got["per_million_tokens"], got["per_million_tokens_poisson_ci95"]) == (rate, ci)
+        phi = got["rate_interval"]["dispersion"]
+        assert (
+            got["per_million_tokens_ci95"]
+            == stats.clustered_rate_per_million(n, truth["bytes"], phi)[1]
+        )
         assert got["per_batch"] == n * BATCH / truth["bytes"]
         assert (got["gap_tokens"], got["gap_batches"]) == stats.gap_stats(want["positions"], BATCH)
         by_file = got["by_file"]

@@ -94,9 +94,9 @@ def test_the_reader_sums_up_what_it_leaves_out_in_place(tmp_path):
     out = [(doc.text, doc.metadata.get(SKIPPED)) for doc in reader()]
     assert out == [
         ("a hit", None),
-        ("", {"docs": 2, "bytes": 6}),
+        ("", {"docs": 2, "bytes": 6, "bytes_sq": 2**2 + 4**2}),
         ("a hit", None),
-        ("", {"docs": 3, "bytes": len("é no".encode()) + 4 + 1}),
+        ("", {"docs": 3, "bytes": 5 + 4 + 1, "bytes_sq": 5**2 + 4**2 + 1**2}),
         ("a hit", None),
-        ("", {"docs": 2, "bytes": 8}),
+        ("", {"docs": 2, "bytes": 8, "bytes_sq": 4**2 + 4**2}),
     ]

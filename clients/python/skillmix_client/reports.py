@@ -146,6 +146,20 @@ class FileFrequency(Report):
     per_million_tokens: float | None = None
 
 
+class RateInterval(Report):
+    """How `per_million_tokens_ci95` was made: `method` (`cluster_robust_gamma`), `unit`
+    (`document`), the `dispersion` of the count with documents as clusters and the one
+    applied; `file_dispersion`, with files as clusters, is reported, not applied."""
+
+    method: str | None = None
+    unit: str | None = None
+    dispersion: float | None = None
+    dispersion_applied: float | None = None
+    effective_instances: float | None = None
+    file_dispersion: float | None = None
+    files: int | None = None
+
+
 class SkillFrequency(Report):
     """How often one skill occurs in the corpus and how far apart (the frequency report of
     DESIGN.md; curation.scan_report). Positions and gaps are in tokens of `corpus.token_unit`."""
@@ -161,7 +175,9 @@ class SkillFrequency(Report):
     token_fraction: float | None = None
     instance_tokens: float | None = None
     per_million_tokens: float | None = None
-    per_million_tokens_ci95: list[float] = []
+    per_million_tokens_ci95: list[float] = []  # allows for clustering in documents
+    per_million_tokens_poisson_ci95: list[float] = []  # assumes independent instances
+    rate_interval: RateInterval | None = None
     per_batch: float | None = None
     per_batch_ci95: list[float] = []
     gap_tokens: GapSummary | None = None
@@ -198,7 +214,9 @@ class ScanReport(Report):
 
     def to_pandas(self) -> pandas.DataFrame:
         """One row per skill (index `skill_id`): counts, rates with their intervals
-        (`per_million_tokens_ci95_lo`, `..._hi`), `per_batch`, and gap statistics
+        (`per_million_tokens_ci95_lo`, `..._hi`, the Poisson one as
+        `per_million_tokens_poisson_ci95_lo`, ...; `rate_interval_dispersion`), `per_batch`,
+        and gap statistics
         (`gap_batches_median`, `gap_tokens_cv`, ...)."""
         rows = [
             {"skill_id": skill_id, **_flat(skill.model_dump(exclude={"by_file", "gap_histogram"}))}

@@ -49,9 +49,11 @@ def test_partials_merge_back_into_corpus_order(tmp_path):
     run_rank(tmp_path, docs("b", b), rank=1, world_size=2)
     partial = json.loads((tmp_path / "00000.json").read_text())
     assert partial["files"] == {
-        "a": {"docs": 3, "bytes": 8 + 5 + 17},
-        "c": {"docs": 1, "bytes": 22},
+        "a": {"docs": 3, "bytes": 8 + 5 + 17, "bytes_sq": 8**2 + 5**2 + 17**2},
+        "c": {"docs": 1, "bytes": 22, "bytes_sq": 22**2},
     }
+    a_counts = partial["skills"]["x"]["files"]["a"]
+    assert (a_counts["instances_sq"], a_counts["instances_x_bytes"]) == (1 + 4, 8 + 2 * 17)
 
     report = merge_partials(str(tmp_path), ["a", "b", "c"], batch_tokens=10).to_dict()
     x = report["skills"]["x"]
@@ -71,6 +73,8 @@ def test_partials_merge_back_into_corpus_order(tmp_path):
         none["instances"] == 0
         and none["gap_tokens"] is None
         and none["per_million_tokens_ci95"][1] > 0
+        and none["per_million_tokens_ci95"] == none["per_million_tokens_poisson_ci95"]
+        and none["rate_interval"]["dispersion"] is None
     )
     assert report["corpus"] == {
         "files": 3,
@@ -130,3 +134,37 @@ def test_positions_stay_compact(tmp_path):
     x = merge_partials(str(tmp_path), ["a"], batch_tokens=3).skills["x"]
     assert x["instances"] == 200_000 and x["gap_tokens"]["max"] == 3 and x["unique_instances"] == 1
     assert np.isclose(x["gap_batches"]["mean"], 1.0)
+
+
+def test_dispersion_merges_exactly_whatever_the_ranks(tmp_path):
+    rng = np.random.default_rng(5)
+    names = [f"f{i}" for i in range(6)]
+    texts = {
+        n: ["XX " * int(k) + "y" * int(rng.integers(1, 400)) for k in rng.poisson(0.4, 30) * 3]
+        for n in names
+    }
+    reports = []
+    for case, ranks in enumerate([[0] * 6, [0, 1, 2, 0, 1, 2], [2, 2, 1, 0, 0, 1]]):
+        folder = tmp_path / str(case)
+        world = max(ranks) + 1
+        for rank in range(world):
+            mine = [
+                d for n, r in zip(names, ranks, strict=True) if r == rank for d in docs(n, texts[n])
+            ]
+            run_rank(folder, mine, rank=rank, world_size=world)
+        reports.append(merge_partials(str(folder), names, batch_tokens=100).skills["x"])
+    first = reports[0]
+    assert all(r == first for r in reports[1:])  # identical, not only close
+    # The same as computed document by document.
+    lengths = np.array([len(t.encode()) for n in names for t in texts[n]])
+    counts = np.array([t.count("XX") for n in names for t in texts[n]])
+    Y, n = counts.sum(), counts.size
+    mu = Y * lengths / lengths.sum()
+    direct = ((counts - mu) ** 2).sum() / Y * n / (n - 1)
+    interval = first["rate_interval"]
+    assert interval["dispersion"] == pytest.approx(direct, rel=1e-12) and direct > 1.5
+    assert interval["unit"] == "document" and interval["files"] == 6
+    lo, hi = first["per_million_tokens_ci95"]
+    p_lo, p_hi = first["per_million_tokens_poisson_ci95"]
+    assert lo < p_lo < first["per_million_tokens"] < p_hi < hi
+    assert first["per_batch_ci95"] == [x * 100 / 1e6 for x in (lo, hi)]

@@ -63,7 +63,8 @@ def frequency_table(report: ScanReport, names: dict[str, str]) -> Table:
     title = (
         f"frequency: {corpus.get('docs_scanned', 0):,} docs, "
         f"{corpus.get('tokens_scanned', 0):,} tokens; batch = {corpus.get('batch_tokens')} "
-        "tokens; gaps between instances in batches"
+        "tokens; gaps between instances in batches; the 95% CI allows for instances "
+        "clustering within documents"
     )
     return rows_table(
         title,
