@@ -77,13 +77,12 @@ def skill_metric(skill: SkillSpec, metric: str | None) -> str:
         return "exact" if labels is None else "forced_choice"
     if metric not in verdict.METRICS:
         raise ValueError(f"unknown metric {metric!r}; metrics: {', '.join(verdict.METRICS)}")
-    if metric == "forced_choice" and labels is None:
-        family = "no generator" if skill.generator is None else skill.generator.family
+    if metric == "forced_choice" and skill.generator is not None and labels is None:
         raise ValueError(
-            f"skill {skill.id!r} ({family}) has no label set, so no forced choice; "
-            "use metric 'exact'"
+            f"skill {skill.id!r} ({skill.generator.family}) has no label set, so no forced "
+            "choice; use metric 'exact'"
         )
-    return metric
+    return metric  # (a skill without a generator has no probe set: no verdict to read)
 
 
 CHANCE_RULE = (
