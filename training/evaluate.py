@@ -1,18 +1,42 @@
-"""What a run measures: skill accuracy and loss, general held-out loss, forgetting.
+"""What a run measures: skill readouts and loss, general held-out loss, forgetting.
 
-Exact match is measured by teacher-forced argmax over the answer positions: the
-model reads the instance's text (from position 0, as a mixture places it), and
-an instance counts as correct when the argmax at every answer position is the
-answer's next byte. For exact match this equals greedy decoding of the answer's
-bytes (greedy emits the answer iff each argmax, given the correct bytes so far,
-is correct) and costs one forward pass for a whole batch of instances. The
-answer's end (EOS) is not required.
+Every skill readout comes from teacher-forced forward passes over the instance as a
+mixture places it: its text from position 0, then the end of the document (EOS, which
+the packer writes after every synthesized instance). Per instance:
 
-- held-out accuracy: on the skill's probe instances (never in any mixture): the rule;
-- seen accuracy: on a sample of instances.jsonl (placed in this run's mixture):
+- exact match (`acc`): the argmax at every answer position is the answer's next byte,
+  and the argmax after the answer is EOS: the answer *and its end*, so a residue `5`
+  gets no credit when the answer is `57`. This equals greedy decoding of the answer and
+  its end with ties going to the lowest token id (torch.argmax), and costs one forward
+  pass for a batch of instances. (An instance repeated from the corpus is followed by
+  its document's own text, not EOS: its end is not required.)
+- forced choice (`forced_choice`), only for families with a label set
+  (`Family.labels()`): the label with the highest log-probability given the prompt is
+  the answer. Each label is scored as a byte sequence: its bytes alone when the label
+  set is prefix-free (`<` `>` `=`), else its bytes followed by EOS (residues: `5` is a
+  prefix of `57`, so `5` is scored as "5 then the end"). Ties (log-probabilities within
+  TIE_TOLERANCE of the best) share the credit: 1/m when the answer is among m tied
+  labels, the expected score of breaking the tie at random, so a model that gives every
+  label the same score scores exactly 1/k.
+- format rate (`format_rate`): the probability mass on valid answers, the sum over the
+  labels of p(label's sequence | prompt), with the sequences as above. The sequences are
+  prefix-free, so these are disjoint events and the rate is at most 1: for one-byte
+  labels it is the mass of the first answer byte on the labels; for multi-byte labels
+  it is the probability that the answer is a whole label (and, when a label is a prefix
+  of another, that it ends there).
+- log-prob margin (`margin`): log p(correct label) - log p(best wrong label), nats;
+  positive iff the forced choice is right (without ties).
+
+Instances whose answer is not a label (a repeated corpus instance parsed otherwise)
+are left out of the label readouts. Readouts are also given per hard stratum
+(`Family.stratum`: for example equal tens digits for two-digit comparison).
+
+- held-out readouts: on the skill's probe instances (never in any mixture): the rule;
+- seen readouts: on a sample of instances.jsonl (placed in this run's mixture):
   memorisation; measured on the same sample at every eval, so early evals include
   instances not yet seen;
-- answer loss: mean cross-entropy per answer byte, averaged over instances;
+- answer loss: mean cross-entropy per answer byte (the end included where required),
+  averaged over instances;
 - general loss: next-token loss on held-out base-corpus text no arm trained on;
 - forgetting (SCIENCE.md section 1): for consecutive exposure batches e < e' with a
   gap (e' > e + 1), the probe answer loss just after training on batch e (step
@@ -68,23 +92,45 @@ class EvalSpec:
             raise ValueError("EvalSpec.max_exposure_pairs must be >= 0")
 
 
+TIE_TOLERANCE = 1e-5
+"""Label log-probabilities (nats) this close to the best count as tied for it."""
+READOUTS = ("acc", "forced_choice", "format_rate", "margin")
+"""Per-instance readouts, averaged over instances (see the module docstring)."""
+
+
 @dataclass
 class AnswerSet:
-    """Prompt/answer pairs encoded for one teacher-forced pass."""
+    """Prompt/answer pairs encoded for one teacher-forced pass.
+
+    `label_index[i]`: the position of row i's answer in the skill's labels, -1 when the
+    skill has none or the answer is not one; `strata[i]`: row i's hard stratum or None.
+    """
 
     inputs: torch.Tensor
     targets: torch.Tensor
+    label_index: torch.Tensor | None = None
+    strata: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def head(self, n: int) -> AnswerSet:
+        index = None if self.label_index is None else self.label_index[:n]
+        return AnswerSet(self.inputs[:n], self.targets[:n], index, self.strata[:n])
 
-def encode_answers(pairs: Sequence[tuple[str, str]], max_len: int) -> AnswerSet:
-    """(text, answer) pairs -> inputs and targets that are IGNORE outside the answer."""
+
+def encode_answers(
+    pairs: Sequence[tuple[str, str]], max_len: int, ends: Sequence[bool] | None = None
+) -> AnswerSet:
+    """(text, answer) pairs -> inputs and targets that are IGNORE outside the answer.
+
+    The targets are the answer's bytes then EOS (the end), unless `ends[i]` is False.
+    """
     rows = []
-    for text, answer in pairs:
+    for i, (text, answer) in enumerate(pairs):
         prefix = text[: -len(answer)] if text.endswith(answer) else text + " "
-        head, tail = list(prefix.encode()), list(answer.encode())
+        end = [EOS] if ends is None or ends[i] else []
+        head, tail = list(prefix.encode()), list(answer.encode()) + end
         if not head or len(head) + len(tail) - 1 > max_len:
             raise ValueError(f"instance {text!r} does not fit a context of {max_len} tokens")
         rows.append((head + tail[:-1], [IGNORE] * (len(head) - 1) + tail))
@@ -97,23 +143,135 @@ def encode_answers(pairs: Sequence[tuple[str, str]], max_len: int) -> AnswerSet:
     return AnswerSet(inputs, targets)
 
 
+def label_sequences(labels: Sequence[str]) -> list[list[int]]:
+    """Each label's byte sequence as forced choice scores it: its bytes, then EOS when one
+    label is a proper prefix of another (so that the sequences are prefix-free)."""
+    encoded = [list(label.encode()) for label in labels]
+    prefix_free = not any(
+        a != b and b[: len(a)] == a for a in encoded for b in encoded
+    )  # fmt: skip
+    return encoded if prefix_free else [seq + [EOS] for seq in encoded]
+
+
+def _answer_starts(answers: AnswerSet) -> torch.Tensor:
+    """Index of the position whose next-token prediction is each row's first answer byte."""
+    return (answers.targets != IGNORE).int().argmax(1)
+
+
 @torch.no_grad()
-def score_answers(model: torch.nn.Module, answers: AnswerSet, batch_size: int) -> dict[str, float]:
-    """Exact-match accuracy and mean answer loss (right padding cannot leak: causal)."""
+def label_logprobs(
+    model: torch.nn.Module, answers: AnswerSet, sequences: list[list[int]], batch_size: int
+) -> torch.Tensor:
+    """(rows, labels): log p(label sequence | row's prompt), teacher-forced.
+
+    One-byte sequences read the prompt's last position (one pass per batch of rows);
+    longer ones take one row per (instance, label).
+    """
     device = next(model.parameters()).device
-    correct, losses = [], []
+    starts = _answer_starts(answers)
+    if all(len(seq) == 1 for seq in sequences):
+        tokens = torch.tensor([seq[0] for seq in sequences], device=device)
+        out = []
+        for lo in range(0, len(answers), batch_size):
+            x = answers.inputs[lo : lo + batch_size].to(device)
+            at = starts[lo : lo + batch_size].to(device)
+            last = model(x).float()[torch.arange(len(x), device=device), at]
+            out.append(F.log_softmax(last, -1)[:, tokens].cpu())
+        return torch.cat(out)
+    rows: list[tuple[list[int], list[int]]] = []
+    for i in range(len(answers)):
+        context = answers.inputs[i, : int(starts[i]) + 1].tolist()
+        for seq in sequences:
+            rows.append((context + seq[:-1], [IGNORE] * (len(context) - 1) + seq))
+    scores = []
+    for lo in range(0, len(rows), batch_size):
+        chunk = rows[lo : lo + batch_size]
+        width = max(len(x) for x, _ in chunk)
+        x = torch.full((len(chunk), width), EOS, dtype=torch.long)
+        y = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
+        for j, (xs, ys) in enumerate(chunk):
+            x[j, : len(xs)], y[j, : len(ys)] = torch.tensor(xs), torch.tensor(ys)
+        x, y = x.to(device), y.to(device)
+        ce = F.cross_entropy(
+            model(x).float().transpose(1, 2), y, ignore_index=IGNORE, reduction="none"
+        )
+        scores.append(-ce.sum(1).cpu())
+    return torch.cat(scores).view(len(answers), len(sequences))
+
+
+def choice_readouts(logprobs: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per row: forced-choice credit (ties share it), format rate and log-prob margin.
+
+    `logprobs`: (rows, labels); `index`: each row's correct label (all >= 0).
+    """
+    rows = torch.arange(len(index))
+    best = logprobs.max(1).values
+    tied = logprobs >= (best - TIE_TOLERANCE).unsqueeze(1)
+    credit = tied[rows, index].float() / tied.sum(1).float()
+    correct = logprobs[rows, index]
+    wrong = logprobs.clone()
+    wrong[rows, index] = float("-inf")
+    return {
+        "forced_choice": credit,
+        "format_rate": logprobs.exp().sum(1).clamp(max=1.0),
+        "margin": correct - wrong.max(1).values,
+    }
+
+
+@torch.no_grad()
+def score_answers(
+    model: torch.nn.Module,
+    answers: AnswerSet,
+    batch_size: int,
+    labels: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """Readouts (module docstring) and mean answer loss; per stratum under `strata`.
+
+    Right padding cannot leak: the model is causal. `labels`: the label sequences
+    (label_sequences) when the skill has a label set.
+    """
+    device = next(model.parameters()).device
+    per_row: dict[str, list[torch.Tensor]] = {"acc": [], "loss": []}
     for start in range(0, len(answers), batch_size):
         x = answers.inputs[start : start + batch_size].to(device)
         y = answers.targets[start : start + batch_size].to(device)
         logits = model(x).float()
         mask = y != IGNORE
         ce = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, reduction="none")
-        losses.append(ce.sum(1) / mask.sum(1))
-        correct.append(((logits.argmax(-1) == y) | ~mask).all(1))
-    return {
-        "acc": torch.cat(correct).float().mean().item(),
-        "loss": torch.cat(losses).mean().item(),
-    }
+        per_row["loss"].append((ce.sum(1) / mask.sum(1)).cpu())
+        per_row["acc"].append(((logits.argmax(-1) == y) | ~mask).all(1).float().cpu())
+    values = {name: torch.cat(rows) for name, rows in per_row.items()}
+    labelled = torch.zeros(len(answers), dtype=torch.bool)
+    if labels is not None and answers.label_index is not None:
+        labelled = answers.label_index >= 0
+        if labelled.any():
+            subset = AnswerSet(answers.inputs[labelled], answers.targets[labelled])
+            logprobs = label_logprobs(model, subset, labels, batch_size)
+            for name, got in choice_readouts(logprobs, answers.label_index[labelled]).items():
+                values[name] = torch.full((len(answers),), float("nan"))
+                values[name][labelled] = got
+    out = _means(values, torch.ones(len(answers), dtype=torch.bool), labelled)
+    strata = [s for s in dict.fromkeys(answers.strata) if s is not None]
+    if strata:
+        out["strata"] = {
+            name: _means(values, in_stratum, labelled & in_stratum)
+            for name in strata
+            for in_stratum in [torch.tensor([s == name for s in answers.strata])]
+        }
+    return out
+
+
+def _means(
+    values: dict[str, torch.Tensor], rows: torch.Tensor, labelled: torch.Tensor
+) -> dict[str, Any]:
+    """Each readout's mean over `rows` (label readouts over `labelled`; None if empty)."""
+    out: dict[str, Any] = {"n": int(rows.sum())}
+    for name in ("acc", "loss"):
+        out[name] = values[name][rows].mean().item() if rows.any() else None
+    for name in ("forced_choice", "format_rate", "margin"):
+        got = values.get(name)
+        out[name] = None if got is None or not labelled.any() else got[labelled].mean().item()
+    return out
 
 
 @torch.no_grad()
@@ -159,11 +317,36 @@ def retention_pairs(exposures: Sequence[int], n_steps: int, cap: int) -> list[tu
     return [pairs[round(i * (len(pairs) - 1) / max(cap - 1, 1))] for i in range(cap)]
 
 
-def _encode(skill_id: str, pairs: list[tuple[str, str]], max_len: int) -> AnswerSet:
+def _encode(
+    skill: SkillSpec,
+    pairs: list[tuple[str, str]],
+    max_len: int,
+    ends: list[bool] | None = None,
+    strata: list[str | None] | None = None,
+) -> AnswerSet:
     try:
-        return encode_answers(pairs, max_len)
+        answers = encode_answers(pairs, max_len, ends)
     except ValueError as exc:
-        raise ValueError(f"skill {skill_id!r}: {exc} (the mixture's seq_len - 1)") from None
+        raise ValueError(f"skill {skill.id!r}: {exc} (the mixture's seq_len - 1)") from None
+    labels = None if skill.family is None else skill.family.labels()
+    if labels is not None:
+        where = {label: i for i, label in enumerate(labels)}
+        answers.label_index = torch.tensor([where.get(answer, -1) for _, answer in pairs])
+    answers.strata = strata if strata is not None else [None] * len(pairs)
+    return answers
+
+
+def skill_labels(skill: SkillSpec) -> list[list[int]] | None:
+    """The skill's label sequences for forced choice, or None without a label set."""
+    labels = None if skill.family is None else skill.family.labels()
+    return None if labels is None else label_sequences(labels)
+
+
+def _readouts(prefix: str, scores: dict[str, Any]) -> dict[str, Any]:
+    out = {f"{prefix}_{name}": scores.get(name) for name in (*READOUTS, "loss")}
+    if prefix == "heldout":  # seen rows carry no strata (repeated rows may not parse)
+        out["heldout_strata"] = scores.get("strata", {})
+    return out
 
 
 @dataclass
@@ -175,21 +358,32 @@ class Evaluator:
     seen: dict[str, AnswerSet]
     heldout: torch.Tensor | None
     pairs: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+    labels: dict[str, list[list[int]] | None] = field(default_factory=dict)
 
     @classmethod
     def build(cls, spec: EvalSpec, mixture: MixtureReader, n_steps: int) -> Evaluator:
         ctx = mixture.seq_len - 1
-        probes, seen, pairs = {}, {}, {}
+        probes, seen, pairs, labels = {}, {}, {}, {}
         for skill in spec.skills:
             rng = random.Random(SAMPLE_SEED)
             held = probe_instances(skill)
             held = rng.sample(held, min(spec.n_probe, len(held)))
             placed = mixture.instances(skill.id)
             placed = rng.sample(placed, min(spec.n_seen, len(placed)))
+            labels[skill.id] = skill_labels(skill)
             if held:
-                probes[skill.id] = _encode(skill.id, [(i.text, i.answer) for i in held], ctx)
+                family = skill.family
+                assert family is not None  # a skill with probe instances has a generator
+                strata = [family.stratum(i) for i in held]
+                probes[skill.id] = _encode(
+                    skill, [(i.text, i.answer) for i in held], ctx, strata=strata
+                )
             if placed:
-                seen[skill.id] = _encode(skill.id, [(r["text"], r["answer"]) for r in placed], ctx)
+                # A repeated corpus instance is followed by its document, not by EOS.
+                ends = [r.get("source") != "repeat" for r in placed]
+                seen[skill.id] = _encode(
+                    skill, [(r["text"], r["answer"]) for r in placed], ctx, ends
+                )
             exposures = mixture.exposure_batches(skill.id)
             if skill.id in probes:
                 pairs[skill.id] = retention_pairs(exposures, n_steps, spec.max_exposure_pairs)
@@ -200,7 +394,7 @@ class Evaluator:
                 raise ValueError(
                     f"the held-out text is shorter than one {mixture.seq_len}-token row"
                 )
-        return cls(spec, probes, seen, heldout, pairs)
+        return cls(spec, probes, seen, heldout, pairs, labels)
 
     def retention_steps(self) -> dict[int, list[str]]:
         """step -> skills whose probe loss is measured after that step."""
@@ -213,26 +407,25 @@ class Evaluator:
         return steps
 
     def probe_loss(self, model: torch.nn.Module, skill_id: str) -> float:
-        probes = self.probes[skill_id]
-        n = self.spec.n_retention_probe
-        subset = AnswerSet(probes.inputs[:n], probes.targets[:n])
-        return score_answers(model, subset, self.spec.batch_size)["loss"]
+        subset = self.probes[skill_id].head(self.spec.n_retention_probe)
+        loss: float = score_answers(model, subset, self.spec.batch_size)["loss"]
+        return loss
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        """Every skill's held-out and seen accuracy and loss, and the general loss."""
+        """Every skill's held-out and seen readouts and loss, and the general loss.
+
+        Per skill: `heldout_<readout>` and `seen_<readout>` for each of READOUTS and
+        `loss`, and `heldout_strata`: {stratum: {n, each readout, loss}}.
+        """
         size = self.spec.batch_size
         skills = {}
         for skill in self.spec.skills:
+            labels = self.labels.get(skill.id)
             held = self.probes.get(skill.id)
             seen = self.seen.get(skill.id)
-            h = score_answers(model, held, size) if held is not None else {}
-            s = score_answers(model, seen, size) if seen is not None else {}
-            skills[skill.id] = {
-                "heldout_acc": h.get("acc"),
-                "heldout_loss": h.get("loss"),
-                "seen_acc": s.get("acc"),
-                "seen_loss": s.get("loss"),
-            }
+            h = score_answers(model, held, size, labels) if held is not None else {}
+            s = score_answers(model, seen, size, labels) if seen is not None else {}
+            skills[skill.id] = _readouts("heldout", h) | _readouts("seen", s)
         general = None if self.heldout is None else sequence_loss(model, self.heldout, size)
         return {"general_loss": general, "skills": skills}
 

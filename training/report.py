@@ -1,9 +1,10 @@
 """PNG plots of a verification (matplotlib, Agg backend: no display needed).
 
-- accuracy_<skill>_<size>.png: held-out (rule) and seen (memorisation) accuracy over
-  training, one panel per arm, one line per seed, with the threshold and chance;
-- final_accuracy_<skill>.png: final held-out accuracy across seeds per arm (box and
-  points), one panel per size, annotated with P(retained) and the verdict;
+- accuracy_<skill>_<size>.png: held-out (rule) and seen (memorisation) value of the
+  verdict's metric (forced choice or exact match) over training, one panel per arm, one
+  line per seed, with the threshold and chance;
+- final_accuracy_<skill>.png: the metric's final held-out value across seeds per arm
+  (box and points), one panel per size, annotated with P(retained) and the verdict;
 - general_loss.png: general held-out loss over training per arm, one panel per size;
 - forgetting_<skill>.png: loss rise between exposures per arm and seed.
 """
@@ -23,6 +24,7 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from curation.atomic import save_figure  # noqa: E402
 from training.trainer import RunResult  # noqa: E402
+from training.verdict import METRIC_KEYS  # noqa: E402
 
 Run = tuple[str, str, int, RunResult]
 """(arm, size, seed, result)."""
@@ -54,6 +56,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 def accuracy_curves(runs: list[Run], skill_id: str, size: str, lines: dict, out: Path) -> Path:
     skill_name = lines.get("name") or skill_id
+    metric = lines.get("metric", "exact")
+    readout = METRIC_KEYS[metric]
     arms = list(dict.fromkeys(arm for arm, s, _, _ in runs if s == size))
     fig, axes = plt.subplots(
         2, len(arms), figsize=(4.2 * len(arms), 6), sharex=True, sharey=True, squeeze=False
@@ -61,15 +65,18 @@ def accuracy_curves(runs: list[Run], skill_id: str, size: str, lines: dict, out:
     colors = plt.get_cmap("viridis")
     for col, arm in enumerate(arms):
         seeds = [(seed, r) for a, s, seed, r in runs if a == arm and s == size]
-        for row, (metric, label) in enumerate(
-            [("heldout_acc", "held-out accuracy (rule)"), ("seen_acc", "seen accuracy (memory)")]
+        for row, (key, label) in enumerate(
+            [
+                (f"heldout_{readout}", f"held-out {metric} (rule)"),
+                (f"seen_{readout}", f"seen {metric} (memory)"),
+            ]  # fmt: skip
         ):
             ax = axes[row][col]
             for i, (seed, result) in enumerate(seeds):
-                xs, ys = _curve(result, skill_id, metric)
+                xs, ys = _curve(result, skill_id, key)
                 color = colors(i / max(1, len(seeds) - 1) * 0.85)
                 ax.plot(xs, ys, color=color, lw=1.3, alpha=0.85, label=f"seed {seed}")
-            if not any(_curve(r, skill_id, metric)[0] for _, r in seeds):
+            if not any(_curve(r, skill_id, key)[0] for _, r in seeds):
                 ax.text(0.5, 0.5, "no instances placed", ha="center", transform=ax.transAxes)
             ax.axhline(lines["threshold"], color="k", ls="--", lw=0.9, label="threshold")
             ax.axhline(lines["chance"], color="gray", ls=":", lw=0.9, label="chance")
@@ -85,7 +92,7 @@ def accuracy_curves(runs: list[Run], skill_id: str, size: str, lines: dict, out:
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
                bbox_to_anchor=(0.5, -0.04), frameon=False)  # fmt: skip
-    fig.suptitle(f"{skill_name}, model {size}: accuracy over training")
+    fig.suptitle(f"{skill_name}, model {size}: {metric} over training")
     return _save(fig, out / f"accuracy_{_safe(skill_id)}_{_safe(size)}.png")
 
 
@@ -109,7 +116,7 @@ def final_accuracy(
         ax.set_xticks(range(1, len(rows) + 1), [v["arm"] for v in rows])
         ax.set_ylim(-0.02, 1.16)
         ax.set_title(f"model {size}", pad=22)
-        ax.set_ylabel("final held-out accuracy")
+        ax.set_ylabel(f"final held-out {rows[0]['metric'] if rows else 'metric'}")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{label or skill_id}: final accuracy across seeds", y=1.03)
     return _save(fig, out / f"final_accuracy_{_safe(skill_id)}.png")
@@ -170,7 +177,8 @@ def plot_verification(
 ) -> list[str]:
     """Every plot of a verification into `out`; returns the file paths.
 
-    `lines`: per skill id, {"threshold": float, "chance": float, "name": str}; titles name
+    `lines`: per skill id, {"threshold": float, "chance": float, "name": str, "metric":
+    str}; titles name
     the skill by its name (its id without one), file names keep the id.
     """
     out.mkdir(parents=True, exist_ok=True)

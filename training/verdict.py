@@ -2,9 +2,12 @@
 
 Pure functions, no torch. The rules, stated once (SCIENCE.md section 4):
 
-- A seed is retained when its final held-out exact-match accuracy >= threshold.
+- The verdict reads one metric (`METRICS`): `forced_choice` (the label with the highest
+  log-probability is the answer; training.evaluate) by default for a family with a
+  label set, else `exact` (exact match of the answer and its end).
+- A seed is retained when its final held-out value of the metric >= threshold.
   Default threshold: chance + margin * (1 - chance), margin 0.5: halfway from
-  chance to perfect. Chance per family: `chance_level`.
+  chance to perfect. Chance is that metric's floor on the probe set: `chance_level`.
 - P(retained) = retained seeds / seeds, with a 95% Wilson score interval.
 - Verdict: `retained` if the interval's lower bound >= 0.5 (a retaining run is
   more likely than not, with 95% confidence), `not_retained` if its upper bound
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,20 +31,34 @@ DECIDE_AT = 0.5
 BOOTSTRAP_SAMPLES = 2000
 
 
-def chance_level(family: str | None, params: dict[str, Any]) -> float:
-    """Exact-match accuracy of guessing the answer uniformly among its labels.
+METRICS = {
+    "forced_choice": "forced-choice accuracy over the family's labels",
+    "exact": "exact match of the answer and its end",
+}
+"""The metrics a verdict can read, and how the rule names them."""
+METRIC_KEYS = {"forced_choice": "forced_choice", "exact": "acc"}
+"""Metric -> the readout's name in a run's evaluation (`heldout_<name>`)."""
+STRATUM_P = 0.05
+"""A stratum's readout is "indistinguishable from chance" when a one-sided binomial test
+against its chance level has p >= STRATUM_P."""
 
-    number_comparison: "<" or ">" (the rare "=" ignored) -> 1/2; token_pair with rule
-    order -> 1/2, with mod_add -> 1/k; modular_addition -> 1/modulus; families with
-    open-ended answers (copying, multi_digit_addition, examples, no generator) -> 0.
+
+def chance_level(answers: Sequence[str]) -> float:
+    """The floor of both metrics on a probe set with these answers: the share of its most
+    common answer.
+
+    That is what the best prompt-blind model scores: one that always gives the most
+    common answer (and its end) scores it in exact match and in forced choice, and no
+    model that ignores the prompt does better. Guessing uniformly among k labels scores
+    1/k in forced choice, never more than the most common share, so the floor is this
+    share: 1/k for a balanced label set (token_pair order 1/2, modular_addition about
+    1/modulus), 0.494 for two-digit comparison (`<` and `>` each 4,005 of 8,100 pairs,
+    `=` 90), near 0 for open answers (sums, copies). Exact match over the whole
+    vocabulary has the same floor: a model that never emits a label scores 0, below it.
     """
-    if family == "number_comparison":
-        return 0.5
-    if family == "token_pair":
-        return 0.5 if params.get("rule", "order") == "order" else 1.0 / params.get("k", 100)
-    if family == "modular_addition":
-        return 1.0 / params.get("modulus", 97)
-    return 0.0
+    if not answers:
+        return 0.0
+    return max(Counter(answers).values()) / len(answers)
 
 
 def default_threshold(chance: float, margin: float = 0.5) -> tuple[float, str]:
@@ -109,12 +127,16 @@ def verdict(
     baseline: Sequence[float] | None = None,
     chance: float | None = None,
     threshold_note: str = "",
+    metric: str = "exact",
 ) -> dict[str, Any]:
-    """The verdict of one skill x size x arm from its seeds' final held-out accuracies.
+    """The verdict of one skill x size x arm from its seeds' final held-out `metric`
+    (`accuracies`: one value per seed, whichever metric it is).
 
-    `baseline`: the baseline arm's accuracies on the same seeds (None for the baseline).
+    `baseline`: the baseline arm's values on the same seeds (None for the baseline).
     `threshold_note`: where the threshold came from, quoted in the rule.
     """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")
     if not accuracies:
         raise ValueError(f"{skill_id}/{size}/{arm}: no seeds to judge")
     n, k = len(accuracies), sum(a >= threshold for a in accuracies)
@@ -139,8 +161,10 @@ def verdict(
         else f"interval [{ci[0]:.3f}, {ci[1]:.3f}] contains {DECIDE_AT}"
     )  # fmt: skip
     origin = f" ({threshold_note})" if threshold_note else ""
+    floor = "" if chance is None else f"; chance {chance:.3g}"
     rule = (
-        f"a seed is retained when its final held-out exact-match accuracy >= {threshold:.3g}"
+        f"metric: {metric} ({METRICS[metric]}){floor}; a seed is retained when its final "
+        f"held-out {metric} >= {threshold:.3g}"
         f"{origin}; {k}/{n} seeds retained, P = {k / n:.3f}, Wilson 95% interval "
         f"[{ci[0]:.3f}, {ci[1]:.3f}]; {outcome} because the {bound} (retained if the lower "
         f"bound >= {DECIDE_AT}, not_retained if the upper bound < {DECIDE_AT}, else inconclusive)"
@@ -149,6 +173,7 @@ def verdict(
         "skill_id": skill_id,
         "size": size,
         "arm": arm,
+        "metric": metric,
         "p_retained": k / n,
         "ci95": [ci[0], ci[1]],
         "threshold": threshold,
@@ -162,3 +187,94 @@ def verdict(
         "effect_vs_baseline": effect,
         "rule": rule,
     }
+
+
+def binomial_p_greater(successes: int, n: int, p: float) -> float:
+    """One-sided exact binomial p-value P(X >= successes) for X ~ Binomial(n, p).
+
+    Written here because scipy is not a dependency; tested against known values."""
+    if successes <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p
+        + (n - i) * log_q
+        for i in range(successes, n + 1)
+    ]  # fmt: skip
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def summary(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """Mean of a readout across seeds with its percentile bootstrap 95% interval (seeds
+    without the readout left out); None when no seed has it."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    return {"mean": _mean(got), "ci95": list(bootstrap_mean_interval(got)), "n_seeds": len(got)}
+
+
+def stratum_threshold(threshold: float, chance: float, stratum_chance: float) -> float:
+    """The threshold moved to a stratum's own chance level, keeping its margin: a
+    threshold that is halfway from chance to perfect stays halfway on the stratum."""
+    margin = (threshold - chance) / (1.0 - chance) if chance < 1.0 else 0.0
+    return stratum_chance + margin * (1.0 - stratum_chance)
+
+
+def stratum_check(
+    name: str,
+    seeds: Sequence[int],
+    whole: Sequence[float],
+    values: Sequence[float | None],
+    sizes: Sequence[int],
+    threshold: float,
+    chance: float,
+    stratum_chance: float,
+) -> dict[str, Any]:
+    """A hard stratum's readouts across seeds, and the seeds that pass on the whole probe
+    set while this stratum stays below its own threshold (`stratum_threshold`): such a
+    seed may have passed on a heuristic, not the rule. The verdict itself still uses the
+    whole probe set; this is a warning.
+
+    `whole`, `values`: each seed's metric on the whole probe set and on the stratum;
+    `sizes`: the stratum's instances in each seed's probe sample.
+    """
+    limit = stratum_threshold(threshold, chance, stratum_chance)
+    p_values: list[float | None] = []
+    flagged = []
+    for seed, total, value, n in zip(seeds, whole, values, sizes, strict=True):
+        if value is None or n == 0:
+            p_values.append(None)
+            continue
+        successes = min(n, max(0, round(value * n)))  # tie credits rounded to a count
+        p_values.append(binomial_p_greater(successes, n, stratum_chance))
+        if total >= threshold and value < limit:
+            flagged.append(seed)
+    out: dict[str, Any] = {
+        "stratum": name,
+        "chance": stratum_chance,
+        "threshold": limit,
+        "values": list(values),
+        "n": list(sizes),
+        "p_vs_chance": p_values,
+        "summary": summary(values),
+        "flagged_seeds": flagged,
+        "warning": None,
+    }
+    if flagged:
+        shown = ", ".join(
+            f"seed {seed}: {value:.3f}"
+            for seed, value in zip(seeds, values, strict=True)
+            if seed in flagged and value is not None
+        )
+        out["warning"] = (
+            f"stratum {name!r} is at or near chance ({stratum_chance:.3g}) while the whole "
+            f"probe set passes: below its own threshold {limit:.3g} on {len(flagged)} of the "
+            f"retained seeds ({shown}); those seeds may have passed on a heuristic, not the "
+            "rule (the verdict uses the whole probe set)"
+        )
+    return out

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from curation.atomic import write_json_atomic
+from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training import verdict
 from training.data import MixtureReader, open_mixture
-from training.evaluate import EvalSpec
+from training.evaluate import READOUTS, EvalSpec
 from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
 from training.parallel import RunScope, RunSpec, run_parallel, train
 from training.report import plot_verification
@@ -67,20 +68,55 @@ def check_arms(mixtures: dict[str, MixtureReader]) -> None:
                 )
 
 
-def _thresholds(skills: list[SkillSpec], threshold: float | dict[str, float] | None) -> dict:
+def skill_metric(skill: SkillSpec, metric: str | None) -> str:
+    """The verdict's metric for `skill`: `metric`, or by default `forced_choice` where the
+    skill's family has a label set, else `exact`. ValueError for a metric the skill's
+    family cannot provide."""
+    labels = None if skill.family is None else skill.family.labels()
+    if metric is None:
+        return "exact" if labels is None else "forced_choice"
+    if metric not in verdict.METRICS:
+        raise ValueError(f"unknown metric {metric!r}; metrics: {', '.join(verdict.METRICS)}")
+    if metric == "forced_choice" and skill.generator is not None and labels is None:
+        raise ValueError(
+            f"skill {skill.id!r} ({skill.generator.family}) has no label set, so no forced "
+            "choice; use metric 'exact'"
+        )
+    return metric  # (a skill without a generator has no probe set: no verdict to read)
+
+
+CHANCE_RULE = (
+    "the share of the probe set's most common answer: what the best prompt-blind model "
+    "scores (1/k for k balanced labels)"
+)
+
+
+def _thresholds(
+    skills: list[SkillSpec], threshold: float | dict[str, float] | None, metric: str | None
+) -> dict:
     out = {}
     for skill in skills:
-        family, params = (None, {}) if skill.generator is None else (
-            skill.generator.family, skill.generator.params
-        )  # fmt: skip
-        chance = verdict.chance_level(family, params)
+        probes = probe_instances(skill)
+        chance = verdict.chance_level([i.answer for i in probes])
+        by_stratum: dict[str, list[str]] = {}
+        for instance in probes:
+            assert skill.family is not None  # a skill with probe instances has a generator
+            name = skill.family.stratum(instance)
+            if name is not None:
+                by_stratum.setdefault(name, []).append(instance.answer)
         given = threshold.get(skill.id) if isinstance(threshold, dict) else threshold
         value, note = verdict.default_threshold(chance) if given is None else (given, "given")
         out[skill.id] = {
             "threshold": value,
             "chance": chance,
+            "chance_rule": CHANCE_RULE,
             "threshold_rule": note,
+            "metric": skill_metric(skill, metric),
             "name": skill.name,
+            "strata": {
+                name: {"chance": verdict.chance_level(answers), "probe_instances": len(answers)}
+                for name, answers in by_stratum.items()
+            },
         }
     return out
 
@@ -105,11 +141,14 @@ def run_verification(
     eval_options: dict[str, Any] | None = None,
     initializer: Callable[[], None] | None = None,
     run_scope: RunScope | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
     threshold: None for the per-family default (verdict.default_threshold), a number for
-    every skill, or a dict by skill id. progress(fraction, message): the verification's
+    every skill, or a dict by skill id. metric: what the verdict reads (verdict.METRICS),
+    None for each skill's default (skill_metric); a metric a skill cannot provide is a
+    ValueError before any training. progress(fraction, message): the verification's
     progress; on_event: every run's events (training.events); either may raise to cancel.
     baseline: the arm the others are compared with.
     config: base training settings; size, seed, token_budget, eval_every, device are set
@@ -118,6 +157,8 @@ def run_verification(
     run, here or in the pool (training.parallel.RunScope).
     """
     started, work = time.perf_counter(), Path(workdir)
+    for skill in skills:
+        skill_metric(skill, metric)  # refuse before training
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
     spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
@@ -145,7 +186,7 @@ def run_verification(
         if run.key not in results:
             results[run.key] = train(run, spec, tracker, run_scope)
     in_order = [(run, results[run.key]) for run in runs]
-    report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work)
+    report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work, metric)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
     tracker.progress(1.0, "verification done")
@@ -196,6 +237,7 @@ def make_report(
     threshold: float | dict[str, float] | None,
     baseline: str | None,
     workdir: Path,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
 
@@ -204,7 +246,7 @@ def make_report(
     """
     if baseline not in mixtures:
         baseline = None
-    lines = _thresholds(skills, threshold)
+    lines = _thresholds(skills, threshold, metric)
     verdicts = _verdicts(results, lines, baseline)
     runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
@@ -223,13 +265,13 @@ def make_report(
     }  # fmt: skip
 
 
-def _final(result: RunResult, skill_id: str, key: str) -> float | None:
+def _final(result: RunResult, skill_id: str, key: str) -> Any:
     return result.final.get("skills", {}).get(skill_id, {}).get(key)
 
 
-def _accuracies(cell: list[RunResult], skill_id: str) -> list[float] | None:
-    """Final held-out accuracy per seed; None if the skill has no probe set."""
-    values = [_final(r, skill_id, "heldout_acc") for r in cell]
+def _values(cell: list[RunResult], skill_id: str, readout: str) -> list[float] | None:
+    """Final held-out `readout` per seed; None if the skill has no probe set."""
+    values = [_final(r, skill_id, f"heldout_{readout}") for r in cell]
     return None if any(v is None for v in values) else [v for v in values if v is not None]
 
 
@@ -238,24 +280,49 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(got) / len(got) if got else None
 
 
+def _strata(cell: list[RunResult], seeds: list[int], skill_id: str, whole: list[float],
+            line: dict, readout: str) -> dict[str, Any]:  # fmt: skip
+    out = {}
+    for name, stratum in line["strata"].items():
+        finals = [_final(r, skill_id, "heldout_strata") or {} for r in cell]
+        got = [f.get(name, {}) for f in finals]
+        out[name] = verdict.stratum_check(
+            name, seeds, whole, [g.get(readout) for g in got], [g.get("n", 0) for g in got],
+            line["threshold"], line["chance"], stratum["chance"],
+        )  # fmt: skip
+        out[name]["readouts"] = {
+            r: verdict.summary([g.get(r) for g in got]) for r in READOUTS
+        }  # fmt: skip
+    return out
+
+
 def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str, Any]]:
-    cells: dict[tuple[str, str, str], list[RunResult]] = {}
+    cells: dict[tuple[str, str, str], list[tuple[int, RunResult]]] = {}
     for run, result in results:
         for skill_id in lines:
-            cells.setdefault((skill_id, run.key.size, run.key.arm), []).append(result)
+            key = (skill_id, run.key.size, run.key.arm)
+            cells.setdefault(key, []).append((run.key.seed, result))
     out = []
-    for (skill_id, size, arm), cell in cells.items():
-        accuracies = _accuracies(cell, skill_id)
-        if accuracies is None:
+    for (skill_id, size, arm), seeded in cells.items():
+        line = lines[skill_id]
+        readout = verdict.METRIC_KEYS[line["metric"]]
+        seeds, cell = [seed for seed, _ in seeded], [r for _, r in seeded]
+        values = _values(cell, skill_id, readout)
+        if values is None:
             continue  # a skill without a generator has no probe set to judge it on
         base = None
         if baseline is not None and arm != baseline:
-            base = _accuracies(cells[(skill_id, size, baseline)], skill_id)
-        line = lines[skill_id]
+            base = _values([r for _, r in cells[(skill_id, size, baseline)]], skill_id, readout)
         row = verdict.verdict(
-            skill_id, size, arm, accuracies, line["threshold"], base, line["chance"],
-            line["threshold_rule"],
+            skill_id, size, arm, values, line["threshold"], base, line["chance"],
+            line["threshold_rule"], line["metric"],
         )  # fmt: skip
+        row["readouts"] = {
+            r: verdict.summary([_final(x, skill_id, f"heldout_{r}") for x in cell])
+            for r in READOUTS
+        }
+        row["strata"] = _strata(cell, seeds, skill_id, values, line, readout)
+        row["warnings"] = [s["warning"] for s in row["strata"].values() if s["warning"]]
         row["mean_seen_accuracy"] = _mean([_final(r, skill_id, "seen_acc") for r in cell])
         row["mean_general_loss"] = _mean([r.final.get("general_loss") for r in cell])
         row["mean_forgetting"] = _mean(

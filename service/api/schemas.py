@@ -744,9 +744,38 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff_method: str
 
 
+class ReadoutSummary(Report):
+    """A readout's mean across seeds (training.verdict.summary)."""
+
+    mean: float
+    ci95: list[float] = Field(description="Percentile bootstrap over seeds.")
+    n_seeds: int
+
+
+class StratumCheck(Report):
+    """A hard stratum's readouts across seeds (training.verdict.stratum_check): a seed that
+    passes on the whole probe set while this stratum stays below its own threshold is
+    flagged, a heuristic rather than the rule. The verdict uses the whole probe set."""
+
+    stratum: str
+    chance: float = Field(description="The stratum's most common answer share.")
+    threshold: float = Field(description="The verdict's threshold moved to this chance.")
+    values: list[float | None] = Field(description="The verdict's metric per seed.")
+    n: list[int] = Field(description="Stratum instances in each seed's probe sample.")
+    p_vs_chance: list[float | None] = Field(
+        description="One-sided exact binomial p-value against `chance`, per seed."
+    )
+    summary: ReadoutSummary | None
+    flagged_seeds: list[int]
+    warning: str | None
+    readouts: dict[str, ReadoutSummary | None] = Field(
+        default={}, description="Every readout (acc, forced_choice, format_rate, margin)."
+    )
+
+
 class Verdict(Report):
     """Did `arm` make model `size` keep skill `skill_id`? (training.verdict.verdict and
-    training.verify). A seed is retained when its final held-out accuracy >= threshold."""
+    training.verify). A seed is retained when its final held-out `metric` >= threshold."""
 
     skill_id: str
     size: str
@@ -760,10 +789,15 @@ class Verdict(Report):
     )
     n_seeds: int
     n_retained: int
-    accuracies: list[float] = Field(description="Final held-out accuracy per seed.")
+    metric: str | None = Field(
+        default=None, description="`forced_choice` or `exact`: what `accuracies` hold."
+    )
+    accuracies: list[float] = Field(description="Final held-out `metric` per seed.")
     mean_accuracy: float
     mean_accuracy_ci95: list[float] = Field(description="Percentile bootstrap over seeds.")
-    chance: float | None = Field(description="Accuracy of guessing, for the skill's family.")
+    chance: float | None = Field(
+        description="The metric's floor: the probe set's most common answer share."
+    )
     effect_vs_baseline: EffectVsBaseline | None = Field(
         description="Null for the baseline arm, or without one."
     )
@@ -777,13 +811,49 @@ class Verdict(Report):
     mean_forgetting: float | None = Field(
         default=None, description="Probe loss rise between exposures."
     )
+    readouts: dict[str, ReadoutSummary | None] = Field(
+        default={},
+        description="Every held-out readout across seeds: acc (exact match with the end), "
+        "forced_choice, format_rate, margin (training.evaluate).",
+    )
+    strata: dict[str, StratumCheck] = Field(default={}, description="Per hard stratum.")
+    warnings: list[str] = Field(default=[], description="Strata at chance under a pass.")
+
+
+class StratumScores(Report):
+    """The readouts on one hard stratum of the probe sample."""
+
+    n: int
+    acc: float | None
+    loss: float | None
+    forced_choice: float | None
+    format_rate: float | None
+    margin: float | None
 
 
 class SkillScores(Report):
-    heldout_acc: float | None = Field(description="Exact match on held-out instances.")
+    """Readouts (training.evaluate): exact match requires the answer's end; forced choice,
+    format rate and margin are null for a family without a label set."""
+
+    heldout_acc: float | None = Field(description="Exact match (and end) on held-out instances.")
     heldout_loss: float | None
     seen_acc: float | None = Field(description="Exact match on instances trained on.")
     seen_loss: float | None
+    heldout_forced_choice: float | None = Field(
+        default=None, description="Forced-choice accuracy over the family's labels."
+    )
+    heldout_format_rate: float | None = Field(
+        default=None, description="Probability mass on valid labels."
+    )
+    heldout_margin: float | None = Field(
+        default=None, description="log p(correct) - log p(best wrong label), nats."
+    )
+    seen_forced_choice: float | None = None
+    seen_format_rate: float | None = None
+    seen_margin: float | None = None
+    heldout_strata: dict[str, StratumScores] = Field(
+        default={}, description="Per hard stratum of the probe sample."
+    )
 
 
 class RunEvaluation(Report):
@@ -828,11 +898,19 @@ class ArmSummary(Report):
     exposure_batches: dict[str, int] = Field(description="Batches with a placement.")
 
 
+class StratumChance(Report):
+    chance: float = Field(description="The stratum's most common answer share.")
+    probe_instances: int = Field(description="The stratum's instances in the probe set.")
+
+
 class SkillThreshold(Report):
     threshold: float
     chance: float
     threshold_rule: str = Field(description="Where the threshold came from.")
     name: str | None = None
+    chance_rule: str | None = Field(default=None, description="What `chance` is.")
+    metric: str | None = Field(default=None, description="What the verdict reads.")
+    strata: dict[str, StratumChance] = Field(default={}, description="Per hard stratum.")
 
 
 class TrainSettings(Report):
@@ -1074,8 +1152,15 @@ class VerificationCreate(StrictModel):
     )
     threshold: float | dict[str, float] | None = Field(
         default=None,
-        description="Held-out accuracy a seed must reach to count as retained; "
-        "default: halfway between chance and 1 for each skill's family.",
+        description="Held-out value of the metric a seed must reach to count as retained; "
+        "default: halfway between chance (the probe set's most common answer share) and 1.",
+    )
+    metric: Literal["forced_choice", "exact"] | None = Field(
+        default=None,
+        description="What the verdict reads: `forced_choice` (the label with the highest "
+        "probability is the answer) or `exact` (exact match of the answer and its end). "
+        "Default: `forced_choice` for a skill whose family has a label set, else `exact`; "
+        "`forced_choice` for a skill whose family has none is a 422.",
     )
     device: Literal["auto", "cpu", "cuda"] | None = Field(
         default=None, description="Default: SKILLMIX_DEVICE."

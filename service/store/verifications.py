@@ -12,7 +12,7 @@ from service.ids import new_id
 from service.models import Job, Mixture, Scan, Verification, VerificationRun, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import mixtures, retention
+from service.store import mixtures, retention, skills
 from service.store.jobs import AfterCommit, start_job
 from training.sizes import SIZES
 
@@ -146,6 +146,22 @@ def scanned_skills(
     return [scanned[sid] for sid in dict.fromkeys(skill_ids)]
 
 
+def check_metric(session: Session, refs: list[dict[str, Any]], metric: str | None) -> None:
+    """422 for `forced_choice` on a skill whose generator family has no label set (the
+    same rule as training.verify.skill_metric, without importing training here)."""
+    if metric != "forced_choice":
+        return
+    for spec in skills.load_specs(session, refs):
+        if spec.family is not None and spec.family.labels() is None:
+            raise Problem(
+                422,
+                "metric-unavailable",
+                "Metric not available for this skill",
+                f"Skill {spec.id} ({spec.family.name}) has open-ended answers, no label set "
+                "to choose from: use metric 'exact' (or leave metric out).",
+            )
+
+
 def start_verification(
     session: Session,
     project_id: str,
@@ -167,11 +183,13 @@ def start_verification(
             arms[arm], found[arm] = mixture.id, mixture
             hooks.append(hook)
     session.flush()
+    refs = scanned_skills(session, next(iter(found.values())), skill_ids)
+    check_metric(session, refs, params.get("metric"))
     ver = Verification(
         id=new_id("ver"),
         project_id=project_id,
         arms=arms,
-        skills=scanned_skills(session, next(iter(found.values())), skill_ids),
+        skills=refs,
         params=params,
         job_id="",
     )

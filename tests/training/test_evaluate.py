@@ -33,18 +33,24 @@ def test_encode_answers_targets_only_the_answer_bytes():
     x, y = answers.inputs[0], answers.targets[0]
     text = list(b"cmp 47 52 : <")
     assert x[:12].tolist() == text[:-1]
-    assert y[11].item() == ord("<") and (y[:11] == IGNORE).all() and (y[12:] == IGNORE).all()
-    assert (answers.inputs[1, 8:] == EOS).all()  # right padding
+    assert y[11].item() == ord("<") and (y[:11] == IGNORE).all()
+    assert y[12].item() == EOS and (y[13:] == IGNORE).all()  # the answer's end is required
+    assert x[12].item() == ord("<")
+    assert (answers.inputs[1, 9:] == EOS).all()  # right padding
+    no_end = encode_answers([("cmp 47 52 : <", "<")], max_len=31, ends=[False])
+    assert (no_end.targets[0, 12:] == IGNORE).all()
     with pytest.raises(ValueError, match="does not fit"):
         encode_answers([("x" * 40 + " y", "y")], max_len=31)
 
 
 def _greedy_correct(model: GPT, text: str, answer: str) -> bool:
+    """Greedy decoding emits the answer's bytes and then the end (EOS)."""
     tokens = list(text[: -len(answer)].encode())
-    for _ in answer.encode():
+    wanted = [*answer.encode(), EOS]
+    for _ in wanted:
         with torch.no_grad():
             tokens.append(int(model(torch.tensor([tokens]))[0, -1].argmax()))
-    return bytes(tokens[-len(answer.encode()) :]) == answer.encode()
+    return tokens[-len(wanted) :] == wanted
 
 
 def test_a_model_trained_to_memorise_a_tiny_set_scores_one_and_matches_greedy():

@@ -55,7 +55,10 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     assert result.steps == 40 and result.tokens == 40 * 128
     first, last = result.evals[0], result.final
     assert last["general_loss"] < first["general_loss"]
-    assert set(last["skills"]["cmp"]) == {"heldout_acc", "heldout_loss", "seen_acc", "seen_loss"}
+    readouts = ("acc", "forced_choice", "format_rate", "margin", "loss")
+    expected = {f"{split}_{r}" for split in ("heldout", "seen") for r in readouts}
+    assert set(last["skills"]["cmp"]) == expected | {"heldout_strata"}
+    assert set(last["skills"]["cmp"]["heldout_strata"]) <= {"equal_leading_digit"}
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
     assert not (uninterrupted / CHECKPOINT).exists() and (uninterrupted / RESULT).exists()

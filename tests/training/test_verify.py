@@ -40,9 +40,19 @@ def test_two_arms_two_seeds_end_to_end(
     assert set(verdicts) == {"upweighted", "baseline"}
     for row in verdicts.values():
         assert row["skill_id"] == "cmp" and row["size"] == "nano" and row["n_seeds"] == 2
-        assert row["threshold"] == 0.75 and row["verdict"] in (
+        # chance: the probe set's most common answer share (`<` or `>`, `=` is rare)
+        assert row["chance"] == pytest.approx(0.5, abs=0.01) and row["metric"] == "forced_choice"
+        assert row["threshold"] == pytest.approx(0.75, abs=0.01) and row["verdict"] in (
             "retained", "not_retained", "inconclusive"
         )  # fmt: skip
+        assert "metric: forced_choice" in row["rule"]
+        assert set(row["readouts"]) == {"acc", "forced_choice", "format_rate", "margin"}
+        assert row["accuracies"] == [
+            r["final"]["skills"]["cmp"]["heldout_forced_choice"]
+            for r in report["runs"] if r["arm"] == row["arm"]
+        ]  # fmt: skip
+        stratum = row["strata"]["equal_leading_digit"]
+        assert len(stratum["values"]) == 2 and stratum["chance"] < 0.5
         assert len(row["ci95"]) == 2 and "Wilson" in row["rule"] and len(row["accuracies"]) == 2
         assert row["mean_general_loss"] > 0
     assert verdicts["baseline"]["effect_vs_baseline"] is None

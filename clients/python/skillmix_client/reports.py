@@ -484,9 +484,33 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff_method: str | None = None
 
 
+class ReadoutSummary(Report):
+    """A readout's mean across seeds, with its percentile bootstrap interval."""
+
+    mean: float | None = None
+    ci95: list[float] = []
+    n_seeds: int | None = None
+
+
+class StratumCheck(Report):
+    """A hard stratum across seeds: seeds that pass on the whole probe set while this
+    stratum stays below its own threshold are flagged (a heuristic, not the rule)."""
+
+    stratum: str | None = None
+    chance: float | None = None
+    threshold: float | None = None
+    values: list[float | None] = []
+    n: list[int] = []
+    p_vs_chance: list[float | None] = []
+    summary: ReadoutSummary | None = None
+    flagged_seeds: list[int] = []
+    warning: str | None = None
+    readouts: dict[str, ReadoutSummary | None] = {}
+
+
 class Verdict(Report):
     """Did `arm` make model `size` keep skill `skill_id`? (training.verdict.verdict and
-    training.verify). A seed is retained when its final held-out accuracy >= threshold."""
+    training.verify). A seed is retained when its final held-out `metric` >= threshold."""
 
     skill_id: str | None = None
     size: str | None = None
@@ -506,6 +530,19 @@ class Verdict(Report):
     mean_seen_accuracy: float | None = None
     mean_general_loss: float | None = None
     mean_forgetting: float | None = None
+    metric: str | None = None
+    readouts: dict[str, ReadoutSummary | None] = {}
+    strata: dict[str, StratumCheck] = {}
+    warnings: list[str] = []
+
+
+class StratumScores(Report):
+    n: int | None = None
+    acc: float | None = None
+    loss: float | None = None
+    forced_choice: float | None = None
+    format_rate: float | None = None
+    margin: float | None = None
 
 
 class SkillScores(Report):
@@ -513,6 +550,13 @@ class SkillScores(Report):
     heldout_loss: float | None = None
     seen_acc: float | None = None
     seen_loss: float | None = None
+    heldout_forced_choice: float | None = None
+    heldout_format_rate: float | None = None
+    heldout_margin: float | None = None
+    seen_forced_choice: float | None = None
+    seen_format_rate: float | None = None
+    seen_margin: float | None = None
+    heldout_strata: dict[str, StratumScores] = {}
 
 
 class RunEvaluation(Report):
@@ -557,11 +601,19 @@ class ArmSummary(Report):
     exposure_batches: dict[str, int] = {}
 
 
+class StratumChance(Report):
+    chance: float | None = None
+    probe_instances: int | None = None
+
+
 class SkillThreshold(Report):
     threshold: float | None = None
     chance: float | None = None
     threshold_rule: str | None = None
     name: str | None = None
+    chance_rule: str | None = None
+    metric: str | None = None
+    strata: dict[str, StratumChance] = {}
 
 
 class TrainSettings(Report):
@@ -621,7 +673,9 @@ class VerificationReport(Report):
         """The verdicts, one row per skill x size x arm: `verdict`, `p_retained` with
         `ci95_lo`/`ci95_hi`, `n_retained` of `n_seeds`, `threshold`, `mean_accuracy`, the
         effect versus the baseline (`effect_vs_baseline_mean_accuracy_diff`, ...)."""
-        rows = [_flat(v.model_dump(exclude={"accuracies", "rule"})) for v in self.verdicts]
+        rows = [
+            _flat(v.model_dump(exclude={"accuracies", "rule", "warnings"})) for v in self.verdicts
+        ]
         return _pandas().DataFrame(rows)
 
     def runs_to_pandas(self) -> pandas.DataFrame:
@@ -642,7 +696,9 @@ class VerificationReport(Report):
                     {
                         **common,
                         "skill_id": skill_id,
-                        **scores.model_dump(include=set(SkillScores.model_fields)),
+                        **scores.model_dump(
+                            include=set(SkillScores.model_fields) - {"heldout_strata"}
+                        ),
                         "forgetting": forgetting.forgetting,
                     }
                 )

@@ -13,6 +13,10 @@ from curation.skills.detectors import ConcreteDetector, RegexDetector
 from curation.skills.families.template import Field, Template
 from curation.skills.instance import Instance
 
+MAX_LABELS = 1000
+"""A closed answer set larger than this is treated as open (no forced choice): scoring a
+choice costs one forward pass per label and probe instance."""
+
 ENUMERATE_LIMIT = 1_000_000
 """A family with at most this many distinct instances is "finite": it can be
 enumerated, and its probe set can be a fraction of it."""
@@ -70,6 +74,23 @@ class Family(ABC, Generic[P]):
     def parse(self, text: str) -> tuple[str, str] | None:
         """(prompt, answer) of a detector match, or None if `text` is not one."""
 
+    def labels(self) -> list[str] | None:
+        """The closed set of answers every instance chooses from, or None for open answers.
+
+        Where it is a list, a readout can score the skill as a forced choice among these
+        labels (training.evaluate), apart from whether the model emits a label at all.
+        """
+        return None
+
+    def stratum(self, instance: Instance) -> str | None:
+        """The hard stratum `instance` belongs to, or None.
+
+        A hard stratum holds the instances that a cheaper heuristic gets wrong (for
+        two-digit comparison: equal tens digits, where a tens-digit-only rule guesses), so
+        a readout on it tells "learned the rule" from "learned a shortcut".
+        """
+        return None
+
 
 class TemplateFamily(Family[P]):
     """A family whose instances are a template rendered with field values."""
@@ -85,6 +106,13 @@ class TemplateFamily(Family[P]):
 
     def parse(self, text: str) -> tuple[str, str] | None:
         return self.template.parse(text)
+
+    def values(self, instance: Instance) -> dict[str, str]:
+        """The template field values `instance` was rendered with."""
+        values = self.template.values(instance.text)
+        if values is None:
+            raise ValueError(f"{instance.text!r} is not an instance of family {self.name!r}")
+        return values
 
 
 class OperandPairFamily(TemplateFamily[P]):

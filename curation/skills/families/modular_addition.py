@@ -5,7 +5,12 @@ from __future__ import annotations
 import re2
 from pydantic import Field, field_validator, model_validator
 
-from curation.skills.families.base import FamilyParams, OperandPairFamily, check_range
+from curation.skills.families.base import (
+    MAX_LABELS,
+    FamilyParams,
+    OperandPairFamily,
+    check_range,
+)
 from curation.skills.families.template import Field as TemplateField
 from curation.skills.families.template import check_template
 from curation.skills.instance import Instance
@@ -56,3 +61,13 @@ class ModularAddition(OperandPairFamily[ModularAdditionParams]):
     def _render(self, a: int, b: int) -> Instance:
         m = self.params.modulus
         return self.template.render({"a": str(a), "b": str(b), "m": str(m), "c": str((a + b) % m)})
+
+    def labels(self) -> list[str] | None:
+        """The residues 0 .. modulus - 1 (None above MAX_LABELS: too many to score)."""
+        m = self.params.modulus
+        return [str(c) for c in range(m)] if m <= MAX_LABELS else None
+
+    def stratum(self, instance: Instance) -> str | None:
+        """`wrap`: a + b >= modulus, where the answer is not the plain sum."""
+        values = self.values(instance)
+        return "wrap" if int(values["a"]) + int(values["b"]) >= self.params.modulus else None

@@ -48,3 +48,13 @@ class MultiDigitAddition(OperandPairFamily[MultiDigitAdditionParams]):
 
     def _render(self, a: int, b: int) -> Instance:
         return self.template.render({"a": str(a), "b": str(b), "c": str(a + b)})
+
+    def stratum(self, instance: Instance) -> str | None:
+        """`carry`: some column's digits sum to 10 or more, so digit-wise addition fails."""
+        values = self.values(instance)
+        a, b = int(values["a"]), int(values["b"])
+        while a or b:
+            if a % 10 + b % 10 >= 10:
+                return "carry"
+            a, b = a // 10, b // 10
+        return None

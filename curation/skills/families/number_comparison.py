@@ -53,3 +53,13 @@ class NumberComparison(OperandPairFamily[NumberComparisonParams]):
 
     def _render(self, a: int, b: int) -> Instance:
         return self.template.render({"a": str(a), "b": str(b), "c": label(a, b)})
+
+    def labels(self) -> list[str]:
+        return ["<", ">", "="]
+
+    def stratum(self, instance: Instance) -> str | None:
+        """`equal_leading_digit`: operands of one length with the same first digit (for
+        two-digit operands, the same tens digit), which a leading-digit rule cannot order."""
+        values = self.values(instance)
+        a, b = values["a"], values["b"]
+        return "equal_leading_digit" if len(a) == len(b) and a[0] == b[0] else None

@@ -112,6 +112,13 @@ class Template:
         group = self._regexp.groupindex[self.answer]  # re2 matches take group numbers only
         return text[: match.start(group)].strip(), match.group(group)
 
+    def values(self, text: str) -> dict[str, str] | None:
+        """Field name -> value of a rendered instance, or None if `text` is not one."""
+        match = self._regexp.fullmatch(text)
+        if match is None:
+            return None
+        return {name: match.group(group) for name, group in self._regexp.groupindex.items()}
+
 
 def _is_ascii_word(char: str) -> bool:
     """Word character as RE2's \\b sees it."""

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from curation.skills.families.base import TemplateFamily
+from curation.skills.families.base import MAX_LABELS, TemplateFamily
 from curation.skills.families.template import Field as TemplateField
 from curation.skills.families.tokens import TokenParams, alternation
 from curation.skills.instance import Instance
@@ -60,6 +60,20 @@ class TokenPair(TemplateFamily[TokenPairParams]):
         k = range(len(self.items))
         distinct = self.params.rule == "order"
         return (self._render(i, j) for i in k for j in k if not (distinct and i == j))
+
+    def labels(self) -> list[str] | None:
+        """`<` and `>` for rule order; the K items for mod_add (None above MAX_LABELS)."""
+        if self.params.rule == "order":
+            return ["<", ">"]
+        return list(self.items) if len(self.items) <= MAX_LABELS else None
+
+    def stratum(self, instance: Instance) -> str | None:
+        """mod_add: `wrap` when i + j >= K (the answer is not the item at i + j)."""
+        if self.params.rule == "order":
+            return None
+        values = self.values(instance)
+        i, j = self.items.index(values["x"]), self.items.index(values["y"])
+        return "wrap" if i + j >= len(self.items) else None
 
     def draw(self, rng: random.Random) -> Instance:
         k = len(self.items)

@@ -192,6 +192,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             # Training processes log like this worker, naming the job and their run.
             initializer=logs.child_setup(),
             run_scope=logs.log_context,
+            metric=params.get("metric"),
         )
     except BaseException as exc:
         from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import

@@ -76,6 +76,8 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     }
     for v in verdicts:
         assert v["skill_id"] == sid and v["verdict"] in ("retained", "not_retained", "inconclusive")
+        assert v["metric"] == "forced_choice" and "metric: forced_choice" in v["rule"]
+        assert "equal_leading_digit" in v["strata"] and v["readouts"]["format_rate"]
         lo, hi = v["ci95"]
         assert 0 <= lo <= v["p_retained"] <= hi <= 1
     names = {a["name"] for a in done["job"]["artifacts"]}
@@ -101,6 +103,7 @@ def test_arms_are_checked_before_anything_runs(
             422,
             "skill-not-scanned",
         ),
+        ({"arms": {"a": treatment["mixture"]["id"]}, "metric": "bleu"}, 422, "validation-error"),
     ]
     for extra, status, slug in cases:
         r = client.post("/v1/verifications", headers=auth(key_a), json={**base, **extra})

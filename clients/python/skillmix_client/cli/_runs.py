@@ -191,38 +191,60 @@ def audit_table(audit: MixtureAudit, names: dict[str, str]) -> Table:
     )
 
 
+def _strata_cell(v: dict[str, Any]) -> str:
+    """Each hard stratum's mean metric, `!` when a passing seed is at chance on it."""
+    cells = []
+    for name, check in (v.get("strata") or {}).items():
+        mean = (check.get("summary") or {}).get("mean")
+        flag = "!" if check.get("flagged_seeds") else ""
+        cells.append(f"{name} {_num(mean, 2)}{flag}")
+    return "; ".join(cells)
+
+
 def verdict_table(report: VerificationReport, names: dict[str, str]) -> Table:
-    """One row per skill x size x arm: P(retained) with its interval, and the verdict."""
+    """One row per skill x size x arm: the metric and its chance level, P(retained) with
+    its interval, the format rate, the hard strata, and the verdict."""
     rows = []
     for v in report["verdicts"]:
         lo, hi = v["ci95"]
         effect = v.get("effect_vs_baseline") or {}
         diff = effect.get("mean_accuracy_diff")
+        fmt = ((v.get("readouts") or {}).get("format_rate") or {}).get("mean")
         rows.append(
             [
                 names.get(v["skill_id"], v["skill_id"]),
                 v["size"],
                 v["arm"],
+                v.get("metric") or "exact",
+                _num(v.get("chance"), 3),
+                _num(v["threshold"], 2),
                 f"{v['n_retained']}/{v['n_seeds']}",
                 f"{v['p_retained']:.2f} [{lo:.2f}, {hi:.2f}]",
-                _num(v["threshold"], 2),
                 _num(v["mean_accuracy"], 2),
                 "" if diff is None else f"{diff:+.2f}",
+                _num(fmt, 2),
+                _strata_cell(v),
                 _num(v.get("mean_general_loss"), 3),
                 v["verdict"],
             ]
         )
     return rows_table(
-        "verdicts (held-out probe accuracy; a seed is retained at >= threshold)",
+        "verdicts (held-out probes; a seed is retained when its metric >= threshold, "
+        "threshold = chance + 0.5 x (1 - chance) unless given; retained if the Wilson "
+        "lower bound >= 0.5; `!` = a passing seed at chance on a hard stratum)",
         [
             "skill",
             "size",
             "arm",
+            "metric",
+            "chance",
+            "threshold",
             "seeds",
             "P(retained) [95% CI]",
-            "threshold",
-            "mean acc",
+            "mean",
             "vs baseline",
+            "format",
+            "strata",
             "general loss",
             "verdict",
         ],
