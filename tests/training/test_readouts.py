@@ -158,3 +158,14 @@ def test_binomial_p_value_known_values():
     # R: binom.test(60, 100, 0.5, alternative = "greater")$p.value = 0.02844397
     assert v.binomial_p_greater(60, 100, 0.5) == pytest.approx(0.02844397, rel=1e-6)
     assert 0 < v.binomial_p_greater(2300, 4000, 0.55) < 1
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "p"), [(8, 10, 0.5), (0, 10, 0.3), (37, 80, 0.45), (2300, 4000, 0.55)]
+)
+def test_binomial_p_value_agrees_with_scipy(successes: int, n: int, p: float) -> None:
+    # Hand-written so that the training extra needs no scipy; scipy (dev) checks it.
+    from scipy.stats import binomtest
+
+    expected = binomtest(successes, n, p, alternative="greater").pvalue
+    assert v.binomial_p_greater(successes, n, p) == pytest.approx(expected, rel=1e-9, abs=1e-300)
