@@ -44,10 +44,10 @@ def job_of(session: Session, mixture: Mixture) -> Job | None:
     return session.get(Job, mixture.job_id) if mixture.job_id else None
 
 
-def output_folder(uri: str | None, mixture_id: str, settings: Settings) -> str:
+def output_folder(session: Session, uri: str | None, mixture_id: str, settings: Settings) -> str:
     """Where the mixture is written: the given absolute local folder (inside an allowed
-    root, empty, not in another project's part of the data dir) or a new one under the
-    data dir. 422 or 409 with the reason otherwise."""
+    root, empty, not in another project's part of the data dir, not claimed by another
+    mixture) or a new one under the data dir. 422 or 409 with the reason otherwise."""
     folder = uri or str(default_output(settings, mixture_id))
     try:
         if "://" in folder or "\x00" in folder or not os.path.isabs(folder):
@@ -69,7 +69,34 @@ def output_folder(uri: str | None, mixture_id: str, settings: Settings) -> str:
             "Output folder not empty",
             f"{folder} already holds files; choose a new output.uri.",
         )
+    if claimed(session, folder):
+        raise Problem(
+            409,
+            "output-claimed",
+            "Output folder claimed",
+            f"Another mixture (of this or another project) is written to {folder}, or "
+            "inside it, or around it; choose a new output.uri.",
+        )
     return folder
+
+
+def claimed(session: Session, folder: str) -> bool:
+    """Whether a live mixture (any project's, not a dry run, not deleted) writes to this
+    folder, inside it or around it. An empty folder is not enough: a queued build has not
+    made its folder yet, and two builds in one folder would write over each other (or one
+    project's into another's default output, `<data>/mixtures/<id>`, before it exists).
+    Reads every live mixture's output: fine at this scale; an index on a normalized path
+    would be the next step."""
+    mine = os.path.realpath(folder)
+    for other in session.scalars(
+        select(Mixture.output_uri).where(
+            Mixture.deleted_at.is_(None), Mixture.dry_run.is_(False), Mixture.output_uri != ""
+        )
+    ):
+        theirs = os.path.realpath(other)
+        if os.path.commonpath([mine, theirs]) in (mine, theirs):
+            return True
+    return False
 
 
 def plan_for(session: Session, scan: Scan, dosing: DosingPlan) -> dict[str, Any]:
@@ -116,7 +143,7 @@ def start_mixture(
         dry_run=dry_run,
         output_uri="",
     )
-    mixture.output_uri = output_folder(output_uri, mixture.id, settings)
+    mixture.output_uri = output_folder(session, output_uri, mixture.id, settings)
     after_commit = None
     if not dry_run:
         after_commit = _start_build(session, mixture, settings)

@@ -180,3 +180,33 @@ def test_two_registrations_of_one_skill_give_the_same_mixture(
     assert composition.replace(first, second) == (b / "composition.jsonl").read_text()
     stream = {s["placement_stream"] for m in (ma, mb) for s in m["plan"]["skills"].values()}
     assert len(stream) == 1
+
+
+def test_an_output_folder_another_mixture_will_write_is_refused(
+    client: TestClient, key_a: str, scanned: dict
+) -> None:
+    """Before its build runs, a mixture's folder does not exist yet (or is empty): another
+    mixture must not take it, nor a folder inside or around it (a project could otherwise
+    write into another's default output, `<data>/mixtures/<id>`)."""
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    first = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned))
+    assert first.status_code == 202, first.text
+    taken = Path(first.json()["output"]["uri"])
+    assert not taken.exists()  # queued: nothing written yet
+    for uri in (taken, taken / "inside", taken.parent):
+        r = client.post(
+            "/v1/mixtures", headers=auth(key_a), json=body(scanned, output={"uri": str(uri)})
+        )
+        assert r.status_code == 409, (uri, r.text)
+        assert r.json()["type"].endswith("output-claimed"), r.text
+    # A dry run claims nothing: its folder stays free.
+    dry = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, dry_run=True))
+    free = taken.parent / "free"
+    for dry_run in (True, False):
+        r = client.post(
+            "/v1/mixtures",
+            headers=auth(key_a),
+            json=body(scanned, dry_run=dry_run, output={"uri": str(free)}),
+        )
+        assert r.status_code in (201, 202), r.text
+    assert dry.status_code == 201
