@@ -6,10 +6,12 @@ so a green CI run always means those tests ran.
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,11 +24,24 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("SKILLMIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable: {exc}"
+def missing(message: str) -> NoReturn:
+    """Skip a test whose real part (a server, a mount, a package) is missing here; fail it
+    in CI (CI=true), where every one of them must be present."""
     if os.environ.get("CI"):
         pytest.fail(message + " (CI requires it)")
     pytest.skip(message)
+
+
+def need_module(name: str, install: str) -> Any:
+    """Import `name`, or `missing(...)` naming what installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"{name} is not installed ({install}): {exc}")
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    missing(f"{what} is not reachable: {exc}")
 
 
 @pytest.fixture(scope="session")

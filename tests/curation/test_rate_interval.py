@@ -3,12 +3,12 @@ clustered_rate_per_million), against statsmodels where it is installed and again
 direct per-document computation always, plus coverage on simulated corpora."""
 
 import math
-import os
 
 import numpy as np
 import pytest
 
 from curation import stats
+from tests.conftest import need_module
 
 
 def corpus(rng, n_docs, clumps, clump_size, sdlog=1.0):
@@ -54,10 +54,7 @@ def test_dispersion_is_the_cluster_robust_variance():
 
 
 def test_dispersion_and_interval_match_statsmodels():
-    if os.environ.get("CI"):
-        import statsmodels.api as sm  # in the dev extra (`make install`): CI never skips this
-    else:
-        sm = pytest.importorskip("statsmodels.api")
+    sm = need_module("statsmodels.api", "the dev extra, `make install`")
     rng = np.random.default_rng(1)
     t, y, _ = corpus(rng, 20_000, 3000, 3)
     files = rng.integers(0, 12, t.size)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from service.cli.embedded import refresh_settings
 from service.settings import Settings, get_settings
 from service.worker import runner
 from service.worker.tracking import VerificationTracker, flatten, track_mixture
+from tests.conftest import need_module
 from tests.service.api.test_mixtures import body, scanned  # noqa: F401  (fixture)
 from tests.service.api.test_verifications import treatment  # noqa: F401  (fixture)
 from tests.service.conftest import auth
@@ -26,11 +26,7 @@ from training.events import Evaluated, RunFinished, RunKey, StepDone
 
 def needs_mlflow() -> Any:
     # `make install` brings the tracking extra (in `all`): in CI a missing MLflow fails.
-    if os.environ.get("CI"):
-        import mlflow
-
-        return mlflow
-    return pytest.importorskip("mlflow", reason="needs pip install 'skillmix[tracking]'")
+    return need_module("mlflow", "pip install 'skillmix[tracking]'")
 
 
 def store(root: Path) -> str:
