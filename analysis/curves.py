@@ -25,6 +25,10 @@ RISE = 2.0 * math.log(9.0)
 """logit(0.9) - logit(0.1): a log-logistic's 10%-90% rise spans RISE / steepness."""
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
 def log_logistic(
     log_dose: np.ndarray, floor: float, ceiling: float, steepness: float, log_midpoint: float
 ) -> np.ndarray:
@@ -37,7 +41,7 @@ class ReadoutCurve:
     ceiling: float
     steepness: float
     midpoint: float
-    ci95: dict[str, list[float]]
+    ci95: dict[str, list[float | None]]
     residual_sd: float
     n: int
 
@@ -89,10 +93,13 @@ def fit_readout(doses: Sequence[float], readouts: Sequence[float]) -> ReadoutCur
     t = float(stats.t.ppf(0.975, dof))
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     names = ("floor", "ceiling", "steepness", "log2_midpoint")
-    ci = {
-        n: [float(v - t * s), float(v + t * s)] for n, v, s in zip(names, params, se, strict=True)
+    # A jump (steep rise between two doses) leaves the steepness and so the covariance
+    # undetermined: such bounds are None, not a huge number that looks measured.
+    ci: dict[str, list[float | None]] = {
+        n: [_finite(v - t * s), _finite(v + t * s)]
+        for n, v, s in zip(names, params, se, strict=True)
     }
-    ci["midpoint"] = [2.0 ** ci["log2_midpoint"][0], 2.0 ** ci["log2_midpoint"][1]]
+    ci["midpoint"] = [None if b is None or abs(b) > 1000 else 2.0**b for b in ci["log2_midpoint"]]
     return ReadoutCurve(
         floor=float(params[0]),
         ceiling=float(params[1]),
