@@ -143,7 +143,9 @@ def spacing(runs: Sequence[RunPoint]) -> dict[str, Any]:
     for size in sorted({r.size for r in runs}):
         cell = [r for r in runs if r.size == size and r.period]
         out["trend"][size] = trends.spacing(
-            [r.period for r in cell], [r.retained for r in cell], [r.readout for r in cell]
+            [float(r.period or 0) for r in cell],
+            [r.retained for r in cell],
+            [r.readout for r in cell],
         )
     return out
 
