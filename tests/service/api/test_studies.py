@@ -45,9 +45,8 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
     assert r.status_code == 202, r.text
     study = r.json()
     assert set(study["points"]) == {"dose_1", "dose_4", "baseline"}
-    assert (
-        study["job"]["state"] == "queued" and "waiting for" in study["job"]["progress"]["message"]
-    )
+    assert study["job"]["state"] == "queued"
+    assert "waiting for" in study["job"]["progress"]["message"]
     for arm, point in study["points"].items():
         mixture = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
         if arm != "baseline":
