@@ -118,6 +118,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # A job started for another (a study's mixtures and verification): cancelled with it.
+    parent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
     __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),)
 
@@ -248,6 +250,8 @@ class Mixture(Base):
     output_uri: Mapped[str] = mapped_column(Text)
     plan: Mapped[dict[str, Any]] = mapped_column()
     dry_run: Mapped[bool] = mapped_column(default=False)
+    # Set when a study built this mixture as one of its points (a child of the study).
+    study_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
@@ -266,6 +270,28 @@ class Verification(Base):
     arms: Mapped[dict[str, Any]] = mapped_column()  # arm name -> mixture id
     skills: Mapped[list[Any]] = mapped_column()  # [{"id", "version", "name"}]
     params: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    study_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+
+
+class Study(Base):
+    """Many mixtures (the points: doses, schedules) trained by one verification, and the
+    analysis across them (analysis.study): the job's result is the study's report."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("stu"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column()  # the request, defaults filled
+    skills: Mapped[list[Any]] = mapped_column()  # [{"id", "version", "name"}]
+    # arm name -> {"mixture_id", "dose" | "schedule"}; and the verification that trains them
+    points: Mapped[dict[str, Any]] = mapped_column()
+    verification_id: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

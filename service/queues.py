@@ -16,6 +16,8 @@ KIND_QUEUES: dict[str, str] = {
     "scan": CURATION,
     "mixture": CURATION,
     "verification": TRAINING,
+    # the analysis of a finished verification's runs: a few seconds of scipy, no torch
+    "study": CURATION,
 }
 """Job kind -> the queue its jobs go to unless a create asks for another."""
 

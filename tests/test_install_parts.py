@@ -56,7 +56,15 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lock's pins as a constraints file."""
     src = tmp_path_factory.mktemp("src")
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", ".venv*")
-    for name in ("service", "curation", "training", "migrations", "clients", "requirements"):
+    for name in (
+        "service",
+        "curation",
+        "training",
+        "analysis",
+        "migrations",
+        "clients",
+        "requirements",
+    ):
         shutil.copytree(ROOT / name, src / name, ignore=skip)
     for name in ("pyproject.toml", "README.md", "alembic.ini"):
         shutil.copy2(ROOT / name, src / name)
@@ -113,6 +121,8 @@ def test_the_service_with_the_commands(tmp_path: Path, source: Path) -> None:
     for verb in ("serve", "worker", "db", "keys", "scans", "mixtures", "verify"):
         assert f" {verb} " in help_text, verb
     venv.python("from service.api.app import create_app; create_app()")
+    # the service runs studies: their statistics come with it
+    venv.python("from analysis.dose import fit; print(fit([1, 2, 4], [0, 1, 1]).slope)")
     # A verb that trains says which extra it lacks, and does not start.
     worker = venv.run("skillmix", "worker", "--queues", "training", check=False)
     assert worker.returncode == 2, worker.stderr

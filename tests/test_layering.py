@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROOTS = {
     "curation": ROOT,
     "training": ROOT,
+    "analysis": ROOT,
     "service": ROOT,
     "skillmix_client": ROOT / "clients/python",
 }
@@ -24,6 +25,8 @@ PACKAGES = tuple(ROOTS)
 FORBIDDEN = {
     "curation": ("training", "service", "skillmix_client"),
     "training": ("service", "skillmix_client"),
+    # study statistics over plain numbers: no torch, no corpus, no service
+    "analysis": ("curation", "training", "service", "skillmix_client"),
     "skillmix_client": ("service", "curation", "training"),
     "service.store": ("service.api", "service.worker", "service.cli"),
     "service.api": ("service.worker", "service.cli"),

@@ -18,6 +18,7 @@ from service.api.routes import (
     mixtures,
     scans,
     skills,
+    studies,
     verifications,
 )
 from service.api.schemas import problem_responses
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_usage = UsageThrottle()  # last_used_at: one write a minute per key
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for module in (jobs, skills, corpora, scans, mixtures, verifications):
+    for module in (jobs, skills, corpora, scans, mixtures, verifications, studies):
         app.include_router(
             module.router,
             dependencies=[Depends(refuse_nul_in_url)],

@@ -1098,6 +1098,7 @@ class MixturePublic(BaseModel):
     audit: MixtureAudit | None = Field(
         default=None, description="Once built: the built mixture re-scanned against its plan."
     )
+    study_id: str | None = Field(default=None, description="The study that built it, if any.")
 
 
 class MixturesPublic(BaseModel):
@@ -1186,12 +1187,118 @@ class VerificationPublic(BaseModel):
     report: VerificationReportIn | None = Field(
         default=None, description="Verdicts per skill x size x arm, run summaries; once done."
     )
+    study_id: str | None = Field(default=None, description="The study that started it, if any.")
 
 
 class VerificationsPublic(BaseModel):
     data: list[VerificationPublic]
     has_more: bool
     next_after: str | None = None
+
+
+class Every(StrictModel):
+    n: int = Field(ge=1, description="Instances in each dosed batch.")
+    k: int = Field(ge=1, description="A dose every k-th batch.")
+
+
+class StudyDesign(StrictModel):
+    """One of: `doses` (dose_response, size_transfer: instances per batch), or `dose` and
+    `schedules` (spacing: every {n, k} with n/k = dose). `adaptive` and `pool_sizes`
+    (repetition) are part of the contract and answered 422 until they are built."""
+
+    doses: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
+        default=None, min_length=2, max_length=16
+    )
+    dose: float | None = Field(default=None, gt=0)
+    schedules: list[Every] | None = Field(default=None, min_length=2, max_length=16)
+    adaptive: dict[str, Any] | None = None
+    pool_sizes: list[int | None] | None = None
+
+
+class StudyCreate(StrictModel):
+    model_config = example(
+        {
+            "kind": "dose_response",
+            "skill_ids": ["skill_..."],
+            "corpus_id": "corpus_...",
+            "scan_id": "scan_...",
+            "sizes": ["nano"],
+            "seeds_per_point": 8,
+            "batch_tokens": 1024,
+            "seq_len": 64,
+            "token_budget": 4096000,
+            "design": {"doses": [0.5, 1, 2, 4, 8]},
+        }
+    )
+
+    kind: Literal["dose_response", "spacing", "repetition", "size_transfer"]
+    skill_ids: list[str] = Field(min_length=1, max_length=8)
+    corpus_id: str = Field(max_length=64)
+    scan_id: str = Field(max_length=64, description="A succeeded scan of the corpus.")
+    sizes: list[str] = Field(default=["nano"], min_length=1, max_length=5)
+    seeds_per_point: int = Field(default=8, ge=2, le=64)
+    seed_scope: Literal["init", "data", "both"] = Field(
+        default="both", description="Passed to the study's verification."
+    )
+    metric: Literal["forced_choice", "exact"] | None = None
+    threshold: float | None = Field(default=None, gt=0, le=1)
+    target_p: float = Field(
+        default=0.8, gt=0, lt=1, description="The P(retained) the recommendation aims at."
+    )
+    batch_tokens: int = Field(default=1024, ge=1, le=2**32)
+    seq_len: int = Field(default=64, ge=2, le=2**20)
+    seed: int = Field(default=0, ge=0, description="The point mixtures' build seed.")
+    token_budget: int | None = Field(default=None, ge=1, description="Training tokens per run.")
+    eval_every: int = Field(default=200, ge=1)
+    checkpoint_every: int = Field(default=500, ge=1)
+    device: Literal["auto", "cpu", "cuda"] | None = None
+    design: StudyDesign
+
+
+class StudyPoint(BaseModel):
+    mixture_id: str
+    dose: float | None = None
+    schedule: dict[str, int] | None = None
+    period: int | None = None
+    natural: bool | None = None
+    target: dict[str, Any] | None = None
+
+
+class StudyPublic(BaseModel):
+    id: str
+    kind: str
+    params: dict[str, Any]
+    skills: list[SkillRef]
+    points: dict[str, StudyPoint] = Field(description="Arm name -> the point it measures.")
+    verification_id: str
+    created_at: datetime
+    job: JobPublic
+    report: dict[str, Any] | None = Field(
+        default=None,
+        description="Per skill: points (P with Wilson intervals, seeds), fit per size (ED50, "
+        "ED at target_p, slope, with profile intervals), recommendation per size; once done.",
+    )
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    has_more: bool
+    next_after: str | None = None
+
+
+class StudyApply(StrictModel):
+    model_config = example(
+        {"size": "nano", "corpus_id": "corpus_...", "scan_id": "scan_...", "margin": "upper"}
+    )
+
+    size: str
+    corpus_id: str = Field(max_length=64)
+    scan_id: str = Field(max_length=64)
+    output: MixtureOutput = MixtureOutput()
+    margin: Literal["upper", "estimate"] = Field(
+        default="upper",
+        description="upper: the ED's upper 95% bound (the safety margin); estimate: the ED.",
+    )
 
 
 MAX_KEY_LIFETIME = 10 * 366 * 86_400  # ten years, in seconds

@@ -283,7 +283,9 @@ def finish(
 
 def cancel(session: Session, job: Job) -> bool:
     """Cancel a queued or running job; a running worker notices at its next progress write.
-    Jobs waiting for this one fail."""
+    Jobs waiting for this one fail; its children (`Job.parent_id`: a study's mixtures and
+    verification) are cancelled with it, after it (so it ends cancelled, not failed for
+    a lost child)."""
     now = utcnow()
     res = session.execute(
         update(Job)
@@ -299,6 +301,13 @@ def cancel(session: Session, job: Job) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    children = session.scalars(
+        select(Job).where(Job.parent_id == job.id, Job.state.in_(ACTIVE))
+    ).all()
+    # Dependents first (the verification before the mixtures it waits for): cancelling a
+    # needed job first would fail its dependents for a lost need instead.
+    for child in sorted(children, key=lambda c: not needs_of(session, c.id)):
+        cancel(session, child)
     settle_waiting(session, needed_by=job.id)
     session.refresh(job)
     return res.rowcount == 1  # type: ignore[attr-defined]

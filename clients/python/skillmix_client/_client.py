@@ -14,7 +14,16 @@ import httpx
 from skillmix_client._core import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, APICall, ClientCore
 from skillmix_client._exceptions import connection_error, error_from_response
 from skillmix_client._types import NOT_GIVEN, NotGiven, Timeout
-from skillmix_client.resources import corpora, jobs, keys, mixtures, scans, skills, verifications
+from skillmix_client.resources import (
+    corpora,
+    jobs,
+    keys,
+    mixtures,
+    scans,
+    skills,
+    studies,
+    verifications,
+)
 
 T = TypeVar("T")
 
@@ -53,6 +62,7 @@ class Skillmix(ClientCore):
         self.scans = scans.Scans(self)
         self.mixtures = mixtures.Mixtures(self)
         self.verifications = verifications.Verifications(self)
+        self.studies = studies.Studies(self)
         self.keys = keys.Keys(self)
 
     def with_options(
@@ -159,6 +169,7 @@ class AsyncSkillmix(ClientCore):
         self.scans = scans.AsyncScans(self)
         self.mixtures = mixtures.AsyncMixtures(self)
         self.verifications = verifications.AsyncVerifications(self)
+        self.studies = studies.AsyncStudies(self)
         self.keys = keys.AsyncKeys(self)
 
     def with_options(

@@ -171,6 +171,16 @@ class Verification(JobBacked):
     report: VerificationReport | None = None
 
 
+class Study(JobBacked):
+    kind: str | None = None
+    params: dict[str, Any] | None = None
+    skills: list[dict[str, Any]] = []
+    points: dict[str, dict[str, Any]] = {}
+    verification_id: str | None = None
+    report: dict[str, Any] | None = None
+    """Per skill (`report["skills"][skill_id]`): points, fit and recommendation per size."""
+
+
 __all__ = [
     "Artifact",
     "Corpus",
@@ -187,6 +197,7 @@ __all__ = [
     "SkillFamily",
     "SkillFrequency",
     "SkillPreview",
+    "Study",
     "Verdict",
     "Verification",
     "VerificationReport",

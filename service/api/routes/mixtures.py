@@ -38,6 +38,7 @@ def public(session: Session, mixture: Mixture) -> MixturePublic:
         job=JobPublic.of(job) if job else None,
         manifest=result.get("manifest"),
         audit=result.get("audit"),
+        study_id=mixture.study_id,
     )
 
 

@@ -41,6 +41,7 @@ def public(session: Session, ver: Verification) -> VerificationPublic:
             for r in runs
         ],
         report=job.result if job.state == JobState.succeeded.value else None,
+        study_id=ver.study_id,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from skillmix_client._version import __version__
-from skillmix_client.cli import _resources, _runs
+from skillmix_client.cli import _resources, _runs, _studies
 from skillmix_client.cli._common import console
 from skillmix_client.cli._runs import audit_table, frequency_table, verdict_table
 
@@ -67,6 +67,7 @@ def make_app(*, plugins: bool = True) -> typer.Typer:
 
     _resources.register(app)
     _runs.register(app)
+    _studies.register(app)
     if plugins:
         for entry in metadata.entry_points(group=PLUGIN_GROUP):
             entry.load()(app)

@@ -1,0 +1,89 @@
+"""Study figures: P(retained) against dose with its fitted curve and band, the readout
+against dose with its log-logistic curve, and general loss against dose.
+
+The band is the ED_p profile interval for p from 0.05 to 0.95, drawn as a horizontal
+band around the curve: where the dose achieving each P lies, with 95% confidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis import curves, dose, trends  # noqa: E402
+from analysis.study import RunPoint  # noqa: E402
+
+BAND_P = np.linspace(0.05, 0.95, 19)
+
+
+def _band(fit: dose.DoseResponse) -> tuple[list[float], list[float], list[float]]:
+    ps, lows, highs = [], [], []
+    for p in BAND_P:
+        est = fit.ed(float(p))
+        if est.low is not None and est.high is not None:
+            ps.append(float(p))
+            lows.append(est.low)
+            highs.append(est.high)
+    return ps, lows, highs
+
+
+def dose_response(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[Path]:
+    """One PNG per size: P with Wilson bars, seeds as points, curve and band; readout;
+    general loss."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(0)  # jitter only
+    for size in sorted({r.size for r in runs}):
+        cell = [r for r in runs if r.size == size]
+        doses = np.array([r.dose for r in cell])
+        fig, (ax_p, ax_r, ax_l) = plt.subplots(1, 3, figsize=(14, 4))
+        levels = sorted(set(doses.tolist()))
+        for d in levels:
+            at = [r for r in cell if r.dose == d]
+            k = sum(r.retained for r in at)
+            lo, hi = trends.wilson(k, len(at))
+            ax_p.errorbar([d], [k / len(at)], yerr=[[k / len(at) - lo], [hi - k / len(at)]],
+                          fmt="o", color="C0", capsize=3)  # fmt: skip
+        jitter = doses * 2 ** rng.uniform(-0.08, 0.08, doses.size)
+        won = np.array([r.retained for r in cell], float)
+        ax_p.scatter(jitter, won + rng.uniform(-0.03, 0.03, won.size), s=8, color="0.5")
+        try:
+            fit = dose.fit(doses.tolist(), won.tolist())
+            grid = np.geomspace(doses[doses > 0].min() / 2, doses.max() * 2, 200)
+            ax_p.plot(grid, fit.p_at(grid), color="C0")
+            ps, lows, highs = _band(fit)
+            if ps:
+                ax_p.fill_betweenx(ps, lows, highs, color="C0", alpha=0.15, label="95% ED_p band")
+        except ValueError:
+            pass
+        ax_p.set(
+            xscale="log",
+            xlabel="instances per batch (placed + natural)",
+            ylabel="P(retained)",
+            ylim=(-0.08, 1.08),
+            title=f"{title} {size}".strip(),
+        )
+        ax_r.scatter(jitter, [r.readout for r in cell], s=8, color="0.5")
+        try:
+            curve = curves.fit_readout(doses.tolist(), [r.readout for r in cell])
+            grid = np.geomspace(doses[doses > 0].min() / 2, doses.max() * 2, 200)
+            ax_r.plot(grid, curve.at(grid), color="C1")
+        except ValueError:
+            pass
+        ax_r.set(xscale="log", xlabel="instances per batch", ylabel="final readout")
+        losses = [(r.dose, r.general_loss) for r in cell if r.general_loss is not None]
+        if losses:
+            ax_l.scatter(*zip(*losses, strict=True), s=8, color="C2")
+        ax_l.set(xscale="log", xlabel="instances per batch", ylabel="general held-out loss")
+        fig.tight_layout()
+        path = out / f"dose_response_{size}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

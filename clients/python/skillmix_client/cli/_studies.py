@@ -1,0 +1,147 @@
+"""`skillmix study`: start a study (and wait for its recommendation), show, list, apply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from skillmix_client import NOT_GIVEN
+from skillmix_client.cli._common import (
+    ApiKey,
+    AsJson,
+    BaseUrl,
+    Quiet,
+    Wait,
+    client,
+    emit,
+    finish_job,
+    rows_table,
+)
+from skillmix_client.cli._runs import resolve_skills
+
+study_app = typer.Typer(
+    help="Studies: how much of a skill, how evenly spaced, a model size needs.",
+    invoke_without_command=True,
+)
+
+
+def _num(x: Any) -> str:
+    return "" if x is None else f"{x:.3g}"
+
+
+def study_table(study: Any) -> Table:
+    """Per skill and size: the recommendation (or why there is none) and the fit."""
+    if not study.report:
+        return rows_table("study", ["id", "state"], [[study.id, study.job.state]])
+    names = {s["id"]: s.get("name", s["id"]) for s in study.skills}
+    rows = []
+    for sid, body in study.report["skills"].items():
+        for size, rec in body.get("recommendation", {}).items():
+            fit = body.get("fit", {}).get(size, {})
+            ed50 = fit.get("ed50", {})
+            low, high = ed50.get("ci95", [None, None])
+            rows.append([
+                names.get(sid, sid), size,
+                f"{_num(ed50.get('value'))} [{_num(low)}, {_num(high)}]" if ed50 else "",
+                rec.get("text") or f"not determined: {rec.get('undetermined')}",
+            ])  # fmt: skip
+    return rows_table(f"study {study.id}", ["skill", "size", "ED50 [95% CI]", "answer"], rows)
+
+
+@study_app.callback()
+def study_create(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option(help="dose_response, spacing or size_transfer.")] = "",
+    skill: Annotated[list[str] | None, typer.Option("--skill", help="Skill (repeatable).")] = None,
+    corpus: Annotated[str, typer.Option(help="Corpus id.")] = "",
+    scan: Annotated[str, typer.Option(help="A succeeded scan of the corpus.")] = "",
+    doses: Annotated[str, typer.Option(help="Instances per batch, e.g. 0.5,1,2,4,8.")] = "",
+    dose: Annotated[float | None, typer.Option(help="Spacing: the fixed dose.")] = None,
+    every: Annotated[
+        list[str] | None, typer.Option(help="Spacing: a schedule N/K (repeatable), e.g. 8/4.")
+    ] = None,
+    size: Annotated[list[str] | None, typer.Option(help="Model size (repeatable).")] = None,
+    seeds_per_point: int = 8,
+    token_budget: int | None = None,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Start a study: `skillmix study --kind dose_response --skill NAME --corpus ID --scan ID
+    --doses 0.5,1,2,4,8 --wait`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (kind and skill and corpus and scan):
+        raise typer.BadParameter("give --kind, --skill, --corpus and --scan (or a subcommand)")
+    if kind == "spacing":
+        if dose is None or not every:
+            raise typer.BadParameter("a spacing study needs --dose and --every N/K (repeatable)")
+        pairs = [e.split("/", 1) for e in every]
+        design: dict[str, Any] = {
+            "dose": dose,
+            "schedules": [{"n": int(n), "k": int(k)} for n, k in pairs],
+        }
+    else:
+        if not doses:
+            raise typer.BadParameter("give --doses, e.g. 0.5,1,2,4,8")
+        design = {"doses": [float(d) for d in doses.split(",")]}
+    with client(base_url, api_key, as_json) as c:
+        study = c.studies.create(
+            kind=kind, skill_ids=resolve_skills(c, skill), corpus_id=corpus, scan_id=scan,
+            design=design, sizes=size or NOT_GIVEN, seeds_per_point=seeds_per_point,
+            token_budget=token_budget or NOT_GIVEN,
+        )  # fmt: skip
+        if not wait:
+            emit(study, True, quiet=quiet)
+            return
+        study = c.studies.wait(study.id, progress=not (as_json or quiet))
+    finish_job(study, as_json, study_table, quiet)
+
+
+@study_app.command("show")
+def study_show(
+    study_id: str, as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None
+) -> None:
+    """One study: its recommendations once analysed."""
+    with client(base_url, api_key, as_json) as c:
+        study = c.studies.retrieve(study_id)
+    emit(study, as_json, study_table)
+
+
+@study_app.command("list")
+def study_list(as_json: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """This project's studies."""
+    with client(base_url, api_key, as_json) as c:
+        items = list(c.studies.list())
+    emit(items, as_json, lambda xs: rows_table(
+        "studies", ["id", "kind", "state"], [[s.id, s.kind, s.job.state if s.job else ""]
+                                             for s in xs]))  # fmt: skip
+
+
+@study_app.command("apply")
+def study_apply(
+    study_id: str,
+    size: Annotated[str, typer.Option(help="The model size whose recommendation to build.")],
+    corpus: Annotated[str, typer.Option(help="The corpus to build the mixture from.")],
+    scan: Annotated[str, typer.Option(help="A succeeded scan of that corpus.")],
+    margin: Annotated[str, typer.Option(help="upper (ED's upper 95% bound) or estimate.")] = (
+        "upper"
+    ),
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Build the production mixture at the study's recommended dose."""
+    with client(base_url, api_key, as_json) as c:
+        mixture = c.studies.apply(study_id, size=size, corpus_id=corpus, scan_id=scan,
+                                  margin=margin)  # fmt: skip
+    emit(mixture, True, quiet=quiet)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

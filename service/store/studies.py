@@ -1,0 +1,234 @@
+"""Studies: one mixture per point of a design (a dose, a schedule), one verification that
+trains them all (with a natural-frequency baseline arm), and a `study` job that waits for
+it and analyses the runs (analysis.study).
+
+The children are ordinary resources that point back with `study_id`; their jobs are the
+study job's children (`Job.parent_id`), so cancelling the study cancels them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
+
+from curation.mixture.models import DosingPlan
+from service.ids import new_id
+from service.models import Job, JobState, Mixture, Study, Verification
+from service.problems import Problem, not_found
+from service.settings import Settings
+from service.store import mixtures, verifications
+from service.store.jobs import AfterCommit, start_job
+
+BASELINE = "baseline"
+NOT_YET = {
+    "repetition": "repetition studies need mixtures drawn from a fixed pool of unique "
+    "instances (`pool_size` in a mixture's plan), which skillmix cannot build yet",
+}
+
+
+def query(project_id: str) -> Select[Study]:
+    return select(Study).where(Study.project_id == project_id, Study.deleted_at.is_(None))
+
+
+def get_study(session: Session, project_id: str, study_id: str) -> Study:
+    study = session.get(Study, study_id)
+    if study is None or study.project_id != project_id or study.deleted_at is not None:
+        raise not_found("Study", study_id)
+    return study
+
+
+def job_of(session: Session, study: Study) -> Job:
+    job = session.get(Job, study.job_id)
+    assert job is not None, study.id
+    return job
+
+
+def _label(value: float) -> str:
+    return f"dose_{value:g}"
+
+
+def design_points(kind: str, design: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Arm name -> the point it measures and its dose target, from a study's design. 422
+    for a kind or design this version cannot run."""
+    if kind in NOT_YET:
+        raise Problem(422, "study-unavailable", "Study kind not available", NOT_YET[kind])
+    if design.get("adaptive"):
+        raise Problem(
+            422,
+            "study-unavailable",
+            "Adaptive designs not available yet",
+            'Give a fixed grid, design: {"doses": [...]}; the adaptive design\'s analysis '
+            "(analysis.design) exists, its looks over child jobs do not yet.",
+        )
+    if kind in ("dose_response", "size_transfer"):
+        doses = design.get("doses")
+        if not doses:
+            raise Problem(422, "validation-error", "No doses", "Give design.doses, e.g. "
+                          "[0.5, 1, 2, 4, 8] (instances per batch).")  # fmt: skip
+        return {_label(d): {"dose": d, "target": {"per_batch": d}} for d in sorted(set(doses))}
+    schedules = design.get("schedules")
+    if not schedules or design.get("dose") is None:
+        raise Problem(422, "validation-error", "No schedules", "A spacing study needs "
+                      "design.dose and design.schedules, e.g. [{\"n\": 2, \"k\": 1}, "
+                      "{\"n\": 8, \"k\": 4}] with n/k equal to the dose.")  # fmt: skip
+    out = {}
+    for every in schedules:
+        n, k = int(every["n"]), int(every["k"])
+        if abs(n / k - float(design["dose"])) > 1e-9:
+            raise Problem(
+                422,
+                "validation-error",
+                "Schedule off the dose",
+                f"every {{n: {n}, k: {k}}} gives {n / k:g} per batch, not the study's dose "
+                f"{design['dose']:g}: spacing compares one dose.",
+            )
+        out[f"every_{n}_{k}"] = {"schedule": {"n": n, "k": k}, "period": k,
+                                 "target": {"every": {"n": n, "k": k}}}  # fmt: skip
+    return out
+
+
+def start_study(
+    session: Session, project_id: str, settings: Settings, *, params: dict[str, Any]
+) -> tuple[Study, AfterCommit]:
+    """Add a study: its point mixtures, the verification over them (with an automatic
+    baseline), and the study job that waits for the verification."""
+    points = design_points(params["kind"], params["design"])
+    seeds = list(range(params["seeds_per_point"]))
+    verifications.check_grid(params["sizes"], seeds)
+    study_id = new_id("stu")
+    hooks: list[AfterCommit] = []
+    arms: dict[str, str] = {}
+    for arm, point in points.items():
+        dosing = DosingPlan.model_validate({
+            "skills": {
+                sid: {"target": point["target"], "source": "synthesize"}
+                for sid in params["skill_ids"]
+            },
+            "batch_tokens": params["batch_tokens"],
+            "seq_len": params["seq_len"],
+            "seed": params["seed"],
+        })  # fmt: skip
+        mixture, hook = mixtures.start_mixture(
+            session, project_id, settings, corpus_id=params["corpus_id"],
+            scan_id=params["scan_id"], dosing=dosing, output_uri=None, dry_run=False,
+        )  # fmt: skip
+        mixture.study_id = study_id
+        point["mixture_id"] = mixture.id
+        arms[arm] = mixture.id
+        assert hook is not None
+        hooks.append(hook)
+    arms[BASELINE] = "auto"
+    ver, hook = verifications.start_verification(
+        session, project_id, settings, arms=arms, skill_ids=params["skill_ids"],
+        params={
+            "sizes": params["sizes"], "seeds": seeds, "token_budget": params["token_budget"],
+            "eval_every": params["eval_every"], "checkpoint_every": params["checkpoint_every"],
+            "threshold": params.get("threshold"), "metric": params.get("metric"),
+            "device": params.get("device"),
+        },
+    )  # fmt: skip
+    hooks.append(hook)
+    ver.study_id = study_id
+    points[BASELINE] = {"mixture_id": ver.arms[BASELINE], "natural": True}
+    job, hook = start_job(
+        session,
+        project_id=project_id,
+        kind="study",
+        params={"study_id": study_id},
+        max_attempts=settings.max_attempts,
+        max_active=settings.max_active_jobs_per_project,
+        after=[verifications.job_of(session, ver)],
+    )
+    hooks.append(hook)
+    study = Study(
+        id=study_id,
+        project_id=project_id,
+        job_id=job.id,
+        kind=params["kind"],
+        params=params,
+        skills=ver.skills,
+        points=points,
+        verification_id=ver.id,
+    )
+    session.add(study)
+    adopt(session, job, study)
+    session.flush()
+
+    def send_all() -> None:
+        for send in hooks:
+            send()
+
+    return study, send_all
+
+
+def adopt(session: Session, parent: Job, study: Study) -> None:
+    """Make the jobs of the study's children (point mixtures, the baseline, the
+    verification) children of its job, so a cancel reaches them."""
+    mixture_ids = [p["mixture_id"] for p in study.points.values()]
+    child_jobs = [
+        m.job_id for m in session.scalars(select(Mixture).where(Mixture.id.in_(mixture_ids)))
+    ]
+    ver = session.get(Verification, study.verification_id)
+    assert ver is not None
+    child_jobs.append(ver.job_id)
+    session.execute(
+        update(Job)
+        .where(Job.id.in_([j for j in child_jobs if j]))
+        .values(parent_id=parent.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def natural_per_batch(session: Session, study: Study, skill_id: str) -> float:
+    """The corpus' own instances of the skill per batch, from a point mixture's plan."""
+    for point in study.points.values():
+        if point.get("natural"):
+            continue
+        mixture = session.get(Mixture, point["mixture_id"])
+        assert mixture is not None
+        natural = mixture.plan.get("skills", {}).get(skill_id, {}).get("natural", {})
+        return float(natural.get("per_batch", 0.0))
+    return 0.0
+
+
+def recommended_mixture(
+    session: Session, project_id: str, settings: Settings, *, study_id: str, size: str,
+    corpus_id: str, scan_id: str, output_uri: str | None, output_format: str, margin: str,
+) -> tuple[Mixture, AfterCommit | None]:  # fmt: skip
+    """`apply`: build the production mixture at the study's recommended dose for `size`
+    on the corpus the user names. 409 until the study has succeeded; 422 when it has no
+    recommendation for that size (with its reason)."""
+    study = get_study(session, project_id, study_id)
+    job = job_of(session, study)
+    if job.state != JobState.succeeded.value or not job.result:
+        raise Problem(
+            409,
+            "study-not-finished",
+            "Study not finished",
+            f"Study {study.id} is {job.state}; apply it once it has succeeded.",
+        )
+    per_skill = job.result.get("skills", {})
+    targets = {}
+    for sid, body in per_skill.items():
+        rec = body.get("recommendation", {}).get(size)
+        if rec is None:
+            raise Problem(422, "no-recommendation", "No recommendation for this size",
+                          f"Study {study.id} trained sizes {', '.join(study.params['sizes'])}, "
+                          f"not {size!r}.")  # fmt: skip
+        if "undetermined" in rec:
+            raise Problem(422, "no-recommendation", "No recommendation",
+                          f"Skill {sid} at {size}: {rec['undetermined']}")  # fmt: skip
+        targets[sid] = rec["per_batch"] if margin == "upper" else rec["ed"]["value"]
+    dosing = DosingPlan.model_validate({
+        "skills": {sid: {"target": {"per_batch": v}} for sid, v in targets.items()},
+        "batch_tokens": study.params["batch_tokens"],
+        "seq_len": study.params["seq_len"],
+        "seed": study.params["seed"],
+        "format": output_format,
+    })  # fmt: skip
+    return mixtures.start_mixture(
+        session, project_id, settings, corpus_id=corpus_id, scan_id=scan_id, dosing=dosing,
+        output_uri=output_uri, dry_run=False,
+    )  # fmt: skip

@@ -1,0 +1,42 @@
+"""The adaptive design: a coarse grid, then points where P crosses the target, then stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+
+from analysis import design
+
+
+def test_first_look_is_the_coarse_grid() -> None:
+    first = design.next_doses([], [], min_dose=0.25, max_dose=16, max_runs=64, seeds_per_point=8)
+    assert first.doses == [0.25, 1.0, 4.0, 16.0] and not first.done
+
+
+def test_runs_to_a_decision_within_the_budget() -> None:
+    rng = np.random.default_rng(9)
+    doses: list[float] = []
+    won: list[int] = []
+    log: list[str] = []
+    for _ in range(20):
+        step = design.next_doses(
+            doses, won, min_dose=0.25, max_dose=16, max_runs=96, seeds_per_point=8
+        )
+        log.append(step.reason)
+        if step.done:
+            break
+        for d in step.doses:
+            p = special.expit(3.0 * (np.log2(d) - 1.0))
+            doses += [d] * 8
+            won += (rng.random(8) < p).astype(int).tolist()
+    assert step.done and len(doses) <= 96
+    assert log[0].startswith("coarse grid")
+    # later looks sit near the true ED80 (2^(1 + logit(0.8)/3) = 3.2 per batch)
+    later = sorted(set(doses) - {0.25, 1.0, 4.0, 16.0})
+    assert later and all(1.0 <= d <= 8.0 for d in later), later
+
+
+def test_bad_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_runs"):
+        design.next_doses([], [], min_dose=1, max_dose=8, max_runs=4, seeds_per_point=8)

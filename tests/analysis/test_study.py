@@ -1,0 +1,68 @@
+"""A study's analysis from a verification report's shape (training.verify.make_report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+
+from analysis import plots, study
+
+DOSES = {"d0.5": 0.5, "d1": 1.0, "d2": 2.0, "d4": 4.0, "d8": 8.0}
+
+
+def report(seeds: int = 8, natural: float = 0.0) -> dict:
+    rng = np.random.default_rng(11)
+    runs = []
+    for arm, placed in {**DOSES, "baseline": 0.0}.items():
+        for seed in range(seeds):
+            d = placed + natural
+            p = special.expit(3.0 * (np.log2(d) - 1.0)) if d > 0 else 0.0
+            value = 0.95 if rng.random() < p else 0.5 + rng.normal(0, 0.03)
+            runs.append({
+                "arm": arm, "size": "nano", "seed": seed, "n_params": 120_000,
+                "final": {"skills": {"cmp": {"heldout_forced_choice": value}},
+                          "general_loss": 2.3 + 0.001 * placed + rng.normal(0, 0.002)},
+            })  # fmt: skip
+    return {
+        "runs": runs,
+        "arms": {a: {"placed_per_batch": {"cmp": p}} for a, p in {**DOSES, "baseline": 0}.items()},
+        "settings": {"thresholds": {"cmp": {"threshold": 0.75, "metric": "forced_choice"}}},
+    }
+
+
+def test_points_add_the_natural_dose_and_read_the_threshold() -> None:
+    runs = study.runs_from_verification(report(natural=0.25), "cmp", natural_per_batch=0.25)
+    assert len(runs) == 6 * 8
+    base = [r for r in runs if r.arm == "baseline"]
+    assert {r.dose for r in base} == {0.25}
+    assert all(r.retained == (r.readout >= 0.75) for r in runs)
+
+
+def test_dose_response_study_recommends_a_dose(tmp_path: Path) -> None:
+    runs = study.runs_from_verification(report(), "cmp", natural_per_batch=0.0)
+    body = study.analyse("dose_response", runs, target_p=0.8, baseline="baseline")
+    assert body["fit"]["nano"]["excluded_runs"] == 8  # the baseline: no instance at all
+    rec = body["recommendation"]["nano"]
+    low, high = rec["ci95"]
+    assert low < rec["ed"]["value"] < high and rec["per_batch"] == high
+    assert rec["general_loss_delta"]["n_pairs"] == 8
+    assert [p["dose"] for p in body["points"]] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
+    (path,) = plots.dose_response(runs, tmp_path)
+    assert path.stat().st_size > 10_000
+
+
+def test_spacing_study_reads_periods() -> None:
+    rep = report()
+    periods = {"d0.5": 1, "d1": 2, "d2": 4, "d4": 8, "d8": 16}
+    runs = [r for r in study.runs_from_verification(rep, "cmp", 0.0, periods) if r.period]
+    body = study.analyse("spacing", runs)
+    assert [p["period"] for p in body["points"]] == [1, 2, 4, 8, 16]
+    assert "p_trend" in body["trend"]["nano"]
+
+
+def test_size_transfer_needs_two_sizes() -> None:
+    runs = study.runs_from_verification(report(), "cmp", 0.0)
+    body = study.analyse("size_transfer", runs)
+    assert "undetermined" in body["transfer"]

@@ -1,0 +1,124 @@
+"""Studies over HTTP: a design becomes point mixtures and one verification (children that
+point back with study_id), the study job analyses the runs, cancel reaches the children,
+and apply builds the recommended mixture or says why it cannot."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.cli.embedded import refresh_settings
+from service.worker import runner
+from tests.service.api.test_mixtures import scanned  # noqa: F401  (fixture)
+from tests.service.conftest import auth
+
+
+def study_body(scanned: dict, **extra: object) -> dict:  # noqa: F811
+    return {
+        "kind": "dose_response",
+        "skill_ids": [scanned["skill"]["id"]],
+        "corpus_id": scanned["corpus"]["id"],
+        "scan_id": scanned["scan"]["id"],
+        "sizes": ["nano"],
+        "seeds_per_point": 2,
+        "batch_tokens": 4096,
+        "seq_len": 256,
+        "token_budget": 6 * 4096,
+        "eval_every": 3,
+        "device": "cpu",
+        "design": {"doses": [1, 4]},
+        **extra,
+    }
+
+
+def test_a_dose_response_study_runs_its_children_and_analyses_them(
+    client: TestClient,
+    key_a: str,
+    key_b: str,
+    scanned: dict,  # noqa: F811
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")  # six tiny runs: no process pool
+    refresh_settings()
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    r = client.post("/v1/studies", headers=auth(key_a), json=study_body(scanned))
+    assert r.status_code == 202, r.text
+    study = r.json()
+    assert set(study["points"]) == {"dose_1", "dose_4", "baseline"}
+    assert study["job"]["state"] == "queued"
+    assert "waiting for" in study["job"]["progress"]["message"]
+    for arm, point in study["points"].items():
+        mixture = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
+        if arm != "baseline":
+            assert mixture["study_id"] == study["id"]
+            dosing = mixture["plan"]["skills"][scanned["skill"]["id"]]
+            assert dosing["target"]["per_batch"] == point["dose"], dosing
+        assert runner.execute(mixture["job"]["id"]) == "succeeded"
+    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
+    assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
+    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    assert runner.execute(study["job"]["id"]) == "succeeded"
+    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    body = done["report"]["skills"][scanned["skill"]["id"]]
+    # 3 arms x 2 seeds; the baseline sits at the corpus' natural rate
+    assert sum(p["n_seeds"] for p in body["points"]) == 6
+    assert body["natural_per_batch"] >= 0
+    rec = body["recommendation"]["nano"]
+    assert "too few runs" in rec["undetermined"]  # 6 runs cannot determine a dose: said so
+    names = {a["name"] for a in done["job"]["artifacts"]}
+    assert "study.json" in names and any(n.endswith("dose_response_nano.png") for n in names)
+    # apply refuses an undetermined recommendation, with its reason
+    apply = client.post(
+        f"/v1/studies/{study['id']}/apply",
+        headers=auth(key_a),
+        json={"size": "nano", "corpus_id": scanned["corpus"]["id"],
+              "scan_id": scanned["scan"]["id"]},
+    )  # fmt: skip
+    assert apply.status_code == 422 and "too few runs" in apply.json()["detail"]
+    # another project sees nothing
+    assert client.get(f"/v1/studies/{study['id']}", headers=auth(key_b)).status_code == 404
+    listed = client.get("/v1/studies", headers=auth(key_a)).json()
+    assert [s["id"] for s in listed["data"]] == [study["id"]]
+
+
+def test_cancelling_a_study_cancels_its_children(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    study = client.post("/v1/studies", headers=auth(key_a), json=study_body(scanned)).json()
+    r = client.post(f"/v1/jobs/{study['job']['id']}/cancel", headers=auth(key_a))
+    assert r.status_code in (200, 202), r.text
+    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    assert done["job"]["state"] == "cancelled"
+    for point in done["points"].values():
+        mixture = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
+        assert mixture["job"]["state"] == "cancelled", point
+    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
+    assert ver["job"]["state"] == "cancelled"
+
+
+def test_bad_designs_are_refused_with_a_reason(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    cases = [
+        ({"design": {"doses": [1]}}, 422, "validation-error"),
+        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [None, 40]}}, 422,
+         "study-unavailable"),
+        ({"design": {"adaptive": {"min": 0.25, "max": 16}}}, 422, "study-unavailable"),
+        ({"kind": "spacing", "design": {"dose": 2, "schedules": [{"n": 2, "k": 1},
+                                                                  {"n": 3, "k": 2}]}},
+         422, "validation-error"),
+        ({"sizes": ["gigantic"]}, 422, "validation-error"),
+        ({"skill_ids": ["skill_nope"]}, 422, "skill-not-scanned"),
+    ]  # fmt: skip
+    for extra, status, slug in cases:
+        r = client.post("/v1/studies", headers=auth(key_a), json=study_body(scanned, **extra))
+        assert r.status_code == status, (extra, r.text)
+        assert r.json()["type"].endswith(slug), (extra, r.text)
+    # nothing was left behind by the refused creates
+    assert client.get("/v1/studies", headers=auth(key_a)).json()["data"] == []
