@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # this machine's wheel folder if it has one, else PyTorch's CPU index.
 TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--index https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
-.PHONY: install demo test test-latest lock lint format bench clean
+.PHONY: install demo study-demo test test-latest lock lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ test-latest:
 
 demo: install
 	$(VENV)/bin/skillmix demo
+
+# SCIENCE.md "Studies" protocol (a) at demo scale: 7 doses + the baseline x 8 seeds.
+study-demo: install
+	$(VENV)/bin/skillmix demo --study dose --seeds 8
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

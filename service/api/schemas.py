@@ -1248,6 +1248,9 @@ class StudyCreate(StrictModel):
     batch_tokens: int = Field(default=1024, ge=1, le=2**32)
     seq_len: int = Field(default=64, ge=2, le=2**20)
     seed: int = Field(default=0, ge=0, description="The point mixtures' build seed.")
+    max_batches: int | None = Field(
+        default=None, ge=1, description="Cap on each point mixture's length; default: whole corpus."
+    )
     token_budget: int | None = Field(default=None, ge=1, description="Training tokens per run.")
     eval_every: int = Field(default=200, ge=1)
     checkpoint_every: int = Field(default=500, ge=1)

@@ -11,7 +11,13 @@ from typing import Any
 
 import typer
 from skillmix_client import Skillmix
-from skillmix_client.cli import audit_table, console, frequency_table, verdict_table
+from skillmix_client.cli import (
+    audit_table,
+    console,
+    frequency_table,
+    study_table,
+    verdict_table,
+)
 
 from curation.skills.probes import SkillGenerator
 from curation.skills.spec import SkillSpec
@@ -98,7 +104,42 @@ def artifacts_line(resource: Any) -> str:
     return f"   artifacts: {names}  (GET /v1/jobs/{resource.job.id}/artifacts/<name>)"
 
 
-def run_demo(data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS) -> int:
+STUDY_DOSES = [0.5, 1, 2, 3, 4, 6, 8]
+"""SCIENCE.md "Studies", protocol (a): the dose threshold of two-digit comparison for nano
+(the natural-frequency baseline is the study's own eighth point)."""
+
+
+def run_dose_study(client: Skillmix, corpus: Any, scan: Any, target: Any, seeds: int,
+                   steps: int) -> int:  # fmt: skip
+    """`skillmix demo --study dose`: the dose-response of the demo skill, its fit and the
+    recommendation (protocol (a); `seeds` per dose)."""
+    console.print(
+        f"4. studying the dose: {target.name} at {', '.join(f'{d:g}' for d in STUDY_DOSES)} "
+        f"per batch and the natural baseline, {seeds} seeds each, nano, {steps} steps"
+    )
+    study = client.studies.create(
+        kind="dose_response", skill_ids=[target.id], corpus_id=corpus.id, scan_id=scan.id,
+        design={"doses": STUDY_DOSES}, sizes=["nano"], seeds_per_point=seeds,
+        batch_tokens=BATCH_TOKENS, seq_len=SEQ_LEN, token_budget=steps * BATCH_TOKENS,
+        max_batches=steps + HELDOUT_BATCHES, eval_every=max(steps // 20, 1),
+    )  # fmt: skip
+    study = client.studies.wait(study.id, progress=True)
+    if not succeeded(study, "study") or study.report is None:
+        return 1
+    console.print(study_table(study))
+    for body in study.report["skills"].values():
+        for size, rec in body["recommendation"].items():
+            console.print(
+                f"   {size}: {rec.get('text') or 'not determined: ' + rec['undetermined']}"
+            )
+    console.print(artifacts_line(study))
+    typer.echo("study demo finished: registered, scanned, studied the dose")
+    return 0
+
+
+def run_demo(
+    data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS, study: str | None = None
+) -> int:
     console.print(f"skillmix demo: embedded service under {data_dir.resolve()}")
     with embedded_stack(data_dir) as stack:
         with session_scope() as session:
@@ -123,6 +164,8 @@ def run_demo(data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS) -
         console.print(artifacts_line(scan))
 
         target = skills[0]
+        if study == "dose":
+            return run_dose_study(client, corpus, scan, target, seeds, steps)
         console.print(
             f"4. mixing: {target.name} upweighted to {DOSE_PER_BATCH} per batch of "
             f"{BATCH_TOKENS} tokens, uniformly spaced, fresh train-split instances"

@@ -220,14 +220,23 @@ def demo(
     data_dir: DataDir = None,
     seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 5,
     steps: Annotated[int, typer.Option(help="Training steps per run.")] = 4000,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="'dose': a dose-response study of the demo skill instead of one "
+            "verification (seeds per dose; `make study-demo`)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop on the embedded default: skills, corpus, scan, mix, verify."""
+    if study not in (None, "dose"):
+        raise typer.BadParameter("--study takes 'dose'")
     require("service", "training")
     from service.cli.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     target = data_dir or Path(os.environ.get("SKILLMIX_DATA_DIR", ".skillmix")) / "demo"
-    sys.exit(run_demo(target, seeds=seeds, steps=steps))
+    sys.exit(run_demo(target, seeds=seeds, steps=steps, study=study))
 
 
 def register(app: typer.Typer) -> None:

@@ -109,6 +109,7 @@ def start_study(
             "batch_tokens": params["batch_tokens"],
             "seq_len": params["seq_len"],
             "seed": params["seed"],
+            "max_batches": params.get("max_batches"),
         })  # fmt: skip
         mixture, hook = mixtures.start_mixture(
             session, project_id, settings, corpus_id=params["corpus_id"],

@@ -58,3 +58,15 @@ def test_demo_runs_the_whole_loop(env: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert "audit of the built mixture" in r.stdout and ": passed" in r.stdout
     assert "verdicts" in r.stdout and "upweighted" in r.stdout and "baseline" in r.stdout
     assert "demo finished" in r.stdout
+
+
+def test_study_demo_runs_a_dose_response(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`make study-demo` at a small scale (2 seeds per dose, 40 steps): a study over HTTP
+    with real workers, from the design to the printed answer."""
+    r = skillmix(
+        "demo", "--data-dir", str(tmp_path / "demo"), "--study", "dose", "--seeds", "2",
+        "--steps", "40", timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "studying the dose" in r.stdout and "nano:" in r.stdout
+    assert "study demo finished" in r.stdout

@@ -21,9 +21,18 @@ from skillmix_client._version import __version__
 from skillmix_client.cli import _resources, _runs, _studies
 from skillmix_client.cli._common import console
 from skillmix_client.cli._runs import audit_table, frequency_table, verdict_table
+from skillmix_client.cli._studies import study_table
 
 # The tables are public: `skillmix demo` prints them too.
-__all__ = ["audit_table", "console", "frequency_table", "main", "make_app", "verdict_table"]
+__all__ = [
+    "audit_table",
+    "console",
+    "frequency_table",
+    "main",
+    "make_app",
+    "study_table",
+    "verdict_table",
+]
 
 PLUGIN_GROUP = "skillmix.cli"
 log = logging.getLogger("skillmix_client.cli")
