@@ -48,7 +48,7 @@ class TokenizerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["bytes", "hf"] = Field(
-        TOKENIZER, description="`bytes` (UTF-8 bytes, vocabulary 257) or `hf` (a "
+        "bytes", description="`bytes` (UTF-8 bytes, vocabulary 257) or `hf` (a "
         "Hugging Face `tokenizers` tokenizer.json).",
     )  # fmt: skip
     path: str | None = Field(
@@ -80,7 +80,7 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class MixtureTokenizer:
     """A loaded tokenizer: ids per text, its EOS, vocabulary and token dtype."""
 
@@ -120,13 +120,8 @@ class MixtureTokenizer:
     def token_starts(self, text: str) -> tuple[list[int], list[int]]:
         """(ids, the character offset where each token starts) of one text."""
         if self._tok is None:
-            data = text.encode("utf-8", "replace")
-            starts, at = [], 0
-            for ch in text:
-                n = len(ch.encode("utf-8", "replace"))
-                starts += [at] * n
-                at += 1
-            return list(data), starts
+            starts = [i for i, ch in enumerate(text) for _ in ch.encode("utf-8", "replace")]
+            return list(text.encode("utf-8", "replace")), starts
         enc = self._tok.encode(text, add_special_tokens=False)
         return list(enc.ids), [start for start, _ in enc.offsets]
 
@@ -135,7 +130,7 @@ class MixtureTokenizer:
             return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", "ignore")
         return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))
 
-    def decode_batch(self, seqs: Sequence[Sequence[int]]) -> list[str]:
+    def decode_batch(self, seqs: Sequence[Sequence[int] | np.ndarray]) -> list[str]:
         if self._tok is None:
             return [self.decode(s) for s in seqs]
         return list(self._tok.decode_batch([[int(i) for i in s] for s in seqs], False))
