@@ -114,7 +114,9 @@ class MixtureTokenizer:
         """Token ids of many texts, in parallel on all cores for `hf`."""
         if self._tok is None:
             return [np.frombuffer(t.encode("utf-8", "replace"), np.uint8) for t in texts]
-        encodings = self._tok.encode_batch_fast(list(texts), add_special_tokens=False)
+        # encode_batch_fast (tokenizers >= 0.21) skips the offsets the packer does not need
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        encodings = encode(list(texts), add_special_tokens=False)
         return [np.asarray(e.ids, dtype=self.dtype) for e in encodings]
 
     def token_starts(self, text: str) -> tuple[list[int], list[int]]:

@@ -506,7 +506,7 @@ class PlanWarning(Report):
 
 
 class NaturalFrequency(Report):
-    """The corpus' own instances of a skill, in the mixture's units (bytes + EOS)."""
+    """The corpus' own instances of a skill, in the mixture's tokens (with EOS)."""
 
     instances: int
     unique_instances: int
@@ -559,7 +559,7 @@ class PlannedSkill(Report):
 
 
 class PlanCorpus(Report):
-    """The corpus as planning counts it (byte tokens, one EOS per document)."""
+    """The corpus as planning counts it (the mixture's tokens, one EOS per document)."""
 
     tokens: int
     docs: int

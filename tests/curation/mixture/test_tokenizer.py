@@ -59,9 +59,12 @@ def scan(corpus, name, tokens="bytes"):
     )  # fmt: skip
 
 
-def build(corpus, report, name, tokenizer, **doses):
+def build(corpus, report, name, tokenizer, max_batches=None, **doses):
     root, source, _ = corpus
-    dosing = DosingPlan(batch_tokens=BATCH, seq_len=SEQ, seed=0, skills=doses, tokenizer=tokenizer)
+    dosing = DosingPlan(
+        batch_tokens=BATCH, seq_len=SEQ, seed=0, skills=doses, tokenizer=tokenizer,
+        max_batches=max_batches,
+    )  # fmt: skip
     plan = plan_mixture(report, SKILLS, dosing)
     out = f"{root}/{name}"
     return out, build_mixture(source, SKILLS, plan, out, allowed_roots=[root], plots=False)
@@ -88,7 +91,8 @@ def test_a_bpe_mixture_passes_its_audit_with_every_placement_starting_a_sequence
     )
     out, result = build(
         corpus, report, "bpe", {"kind": "hf", "path": bpe},
-        cmp={"target": {"per_batch": 3}}, tp={"target": {"every": {"n": 4, "k": 3}}},
+        tp={"target": {"per_batch": 3}},
+        cmp={"target": {"every": {"n": 1, "k": 2}}, "source": "repeat", "max_repeats": 8},
     )  # fmt: skip
     manifest, audit = result["manifest"], result["audit"]
     tok = load_hf(bpe)
@@ -102,6 +106,7 @@ def test_a_bpe_mixture_passes_its_audit_with_every_placement_starting_a_sequence
     tokens = tokens_of(out, manifest)
     assert tokens.size == manifest["tokens"] and tokens.max() < tok.vocab_size
     instances = {(r["skill_id"], r["key"]): r["text"] for r in jsonl(f"{out}/instances.jsonl")}
+    assert manifest["plan"]["skills"]["cmp"]["source"] == "repeat"
     rows = jsonl(f"{out}/composition.jsonl")
     for sid in ("cmp", "tp"):
         placed = [row["skills"].get(sid, {"count": 0})["count"] for row in rows]
@@ -110,7 +115,7 @@ def test_a_bpe_mixture_passes_its_audit_with_every_placement_starting_a_sequence
         skill_audit = audit["skills"][sid]
         assert skill_audit["placed"]["placements"] == sum(planned)
         assert skill_audit["schedule"]["batches_off"] == 0
-        for row in rows:  # each placement: the instance's own tokens then EOS, at a sequence start
+        for row in rows if sid == "tp" else ():  # a synthesized instance: its own tokens, EOS
             entry = row["skills"].get(sid)
             for key, seq in zip(entry["keys"], entry["sequences"], strict=True) if entry else ():
                 want = [*tok.encode(instances[(sid, key)]), tok.eos]
@@ -154,7 +159,12 @@ def test_a_vocabulary_over_65536_writes_uint32_shards(corpus):
     wide = wide_byte_tokenizer(f"{root}/tokenizers/wide")
     report = scan(corpus, "scan-wide", tokens=wide)
     out, result = build(
-        corpus, report, "wide", {"kind": "hf", "path": wide}, cmp={"target": {"per_batch": 2}}
+        corpus,
+        report,
+        "wide",
+        {"kind": "hf", "path": wide},
+        max_batches=8,
+        cmp={"target": {"per_batch": 2}},
     )
     manifest = result["manifest"]
     assert manifest["token_dtype"] == "uint32" and manifest["tokenizer"]["vocab_size"] > 65536
