@@ -144,16 +144,16 @@ def run(mb: float, vocab: int) -> dict:
 
 
 def record(found: dict, args: argparse.Namespace) -> None:
-    load = os.getloadavg()
+    start, end = found["load_start"], os.getloadavg()
     lines = [
         "",
         f"## Mixture build in a {args.vocab // 1000}k BPE vs bytes (bench_tokenizer.py, "
         f"{datetime.date.today()})",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, Python "
-        f"{platform.python_version()}; load average at the start {load[0]:.2f} / {load[1]:.2f} / "
-        f"{load[2]:.2f} (1/5/15 min): other sessions shared these cores, so the figures were "
-        "taken under contention. Corpus: "
+        f"{platform.python_version()}; load average (1/5/15 min) {start[0]:.2f} / {start[1]:.2f} "
+        f"/ {start[2]:.2f} at the start, {end[0]:.2f} / {end[1]:.2f} / {end[2]:.2f} at the end: "
+        "other sessions shared these cores, so the figures were taken under contention. Corpus: "
         f"{found['corpus_mb']:.1f} MB of generated prose (jsonl.gz, 4 files); BPE trained on it in "
         f"{found['train_s']:.0f} s; batch {BATCH_TOKENS:,} tokens, seq_len {SEQ_LEN}, one "
         "synthesized skill at 4 per batch. MB = mixture text MB (the text records written).",
@@ -179,7 +179,8 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32_000)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
-    found = run(args.mb, args.vocab)
+    load_start = os.getloadavg()
+    found = {**run(args.mb, args.vocab), "load_start": load_start}
     if not args.no_record:
         record(found, args)
 
