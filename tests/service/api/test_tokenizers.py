@@ -10,7 +10,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from curation.synthetic_tokenizer import train_bpe
+from service.api.schemas import MixtureManifest, PlannedMixture, ScanReport
 from service.worker import runner
+from tests.service.api.test_report_schemas import check
 from tests.service.conftest import auth
 
 
@@ -53,7 +55,9 @@ def test_scan_and_build_in_a_bpe_and_refuse_what_cannot_be_used(
     assert scan["tokenizer"] == hf
     for job in (bytes_scan, scan):
         assert runner.execute(job["job"]["id"]) == "succeeded"
-    unit = client.get(f"/v1/scans/{scan['id']}", headers=h).json()["report"]["corpus"]
+    report = client.get(f"/v1/scans/{scan['id']}", headers=h).json()["report"]
+    check(ScanReport, report, set())  # every key it writes is a declared field
+    unit = report["corpus"]
     assert unit["token_unit"]["mode"] == "tokenizer" and len(unit["token_unit"]["sha256"]) == 64
 
     plan = {skill["id"]: {"target": {"per_batch": 2}}}
@@ -74,6 +78,8 @@ def test_scan_and_build_in_a_bpe_and_refuse_what_cannot_be_used(
     assert runner.execute(r.json()["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/mixtures/{r.json()['id']}", headers=h).json()
     manifest = done["manifest"]
+    check(MixtureManifest, manifest, set())
+    check(PlannedMixture, r.json()["plan"], set())
     assert manifest["tokenizer"]["kind"] == "hf" and manifest["token_dtype"] == "uint16"
     assert manifest["tokenizer"]["sha256"] == unit["token_unit"]["sha256"]
     assert done["audit"]["passed"] is True
