@@ -204,3 +204,36 @@ def test_byte_mixtures_are_byte_identical_to_before(tmp_path):
     manifest = result["manifest"]
     assert manifest["tokenizer"] == {"kind": "bytes", "vocab_size": 257, "eos": 256}
     assert manifest["token_dtype"] == "uint16" and "tokenizer" not in manifest["plan"]
+
+
+def test_an_interrupted_bpe_build_resumes_byte_identical(corpus):
+    root, source, bpe = corpus
+    report = scan(corpus, "scan-bpe-resume", tokens=bpe)
+    dosing = DosingPlan(
+        batch_tokens=BATCH, seq_len=SEQ, tokenizer={"kind": "hf", "path": bpe},
+        skills={"tp": {"target": {"per_batch": 2}}},
+    )  # fmt: skip
+    plan = plan_mixture(report, SKILLS, dosing)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_second_shard(fraction, message):
+        if message.startswith("wrote shard 2 "):
+            raise Killed
+
+    def run(out, progress=None):
+        return build_mixture(
+            source, SKILLS, plan, out, allowed_roots=[root], shard_batches=4, progress=progress,
+            plots=False,
+        )  # fmt: skip
+
+    whole, cut = f"{root}/bpe-whole", f"{root}/bpe-cut"
+    run(whole)
+    with pytest.raises(Killed):
+        run(cut, kill_after_second_shard)
+    assert run(cut)["audit"]["passed"]
+    files = sorted(p.name for p in Path(whole).iterdir() if p.suffix in (".bin", ".gz", ".jsonl"))
+    assert len(files) > 4
+    for name in files:
+        assert Path(f"{cut}/{name}").read_bytes() == Path(f"{whole}/{name}").read_bytes(), name
