@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from datasets import load_dataset
 
 from curation.corpus import CorpusSource
 from curation.mixture import DosingPlan, build_mixture, plan_mixture
+from curation.mixture.format import manifest_dtype
 from curation.scan import run_scan
 from curation.skills import SkillSpec
 from curation.synthetic_corpus import Plant, generate_corpus
@@ -57,7 +59,10 @@ def main(workdir: Path) -> None:
     placed = ds.filter(lambda r: r["source"] == "synthesize")
     print(f"{len(ds)} records, {len(placed)} placed instances, e.g. {placed[0]['text']!r}")
 
-    tokens = np.fromfile(sorted(glob.glob(str(out / "tokens-*.bin")))[0], dtype="<u2")
+    # The token shards' dtype (uint16, or uint32 for a vocabulary over 65,536) is the manifest's.
+    manifest = json.loads((out / "manifest.json").read_text())
+    dtype = manifest_dtype(manifest)
+    tokens = np.fromfile(sorted(glob.glob(str(out / "tokens-*.bin")))[0], dtype=dtype)
     print(f"token shard: {tokens.size // 256} sequences of 256 byte tokens")
 
 

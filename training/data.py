@@ -23,9 +23,11 @@ from curation.mixture.format import (
     FORMAT_VERSION,
     INSTANCES,
     MANIFEST,
-    TOKEN_DTYPE,
-    TOKENIZER,
+    TOKENIZER_KINDS,
+    manifest_dtype,
+    manifest_eos,
 )
+from curation.mixture.tokenizer import MixtureTokenizer, mixture_tokenizer
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class MixtureReader:
     path: Path
     manifest: dict[str, Any]
     shards: tuple[np.ndarray, ...]
-    """One read-only (sequences, seq_len) uint16 memmap per token shard, in order."""
+    """One read-only (sequences, seq_len) memmap per token shard (of the manifest's
+    `token_dtype`), in order."""
 
     @property
     def seq_len(self) -> int:
@@ -56,6 +59,16 @@ class MixtureReader:
     @property
     def vocab_size(self) -> int:
         return int(self.manifest["tokenizer"]["vocab_size"])
+
+    @property
+    def eos(self) -> int:
+        return manifest_eos(self.manifest)
+
+    @cached_property
+    def tokenizer(self) -> MixtureTokenizer:
+        """The tokenizer the mixture was built in (an hf mixture's own tokenizer.json copy),
+        to encode evaluation text the way the mixture's text was encoded."""
+        return mixture_tokenizer(str(self.path), self.manifest)
 
     @cached_property
     def _shard_starts(self) -> np.ndarray:
@@ -130,8 +143,9 @@ def open_mixture(path: str | Path) -> MixtureReader:
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: mixture format_version {manifest.get('format_version')!r}")
-    if manifest["tokenizer"]["kind"] != TOKENIZER:
+    if manifest["tokenizer"]["kind"] not in TOKENIZER_KINDS:
         raise ValueError(f"{path}: tokenizer {manifest['tokenizer']['kind']!r} is not supported")
+    dtype = np.dtype(manifest_dtype(manifest))
     seq_len, per_batch = int(manifest["seq_len"]), int(manifest["seqs_per_batch"])
     if per_batch * seq_len != int(manifest["batch_tokens"]):
         raise ValueError(f"{path}: seqs_per_batch * seq_len != batch_tokens")
@@ -140,11 +154,12 @@ def open_mixture(path: str | Path) -> MixtureReader:
         if entry["kind"] != "tokens":
             continue
         file, sequences = path / entry["path"], int(entry["sequences"])
-        if file.stat().st_size != sequences * seq_len * 2:
+        if file.stat().st_size != sequences * seq_len * dtype.itemsize:
             raise ValueError(
-                f"{file}: {file.stat().st_size} bytes, expected {sequences} x {seq_len} uint16"
+                f"{file}: {file.stat().st_size} bytes, expected {sequences} x {seq_len} "
+                f"{manifest.get('token_dtype', 'uint16')}"
             )
-        shards.append(np.memmap(file, dtype=TOKEN_DTYPE, mode="r", shape=(sequences, seq_len)))
+        shards.append(np.memmap(file, dtype=dtype, mode="r", shape=(sequences, seq_len)))
     total = sum(len(s) for s in shards)
     if total != int(manifest["n_sequences"]) or int(manifest["n_batches"]) * per_batch > total:
         raise ValueError(f"{path}: token shards hold {total} sequences, manifest disagrees")

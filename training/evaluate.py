@@ -27,6 +27,15 @@ the packer writes after every synthesized instance). Per instance:
 - log-prob margin (`margin`): log p(correct label) - log p(best wrong label), nats;
   positive iff the forced choice is right (without ties).
 
+In a mixture built with a Hugging Face tokenizer, "byte" above reads "token": text is
+encoded with the mixture's own tokenizer (`MixtureReader.tokenizer`) as the mixture encoded
+it, the prompt and answer together, and the answer's tokens are those from the token that
+holds the answer's first character (with BPE, `" <"` is often one token holding the space
+before the label). Each label is scored in that same context: every label is encoded into
+the prompt, the context is the tokens all of them share before the answer, and a label's
+sequence is its tokens after the context (then EOS when the sequences are not
+prefix-free), per instance, so a multi-token label is scored token by token.
+
 Instances whose answer is not a label (a repeated corpus instance parsed otherwise)
 are left out of the label readouts. Readouts are also given per hard stratum
 (`Family.stratum`: for example equal tens digits for two-digit comparison).
@@ -46,6 +55,7 @@ are left out of the label readouts. Readouts are also given per hard stratum
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from curation.mixture.format import EOS
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training.data import MixtureReader
@@ -103,44 +114,100 @@ class AnswerSet:
     """Prompt/answer pairs encoded for one teacher-forced pass.
 
     `label_index[i]`: the position of row i's answer in the skill's labels, -1 when the
-    skill has none or the answer is not one; `strata[i]`: row i's hard stratum or None.
+    skill has none or the answer is not one; `strata[i]`: row i's hard stratum or None;
+    `label_rows[i]`: row i's own label sequences (hf tokenizers, see `encode_answers`),
+    None when every row shares the skill's `label_sequences`.
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     label_index: torch.Tensor | None = None
     strata: list[str | None] = field(default_factory=list)
+    label_rows: list[tuple[tuple[int, ...], ...]] | None = None
+    pad: int = EOS
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def head(self, n: int) -> AnswerSet:
         index = None if self.label_index is None else self.label_index[:n]
-        return AnswerSet(self.inputs[:n], self.targets[:n], index, self.strata[:n])
+        rows = None if self.label_rows is None else self.label_rows[:n]
+        return AnswerSet(self.inputs[:n], self.targets[:n], index, self.strata[:n], rows, self.pad)
+
+    def subset(self, mask: torch.Tensor) -> AnswerSet:
+        """The rows where `mask` is true (their inputs, targets and label sequences)."""
+        keep = mask.nonzero().flatten().tolist()
+        rows = None if self.label_rows is None else [self.label_rows[i] for i in keep]
+        return AnswerSet(self.inputs[mask], self.targets[mask], label_rows=rows, pad=self.pad)
+
+
+def split_answer(
+    tokenizer: MixtureTokenizer, prefix: str, answer: str
+) -> tuple[list[int], list[int]]:
+    """`prefix + answer` encoded as the mixture encodes it, cut before the token holding the
+    answer's first character: (context tokens, answer tokens). Bytes: the two encodings."""
+    if tokenizer.is_bytes:
+        return list(prefix.encode()), list(answer.encode())
+    ids, starts = tokenizer.token_starts(prefix + answer)
+    cut = max(bisect_right(starts, len(prefix)) - 1, 0) if answer else len(ids)
+    return ids[:cut], ids[cut:]
+
+
+def label_rows(
+    tokenizer: MixtureTokenizer, prefix: str, labels: Sequence[str]
+) -> tuple[list[int], tuple[tuple[int, ...], ...]]:
+    """One instance's context and label sequences for an hf tokenizer: each label encoded
+    after `prefix`; the context is the tokens every encoding shares before its answer."""
+    splits = [split_answer(tokenizer, prefix, label) for label in labels]
+    context = splits[0][0]
+    for head, _ in splits[1:]:
+        n = 0
+        while n < min(len(head), len(context)) and head[n] == context[n]:
+            n += 1
+        context = context[:n]
+    seqs = [(head + tail)[len(context) :] for head, tail in splits]
+    prefix_free = not any(a != b and b[: len(a)] == a for a in seqs for b in seqs)
+    eos = [] if prefix_free else [tokenizer.eos]
+    return context, tuple(tuple(seq + eos) for seq in seqs)
 
 
 def encode_answers(
-    pairs: Sequence[tuple[str, str]], max_len: int, ends: Sequence[bool] | None = None
+    pairs: Sequence[tuple[str, str]],
+    max_len: int,
+    ends: Sequence[bool] | None = None,
+    tokenizer: MixtureTokenizer = BYTES,
+    labels: Sequence[str] | None = None,
 ) -> AnswerSet:
     """(text, answer) pairs -> inputs and targets that are IGNORE outside the answer.
 
-    The targets are the answer's bytes then EOS (the end), unless `ends[i]` is False.
+    The targets are the answer's tokens then EOS (the end), unless `ends[i]` is False.
+    With an hf tokenizer and a label set (`labels`), a row whose answer is a label is cut
+    where all labels' encodings part (`label_rows`), and carries its label sequences.
     """
-    rows = []
+    rows, per_row = [], []
     for i, (text, answer) in enumerate(pairs):
         prefix = text[: -len(answer)] if text.endswith(answer) else text + " "
-        end = [EOS] if ends is None or ends[i] else []
-        head, tail = list(prefix.encode()), list(answer.encode()) + end
+        end = [tokenizer.eos] if ends is None or ends[i] else []
+        choices: tuple[tuple[int, ...], ...] = ()
+        if labels is not None and not tokenizer.is_bytes and answer in labels:
+            head, choices = label_rows(tokenizer, prefix, labels)
+            context, answer_ids = split_answer(tokenizer, prefix, answer)
+            tail = (context + answer_ids)[len(head) :] + end
+        else:
+            head, tail = split_answer(tokenizer, prefix, answer)
+            tail = tail + end
+        per_row.append(choices)
         if not head or len(head) + len(tail) - 1 > max_len:
             raise ValueError(f"instance {text!r} does not fit a context of {max_len} tokens")
         rows.append((head + tail[:-1], [IGNORE] * (len(head) - 1) + tail))
     width = max((len(x) for x, _ in rows), default=1)
-    inputs = torch.full((len(rows), width), EOS, dtype=torch.long)
+    inputs = torch.full((len(rows), width), tokenizer.eos, dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     for i, (x, y) in enumerate(rows):
         inputs[i, : len(x)] = torch.tensor(x)
         targets[i, : len(y)] = torch.tensor(y)
-    return AnswerSet(inputs, targets)
+    hf_labels = labels is not None and not tokenizer.is_bytes
+    return AnswerSet(inputs, targets, label_rows=per_row if hf_labels else None, pad=tokenizer.eos)
 
 
 def label_sequences(labels: Sequence[str]) -> list[list[int]]:
@@ -187,7 +254,7 @@ def label_logprobs(
     for lo in range(0, len(rows), batch_size):
         chunk = rows[lo : lo + batch_size]
         width = max(len(x) for x, _ in chunk)
-        x = torch.full((len(chunk), width), EOS, dtype=torch.long)
+        x = torch.full((len(chunk), width), answers.pad, dtype=torch.long)
         y = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
         for j, (xs, ys) in enumerate(chunk):
             x[j, : len(xs)], y[j, : len(ys)] = torch.tensor(xs), torch.tensor(ys)
@@ -197,6 +264,25 @@ def label_logprobs(
         )
         scores.append(-ce.sum(1).cpu())
     return torch.cat(scores).view(len(answers), len(sequences))
+
+
+def _label_logprobs(
+    model: torch.nn.Module, answers: AnswerSet, labels: list[list[int]], batch_size: int
+) -> torch.Tensor:
+    """label_logprobs with each row's own label sequences where it has them (hf
+    tokenizers), rows with the same sequences scored together."""
+    if answers.label_rows is None:
+        return label_logprobs(model, answers, labels, batch_size)
+    out = torch.empty(len(answers), len(answers.label_rows[0]))
+    groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+    for i, seqs in enumerate(answers.label_rows):
+        groups.setdefault(seqs, []).append(i)
+    for seqs, rows in groups.items():
+        mask = torch.zeros(len(answers), dtype=torch.bool)
+        mask[rows] = True
+        group = answers.subset(mask)
+        out[mask] = label_logprobs(model, group, [list(s) for s in seqs], batch_size)
+    return out
 
 
 def choice_readouts(logprobs: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -245,8 +331,7 @@ def score_answers(
     if labels is not None and answers.label_index is not None:
         labelled = answers.label_index >= 0
         if labelled.any():
-            subset = AnswerSet(answers.inputs[labelled], answers.targets[labelled])
-            logprobs = label_logprobs(model, subset, labels, batch_size)
+            logprobs = _label_logprobs(model, answers.subset(labelled), labels, batch_size)
             for name, got in choice_readouts(logprobs, answers.label_index[labelled]).items():
                 values[name] = torch.full((len(answers),), float("nan"))
                 values[name][labelled] = got
@@ -288,15 +373,16 @@ def sequence_loss(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int)
     return total / max(count, 1)
 
 
-def heldout_sequences(heldout: Sequence[str] | np.ndarray, seq_len: int, cap: int) -> torch.Tensor:
-    """Documents (bytes + EOS each) or a flat token array, cut into at most cap tokens."""
+def heldout_sequences(
+    heldout: Sequence[str] | np.ndarray, seq_len: int, cap: int, tokenizer: MixtureTokenizer = BYTES
+) -> torch.Tensor:
+    """Documents (their tokens + EOS each) or a flat token array, cut into at most cap
+    tokens."""
     if isinstance(heldout, np.ndarray):
         flat = heldout.astype(np.int64).ravel()
     else:
-        docs = [
-            np.append(np.frombuffer(d.encode(), np.uint8).astype(np.int64), EOS) for d in heldout
-        ]
-        flat = np.concatenate(docs)
+        encoded = tokenizer.encode_batch(list(heldout))
+        flat = np.concatenate([np.append(ids.astype(np.int64), tokenizer.eos) for ids in encoded])
     rows = min(len(flat), cap) // seq_len
     return torch.from_numpy(flat[: rows * seq_len].astype(np.int64).reshape(rows, seq_len))
 
@@ -323,12 +409,13 @@ def _encode(
     max_len: int,
     ends: list[bool] | None = None,
     strata: list[str | None] | None = None,
+    tokenizer: MixtureTokenizer = BYTES,
 ) -> AnswerSet:
+    labels = None if skill.family is None else skill.family.labels()
     try:
-        answers = encode_answers(pairs, max_len, ends)
+        answers = encode_answers(pairs, max_len, ends, tokenizer, labels)
     except ValueError as exc:
         raise ValueError(f"skill {skill.id!r}: {exc} (the mixture's seq_len - 1)") from None
-    labels = None if skill.family is None else skill.family.labels()
     if labels is not None:
         where = {label: i for i, label in enumerate(labels)}
         answers.label_index = torch.tensor([where.get(answer, -1) for _, answer in pairs])
@@ -376,20 +463,24 @@ class Evaluator:
                 assert family is not None  # a skill with probe instances has a generator
                 strata = [family.stratum(i) for i in held]
                 probes[skill.id] = _encode(
-                    skill, [(i.text, i.answer) for i in held], ctx, strata=strata
-                )
+                    skill, [(i.text, i.answer) for i in held], ctx, strata=strata,
+                    tokenizer=mixture.tokenizer,
+                )  # fmt: skip
             if placed:
                 # A repeated corpus instance is followed by its document, not by EOS.
                 ends = [r.get("source") != "repeat" for r in placed]
                 seen[skill.id] = _encode(
-                    skill, [(r["text"], r["answer"]) for r in placed], ctx, ends
-                )
+                    skill, [(r["text"], r["answer"]) for r in placed], ctx, ends,
+                    tokenizer=mixture.tokenizer,
+                )  # fmt: skip
             exposures = mixture.exposure_batches(skill.id)
             if skill.id in probes:
                 pairs[skill.id] = retention_pairs(exposures, n_steps, spec.max_exposure_pairs)
         heldout = None
         if spec.heldout is not None and len(spec.heldout):
-            heldout = heldout_sequences(spec.heldout, mixture.seq_len, spec.heldout_tokens)
+            heldout = heldout_sequences(
+                spec.heldout, mixture.seq_len, spec.heldout_tokens, mixture.tokenizer
+            )
             if not len(heldout):
                 raise ValueError(
                     f"the held-out text is shorter than one {mixture.seq_len}-token row"

@@ -12,7 +12,8 @@ reads them there), while the instances a corpus holds naturally sit anywhere.
 Rotary attention depends on relative offsets only, so what a model learns from
 either transfers to the other.
 
-The size ladder (vocabulary 256 bytes + EOS, padded to 264; parameters measured
+The size ladder (vocabulary 256 bytes + EOS, padded to 264; a mixture built in a Hugging Face
+tokenizer sizes the embedding to its vocabulary, so a 32k BPE adds 32k x n_embd; parameters measured
 with `GPT(cfg).n_params()`, tied head counted once; rotary positions have no
 parameters, so the count does not depend on the context length):
 

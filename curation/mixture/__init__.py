@@ -4,6 +4,9 @@
     result = build_mixture(source, skills, plan, out_dir, allowed_roots=[...])
     audit = audit_mixture(out_dir, skills)                      # re-scan any time
 
+A mixture in a Hugging Face tokenizer: `DosingPlan(..., tokenizer={"kind": "hf", "path":
+".../tokenizer.json"})`, planned from a scan that counted in it (`run_scan(tokens=path)`).
+
 The output directory follows docs/mixture-format.md; its constants are in
 `curation.mixture.format`. The names below are imported when first used, so a reader of
 the format (training) does not load the build's pipeline machinery (datatrove).
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from curation.mixture.danger import DANGER_EXPOSURES, DANGER_REPEATED_SHARE
     from curation.mixture.models import DosingPlan, Every, SkillDose, Target
     from curation.mixture.plan import MixturePlan, PlanError, SkillPlan, plan_mixture
+    from curation.mixture.tokenizer import TokenizerSpec, load_tokenizer
 
 _WHERE = {  # name -> its module
     "DANGER_EXPOSURES": "danger",
@@ -33,8 +37,10 @@ _WHERE = {  # name -> its module
     "SkillDose": "models",
     "SkillPlan": "plan",
     "Target": "models",
+    "TokenizerSpec": "tokenizer",
     "audit_mixture": "audit",
     "build_mixture": "build",
+    "load_tokenizer": "tokenizer",
     "plan_mixture": "plan",
 }
 
@@ -50,8 +56,10 @@ __all__ = [
     "SkillDose",
     "SkillPlan",
     "Target",
+    "TokenizerSpec",
     "audit_mixture",
     "build_mixture",
+    "load_tokenizer",
     "plan_mixture",
 ]
 

@@ -15,6 +15,10 @@ planned total by at most `tolerance` x planned, (2) at most `tolerance` x
 n_batches batches have a verified count different from the schedule, and
 (3) no placed instance is a probe instance. The mixture passes when every skill
 and every shard checksum does.
+
+A mixture built with a Hugging Face tokenizer is audited in that tokenizer: each
+document piece's tokens are decoded back to text (`decode_batch`) and matched there, and
+a match's position is its first token's, found by re-tokenizing the piece's text.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,11 +34,12 @@ import numpy as np
 
 from curation import stats
 from curation.mixture.danger import skill_label
-from curation.mixture.format import COMPOSITION, EOS, TOKEN_DTYPE
+from curation.mixture.format import COMPOSITION, manifest_dtype, manifest_eos
 from curation.mixture.manifest import read_manifest
 from curation.mixture.schedule import target_positions
 from curation.mixture.shards import sha256_file
 from curation.mixture.state import write_json
+from curation.mixture.tokenizer import MixtureTokenizer, mixture_tokenizer
 from curation.skills.instance import match_key
 from curation.skills.matcher import SkillMatcher
 from curation.skills.probes import probe_match_keys
@@ -73,36 +79,39 @@ class _Tally:
         self.verified = np.zeros(n_batches, dtype=np.int64)
         self.natural_per_batch = np.zeros(n_batches, dtype=np.int64)
         self.placed, self.natural = array("q"), array("q")
-        self.placed_bytes = 0
+        self.placed_tokens = 0
         self.probe_keys = probe_keys
         self.placed_probes = self.natural_probes = 0
 
 
 def _batches(out_dir: str, manifest: dict[str, Any]) -> Iterator[np.ndarray]:
     """Each batch's tokens, in order, read one batch at a time (memory stays one batch)."""
-    batch_tokens = manifest["batch_tokens"]
+    batch_tokens, dtype = manifest["batch_tokens"], manifest_dtype(manifest)
     for entry in manifest["shards"]:
         if entry["kind"] == "tokens":
             with open(os.path.join(out_dir, entry["path"]), "rb") as f:
-                while (tokens := np.fromfile(f, dtype=TOKEN_DTYPE, count=batch_tokens)).size:
+                while (tokens := np.fromfile(f, dtype=dtype, count=batch_tokens)).size:
                     yield tokens
 
 
-def _segments(tokens: np.ndarray, seq_len: int) -> Iterator[tuple[int, int, bool]]:
+def _segments(tokens: np.ndarray, seq_len: int, eos_id: int) -> Iterator[tuple[int, int, bool]]:
     """(start, end, ends_with_eos) of each document piece inside one sequence, EOS excluded."""
-    eos = np.flatnonzero(tokens == EOS)
+    eos = np.flatnonzero(tokens == eos_id)
     starts = np.union1d(np.arange(0, tokens.size, seq_len), eos + 1)
     starts = starts[starts < tokens.size]
     ends = np.append(starts[1:], tokens.size)
-    has_eos = tokens[ends - 1] == EOS
+    has_eos = tokens[ends - 1] == eos_id
     yield from zip(starts.tolist(), (ends - has_eos).tolist(), has_eos.tolist(), strict=True)
 
 
 class _Scanner:
     """Walks the packed stream, tracking which placement (if any) the current piece belongs to."""
 
-    def __init__(self, manifest: dict[str, Any], specs: Sequence[SkillSpec]):
+    def __init__(
+        self, manifest: dict[str, Any], specs: Sequence[SkillSpec], tokenizer: MixtureTokenizer
+    ):
         self.seq_len, self.batch_tokens = manifest["seq_len"], manifest["batch_tokens"]
+        self.eos, self.tokenizer = manifest_eos(manifest), tokenizer
         self.ids = [s.id for s in specs]
         self.matcher = SkillMatcher(specs)
         n = manifest["n_batches"]
@@ -115,16 +124,22 @@ class _Scanner:
             self.tallies[sid].planned[b] = entry["planned"]
             self.tallies[sid].builder[b] = entry["count"]
             placements.update(dict.fromkeys(entry["sequences"], sid))
-        data = tokens.astype(np.uint8).tobytes()
+        segments = list(_segments(tokens, self.seq_len, self.eos))
+        if self.tokenizer.is_bytes:
+            data = tokens.astype(np.uint8).tobytes()
+        else:
+            texts = self.tokenizer.decode_batch([tokens[s:e] for s, e, _ in segments])
         base = b * self.batch_tokens
-        for start, end, eos in _segments(tokens, self.seq_len):
+        for k, (start, end, eos) in enumerate(segments):
             if start % self.seq_len == 0 and (
                 sid := placements.get((base + start) // self.seq_len)
             ):
                 self._close()
                 self.current = [sid, b, False]
-            if end > start:
+            if end > start and self.tokenizer.is_bytes:
                 self._match(data[start:end], base + start, b, start % self.seq_len == 0)
+            elif end > start:
+                self._match_decoded(texts[k], end - start, base + start, b)
             if eos:
                 self._close()
 
@@ -145,17 +160,40 @@ class _Scanner:
                 None if ascii_text else char_to_byte_offsets(text, [o for s in spans for o in s])
             )
             for s, e in spans:
-                key = match_key(text[s:e]) if tally.probe_keys else ""
                 at = position + lead + (s if offsets is None else offsets[s])
-                if self.current is not None and self.current[0] == sid:
-                    self.current[2] = True
-                    tally.placed.append(at)
-                    tally.placed_bytes += e - s if offsets is None else offsets[e] - offsets[s]
-                    tally.placed_probes += key in tally.probe_keys
-                else:
-                    tally.natural.append(at)
-                    tally.natural_per_batch[batch] += 1
-                    tally.natural_probes += key in tally.probe_keys
+                size = e - s if offsets is None else offsets[e] - offsets[s]
+                self._record(tally, sid, text[s:e], at, batch, size)
+
+    def _match_decoded(self, text: str, n_tokens: int, position: int, batch: int) -> None:
+        """A decoded piece of `n_tokens` tokens: matches placed at their first token."""
+        found = self.matcher.find_spans(text)
+        if not found:
+            return
+        _, starts = self.tokenizer.token_starts(text)
+
+        def token(char: int) -> int:
+            return min(max(bisect_right(starts, char) - 1, 0), n_tokens - 1)
+
+        for index, spans in found.items():
+            sid = self.ids[index]
+            tally = self.tallies[sid]
+            for s, e in spans:
+                self._record(tally, sid, text[s:e], position + token(s), batch,
+                             token(e - 1) - token(s) + 1)  # fmt: skip
+
+    def _record(
+        self, tally: _Tally, sid: str, matched: str, at: int, batch: int, size: int
+    ) -> None:
+        key = match_key(matched) if tally.probe_keys else ""
+        if self.current is not None and self.current[0] == sid:
+            self.current[2] = True
+            tally.placed.append(at)
+            tally.placed_tokens += size
+            tally.placed_probes += key in tally.probe_keys
+        else:
+            tally.natural.append(at)
+            tally.natural_per_batch[batch] += 1
+            tally.natural_probes += key in tally.probe_keys
 
     def _close(self) -> None:
         if self.current is not None and self.current[2]:
@@ -228,7 +266,7 @@ def _skill_report(
             "probe_collisions": tally.natural_probes,
         },
         "per_batch_total": (placed.size + natural.size) / n,
-        "token_fraction": tally.placed_bytes / manifest["tokens"],
+        "token_fraction": tally.placed_tokens / manifest["tokens"],
         "gap_tokens": gap_tokens,
         "gap_batches": gap_batches,
         "target_gap_tokens": target_tokens,
@@ -261,7 +299,8 @@ def audit_mixture(
     missing = sorted(set(manifest["skills"]) - set(given))
     if missing:
         raise ValueError(f"the audit needs the mixture's skills; missing: {', '.join(missing)}")
-    scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]])
+    tokenizer = mixture_tokenizer(out_dir, manifest)
+    scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]], tokenizer)
     lo, hi = progress_range
     n = manifest["n_batches"]
     with open(os.path.join(out_dir, COMPOSITION), encoding="utf-8") as composition:

@@ -96,6 +96,7 @@ def _repeat_pool(
             {sid: probe_match_keys(specs[sid]) for sid in repeat if specs[sid].generator},
             max_tokens=plan.seqs_per_batch // plan.busiest_batch * plan.dosing.seq_len,
             seq_len=plan.dosing.seq_len,
+            tokenizer=plan.tokenizer,
         )
         tagger = SkillTagger([specs[sid] for sid in repeat])
         docs: Iterable[Any] = collector.run(tagger.run(reader().run()))
@@ -194,4 +195,5 @@ def _write(
     for _ in writer.run(reader().run()):
         pass
     assert writer.result is not None
-    return build_manifest(plan, specs, source, corpus_fingerprint, writer.result)
+    plan.tokenizer.copy_into(out_dir)
+    return build_manifest(plan, specs, source, corpus_fingerprint, writer.result, plan.tokenizer)

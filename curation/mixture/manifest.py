@@ -14,14 +14,12 @@ from typing import Any
 from curation.corpus import CorpusSource
 from curation.mixture.format import (
     COMPOSITION,
-    EOS,
     FORMAT_VERSION,
     INSTANCES,
     MANIFEST,
-    TOKENIZER,
-    VOCAB_SIZE,
 )
 from curation.mixture.plan import MixturePlan
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
 from curation.skills.spec import SkillSpec
 
 
@@ -31,13 +29,15 @@ def build_manifest(
     source: CorpusSource,
     fingerprint: dict[str, Any],
     result: dict[str, Any],
+    tokenizer: MixtureTokenizer = BYTES,
 ) -> dict[str, Any]:
     """The manifest of a finished build; `result` is MixtureWriter.result."""
     dosing = plan.dosing
     inserted = result["inserted_tokens"]
     return {
         "format_version": FORMAT_VERSION,
-        "tokenizer": {"kind": TOKENIZER, "vocab_size": VOCAB_SIZE, "eos": EOS},
+        "tokenizer": tokenizer.manifest(),
+        "token_dtype": tokenizer.dtype_name,
         "batch_tokens": dosing.batch_tokens,
         "seq_len": dosing.seq_len,
         "seqs_per_batch": plan.seqs_per_batch,

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from curation.mixture.tokenizer import TokenizerSpec
+
 DEFAULT_MAX_REPEATS = 4
 """Copies placed per unique instance at most, by default. Muennighoff et al. (2023,
 "Scaling Data-Constrained Language Models") found up to ~4 epochs of repeated data
@@ -120,4 +122,9 @@ class DosingPlan(BaseModel):
     )
     format: OutputFormat = Field(
         "jsonl.gz", description="Text shards; tokenized shards are always written too."
+    )
+    tokenizer: TokenizerSpec = Field(
+        default_factory=lambda: TokenizerSpec.model_validate({}),
+        description="What a token is: bytes (default) or a Hugging Face tokenizer.json; "
+        "every count of the plan is in its tokens.",
     )

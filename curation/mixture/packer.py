@@ -14,15 +14,31 @@ valid UTF-8. Nothing else is ever added or dropped, except the corpus tail that
 no longer fits at the end of the mixture.
 
 Each `Piece` is one text record: `data` followed by `eos` EOS tokens.
+
+With a Hugging Face tokenizer (`curation.mixture.tokenizer`), each document is encoded
+whole (in batches of ENCODE_DOCS documents, `encode_batch_fast`, on all cores) and its
+token ids are what is packed and cut: the cut falls between two tokens, so no padding is
+ever needed, and the head's text is the document's text up to the character where the
+rest's first token starts. The token shards hold the document's tokens exactly as
+encoding it whole gave them; the text records of a cut document concatenate back to it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from curation.mixture.supply import Placement
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
+
+ENCODE_DOCS = 256
+"""Documents encoded per `encode_batch_fast` call (hf tokenizers)."""
+ENCODE_CHARS = 1 << 21
+"""...or fewer, once they hold this many characters."""
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -56,10 +72,14 @@ class Piece:
     skill_id: str | None = None
     key: str | None = None
     known_text: str | None = None
+    ids: np.ndarray | None = None
+    """Token ids (hf tokenizers; `data` is then empty and `known_text` is the text)."""
+    starts: np.ndarray | None = None
+    """Character offset in `known_text` where each of `ids` starts (made at the first cut)."""
 
     @property
     def tokens(self) -> int:
-        return len(self.data) + self.eos
+        return (len(self.data) if self.ids is None else len(self.ids)) + self.eos
 
     @property
     def text(self) -> str:
@@ -91,29 +111,82 @@ def cut(piece: Piece, room: int) -> tuple[Piece, Piece]:
     return head, rest
 
 
+def cut_tokens(piece: Piece, room: int, tokenizer: MixtureTokenizer) -> tuple[Piece, Piece]:
+    """A token piece cut after `room` tokens (no padding): the head, and the rest."""
+    assert piece.ids is not None and piece.known_text is not None
+    text, starts = piece.known_text, piece.starts
+    if room >= len(piece.ids):  # only the EOS goes on to the next sequence
+        starts = np.zeros(len(piece.ids) + 1, dtype=np.int64)
+        starts[-1] = len(text)
+    elif starts is None:
+        ids, found = tokenizer.token_starts(text)
+        if len(ids) != len(piece.ids):
+            raise RuntimeError(
+                "the tokenizer encodes a document differently one at a time than in a batch"
+            )
+        starts = np.asarray(found, dtype=np.int64)
+    at = int(starts[room])
+    head = Piece(
+        piece.start, b"", 0, piece.doc_id, piece.source, piece.skill_id, piece.key,
+        text[:at], piece.ids[:room],
+    )  # fmt: skip
+    rest = Piece(
+        0, b"", piece.eos, piece.doc_id, piece.source, piece.skill_id, None, text[at:],
+        piece.ids[room:], starts[room:] - at,
+    )  # fmt: skip
+    return head, rest
+
+
 class Packer:
     """Builds the stream from `docs` ((id, text) in corpus order) and placements, in order."""
 
-    def __init__(self, docs: Iterator[tuple[str, str]], seq_len: int):
-        self.docs, self.seq_len = docs, seq_len
+    def __init__(
+        self, docs: Iterator[tuple[str, str]], seq_len: int, tokenizer: MixtureTokenizer = BYTES
+    ):
+        self.docs, self.seq_len, self.tokenizer = docs, seq_len, tokenizer
         self.pos = 0
         self.padding = 0
         self.corpus_tokens = 0
         self._rest: Piece | None = None
+        self._encoded: deque[Piece] = deque()
+
+    def _exhausted(self) -> CorpusExhausted:
+        return CorpusExhausted(
+            f"the corpus ended after {self.corpus_tokens:,} tokens, before the mixture "
+            "was full; was it changed, or were bad records skipped?"
+        )
 
     def _next(self) -> Piece:
         if self._rest is not None:
             piece, self._rest = self._rest, None
             return piece
+        if not self.tokenizer.is_bytes:
+            return self._next_encoded()
         try:
             doc_id, text = next(self.docs)
         except StopIteration:
-            raise CorpusExhausted(
-                f"the corpus ended after {self.corpus_tokens:,} tokens, before the mixture "
-                "was full; was it changed, or were bad records skipped?"
-            ) from None
+            raise self._exhausted() from None
         text, data = clean(text)
         return Piece(0, data, 1, doc_id, "corpus", known_text=text)
+
+    def _next_encoded(self) -> Piece:
+        """The next document as token ids, encoding the documents ahead in batches."""
+        if not self._encoded:
+            batch: list[tuple[str, str]] = []
+            chars = 0
+            for doc_id, text in self.docs:
+                batch.append((doc_id, clean(text)[0]))
+                chars += len(text)
+                if len(batch) == ENCODE_DOCS or chars >= ENCODE_CHARS:
+                    break
+            if not batch:
+                raise self._exhausted()
+            encoded = self.tokenizer.encode_batch([text for _, text in batch])
+            self._encoded.extend(
+                Piece(0, b"", 1, doc_id, "corpus", known_text=text, ids=ids)
+                for (doc_id, text), ids in zip(batch, encoded, strict=True)
+            )
+        return self._encoded.popleft()
 
     def fill(self, end: int) -> Iterator[Piece]:
         """Corpus pieces up to token `end` exactly; the document in progress there is cut."""
@@ -121,7 +194,10 @@ class Packer:
             piece = self._next()
             room = end - self.pos
             if piece.tokens > room:
-                piece, self._rest = cut(piece, room)
+                if piece.ids is not None:
+                    piece, self._rest = cut_tokens(piece, room, self.tokenizer)
+                else:
+                    piece, self._rest = cut(piece, room)
                 self.padding += piece.eos
                 self.corpus_tokens -= piece.eos
             piece.start = self.pos
@@ -134,9 +210,12 @@ class Packer:
         next_start = -(-self.pos // self.seq_len) * self.seq_len
         yield from self.fill(max(target, next_start))
         text, data = clean(placement.text)
+        ids = None
+        if not self.tokenizer.is_bytes:
+            data, ids = b"", np.asarray(self.tokenizer.encode(text), dtype=self.tokenizer.dtype)
         piece = Piece(
             self.pos, data, 1, placement.doc_id, placement.source, placement.skill_id,
-            placement.key, text,
+            placement.key, text, ids,
         )  # fmt: skip
         self.pos += piece.tokens
         yield piece

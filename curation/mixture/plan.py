@@ -8,8 +8,12 @@ Length rule: the mixture is as long as the corpus, in whole batches (or
 `max_batches`, whichever is shorter). Placed instances are inserted into the
 corpus stream, so they push corpus text later and the same number of corpus
 tokens falls off the end: `estimates.corpus_tokens_dropped` says how many.
-Token counts are byte-level with one EOS per document (docs/mixture-format.md);
-a scan measured in a calibrated tokenizer's unit is converted back to bytes.
+Token counts are in the mixture's tokenizer with one EOS per document
+(docs/mixture-format.md). Byte-level: a scan measured in a calibrated tokenizer's unit
+is converted back to bytes. A Hugging Face tokenizer: the scan must have counted in the
+same tokenizer (same sha256); its corpus length is then an estimate (the calibrated
+bytes per token), so the mixture is planned TOKEN_MARGIN shorter than the estimate's
+lower bound and the build never runs out of corpus.
 """
 
 from __future__ import annotations
@@ -34,9 +38,14 @@ from curation.mixture.skill_plan import (
     plan_skill,
     seed_int,
 )
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer, load_tokenizer
 from curation.skills.spec import SkillSpec
 
 __all__ = ["MixturePlan", "PlanError", "SkillPlan", "plan_mixture", "seed_int"]
+
+TOKEN_MARGIN = 0.02
+"""An hf mixture uses at most (1 - TOKEN_MARGIN) of the corpus' token estimate's lower
+bound (4 standard errors of the calibrated bytes per token)."""
 
 
 @dataclass
@@ -50,6 +59,7 @@ class MixturePlan:
     counts: dict[str, np.ndarray] = field(repr=False)
     warnings: list[dict[str, Any]]
     corpus_fingerprint: dict[str, Any] | None = field(default=None, repr=False)
+    tokenizer: MixtureTokenizer = field(default=BYTES, repr=False)
 
     @property
     def seqs_per_batch(self) -> int:
@@ -70,8 +80,12 @@ class MixturePlan:
     def to_dict(self) -> dict[str, Any]:
         inserted = sum(s.inserted_tokens for s in self.skills.values())
         used = self.tokens - inserted
+        tokenizer = {}
+        if self.dosing.tokenizer.kind != "bytes":  # byte-level plans stay as they were
+            tokenizer = {"tokenizer": self.dosing.tokenizer.model_dump(exclude_none=True)}
         return {
-            **self.dosing.model_dump(exclude={"skills"}),
+            **self.dosing.model_dump(exclude={"skills", "tokenizer"}),
+            **tokenizer,
             "seqs_per_batch": self.seqs_per_batch,
             "n_batches": self.n_batches,
             "n_sequences": self.n_batches * self.seqs_per_batch,
@@ -88,17 +102,38 @@ class MixturePlan:
         }
 
 
-def _corpus(report: Mapping[str, Any], corpus_tokens: int | None) -> dict[str, Any]:
+def _corpus(
+    report: Mapping[str, Any], corpus_tokens: int | None, tokenizer: MixtureTokenizer
+) -> dict[str, Any]:
     corpus = report.get("corpus", {})
     docs, nbytes = int(corpus.get("docs_scanned", 0)), int(corpus.get("bytes_scanned", 0))
     fingerprint = corpus.get("fingerprint") or {}
-    return {
+    unit = corpus.get("token_unit", {})
+    out = {
         "tokens": corpus_tokens if corpus_tokens is not None else nbytes + docs,
         "docs": docs,
         "bytes": nbytes,
-        "bytes_per_token": float(corpus.get("token_unit", {}).get("bytes_per_token", 1.0)),
+        "bytes_per_token": float(unit.get("bytes_per_token", 1.0)),
         "fingerprint_digest": fingerprint.get("digest"),
     }
+    if tokenizer.is_bytes:
+        return out
+    if unit.get("sha256") != tokenizer.sha256:
+        what = (
+            "in bytes" if unit.get("mode", "bytes") == "bytes"
+            else f"with another tokenizer ({unit.get('tokenizer')})"
+        )  # fmt: skip
+        raise PlanError(
+            f"the scan counted tokens {what}, not with this mixture's tokenizer "
+            f"({tokenizer.file}); scan the corpus with the same tokenizer, then plan from "
+            "that scan"
+        )
+    if corpus_tokens is None:
+        slowest = float(unit.get("bytes_per_token", 1.0)) + 4 * float(unit.get("stderr", 0.0))
+        out["tokens"] = int(nbytes / slowest * (1 - TOKEN_MARGIN)) + docs
+    out["tokens_estimated"] = corpus_tokens is None
+    out["tokenizer_sha256"] = tokenizer.sha256
+    return out
 
 
 def plan_mixture(
@@ -109,11 +144,14 @@ def plan_mixture(
     *,
     danger_exposures: float = DANGER_EXPOSURES,
     danger_repeated_share: float = DANGER_REPEATED_SHARE,
+    tokenizer: MixtureTokenizer | None = None,
 ) -> MixturePlan:
     """Resolve `plan` against the scan: schedules, sources, caps, estimates and warnings.
 
-    corpus_tokens: length of the corpus stream in byte tokens with one EOS per
-        document; default: the scan's bytes_scanned + docs_scanned.
+    corpus_tokens: length of the corpus stream in tokens with one EOS per document;
+        default: the scan's bytes_scanned + docs_scanned (bytes), or the estimate from the
+        scan's calibration (hf, see TOKEN_MARGIN).
+    tokenizer: the loaded `plan.tokenizer` (loaded here when not given).
     Raises PlanError (a ValueError) when the plan cannot be built as asked.
     """
     plan = plan if isinstance(plan, DosingPlan) else DosingPlan.model_validate(plan)
@@ -123,7 +161,9 @@ def plan_mixture(
             f"batch_tokens ({plan.batch_tokens}) must be a multiple of seq_len ({plan.seq_len}): "
             "a batch is a whole number of sequences"
         )
-    corpus = _corpus(scan_report, corpus_tokens)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(plan.tokenizer)
+    corpus = _corpus(scan_report, corpus_tokens, tokenizer)
     corpus["batches"] = corpus["tokens"] // plan.batch_tokens
     if corpus["batches"] == 0:
         raise PlanError(
@@ -156,7 +196,7 @@ def plan_mixture(
             )
         skill_plans[sid], counts[sid], found = plan_skill(
             sid, dose, specs[sid], scan, plan, corpus, n_batches, streams[sid],
-            danger_exposures, danger_repeated_share,
+            danger_exposures, danger_repeated_share, tokenizer,
         )  # fmt: skip
         warnings += found
     seqs = plan.batch_tokens // plan.seq_len
@@ -178,4 +218,5 @@ def plan_mixture(
         counts=counts,
         warnings=warnings,
         corpus_fingerprint=scan_report.get("corpus", {}).get("fingerprint"),
+        tokenizer=tokenizer,
     )

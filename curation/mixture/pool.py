@@ -14,6 +14,7 @@ that exposure whole); each is counted.
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
@@ -23,6 +24,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from curation.atomic import atomic_file
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
 from curation.text import byte_len, char_to_byte_offsets
 
 
@@ -49,8 +51,10 @@ class RepeatPoolCollector(PipelineStep):
         max_tokens: int | None = None,
         seq_len: int | None = None,
         metadata_key: str = "skills",
+        tokenizer: MixtureTokenizer = BYTES,
     ):
         super().__init__()
+        self.tokenizer = tokenizer
         self.folder, self.skill_ids = folder, list(skill_ids)
         self.probe_keys = {sid: frozenset(keys) for sid, keys in (probe_keys or {}).items()}
         self.max_tokens, self.seq_len, self.metadata_key = max_tokens, seq_len, metadata_key
@@ -71,12 +75,19 @@ class RepeatPoolCollector(PipelineStep):
         if self.probe_keys.get(sid, frozenset()).intersection(keys):
             self.stat_update(f"probe_excluded/{sid}")
             return
-        if self.max_tokens is not None and byte_len(doc.text) + 1 > self.max_tokens:
+        start, end = match["spans"][0]
+        if self.tokenizer.is_bytes:
+            tokens = byte_len(doc.text) + 1
+            at = char_to_byte_offsets(doc.text, (start, end))
+            first, last = at[start], at[end] - 1
+        else:  # the tokens holding the instance's first and last characters
+            ids, starts = self.tokenizer.token_starts(doc.text)
+            tokens = len(ids) + 1
+            first, last = bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1
+        if self.max_tokens is not None and tokens > self.max_tokens:
             self.stat_update(f"too_long/{sid}")
             return
-        start, end = match["spans"][0]
-        at = char_to_byte_offsets(doc.text, (start, end))
-        if self.seq_len and at[start] // self.seq_len != (at[end] - 1) // self.seq_len:
+        if self.seq_len and first // self.seq_len != last // self.seq_len:
             self.stat_update(f"straddles_sequence/{sid}")
             return
         line = {
@@ -87,6 +98,7 @@ class RepeatPoolCollector(PipelineStep):
             "keys": keys,
             "span": match["spans"][0],
             "text": doc.text,
+            "tokens": tokens,
         }
         out.write(orjson.dumps(line, option=orjson.OPT_SORT_KEYS) + b"\n")
         self.stat_update(f"kept/{sid}")
@@ -134,7 +146,7 @@ def load_pool(paths: list[str], files_in_order: list[str]) -> RepeatPool:
                     doc_id=line["doc_id"],
                     keys=tuple(line["keys"]),
                     span=(line["span"][0], line["span"][1]),
-                    tokens=byte_len(line["text"]) + 1,
+                    tokens=line.get("tokens") or byte_len(line["text"]) + 1,
                 )
                 where = (order.get(line["file_path"], len(order)), line["row"])
                 entries.append((where, line["skill_id"], doc))

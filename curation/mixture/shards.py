@@ -26,8 +26,8 @@ import numpy as np
 import orjson
 
 from curation.atomic import DiskFull, is_disk_full, temp_path
-from curation.mixture.format import EOS, TOKEN_DTYPE
 from curation.mixture.packer import Piece
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
 
 GZIP_LEVEL = 6
 GZIP_CHUNK = 1 << 20
@@ -147,8 +147,10 @@ class ShardWriter:
         batch_done: Callable[[int], dict[str, Any]],
         on_commit: Callable[[int, list[dict[str, Any]]], None],
         skip: set[int] | frozenset[int] = frozenset(),
+        tokenizer: MixtureTokenizer = BYTES,
     ):
         self.out_dir, self.fmt = out_dir, fmt
+        self.dtype, self.eos = np.dtype(tokenizer.dtype), tokenizer.eos
         self.batch_tokens, self.seq_len = batch_tokens, seq_len
         self.n_batches, self.shard_batches = n_batches, shard_batches
         self.total = n_batches * batch_tokens
@@ -173,7 +175,7 @@ class ShardWriter:
         """Bytes of the token files of shards index.. that are still to be written."""
         per_shard = self.shard_batches * self.batch_tokens
         return sum(
-            (min(self.total, (i + 1) * per_shard) - i * per_shard) * np.dtype(TOKEN_DTYPE).itemsize
+            (min(self.total, (i + 1) * per_shard) - i * per_shard) * self.dtype.itemsize
             for i in range(index, self.n_shards)
             if i not in self.skip
         )
@@ -219,9 +221,10 @@ class ShardWriter:
             }
             shard.text.add(record)
             shard.documents += 1
-        tokens = np.empty(piece.tokens, dtype=np.uint16)
-        tokens[: len(piece.data)] = np.frombuffer(piece.data, dtype=np.uint8)
-        tokens[len(piece.data) :] = EOS
+        tokens = np.empty(piece.tokens, dtype=self.dtype)
+        ids = np.frombuffer(piece.data, dtype=np.uint8) if piece.ids is None else piece.ids
+        tokens[: len(ids)] = ids
+        tokens[len(ids) :] = self.eos
         self._write_tokens(tokens[: self.total - self.pos])
 
     def _write_tokens(self, tokens: np.ndarray) -> None:
@@ -230,7 +233,7 @@ class ShardWriter:
             part, tokens = tokens[: batch_end - self.pos], tokens[batch_end - self.pos :]
             shard = self._shard(self.pos)
             if shard is not None:
-                data = part.astype(TOKEN_DTYPE, copy=False).tobytes()
+                data = part.tobytes()
                 shard.tokens.write(data)
                 shard.token_hash.update(data)
             self.pos += part.size

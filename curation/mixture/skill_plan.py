@@ -24,6 +24,7 @@ from curation.mixture.danger import (
 )
 from curation.mixture.models import DosingPlan, SkillDose
 from curation.mixture.supply import train_split_size
+from curation.mixture.tokenizer import BYTES, MixtureTokenizer
 from curation.skills.matcher import SkillMatcher
 from curation.skills.probes import sample_instances
 from curation.skills.spec import SkillSpec, definition_digest
@@ -99,9 +100,16 @@ def _scaled(summary: dict | None, factor: float) -> dict | None:
     return {k: (v * factor if k != "cv" and v is not None else v) for k, v in summary.items()}
 
 
+def scan_scale(corpus: dict[str, Any]) -> float:
+    """Mixture tokens per scan token: the scan's bytes per token for a byte-level mixture
+    (a calibrated scan is converted back to bytes), 1 for an hf mixture (whose scan counted
+    in its own tokenizer)."""
+    return 1.0 if "tokenizer_sha256" in corpus else corpus["bytes_per_token"]
+
+
 def _natural(scan: Mapping[str, Any], corpus: dict[str, Any], batch_tokens: int) -> dict:
-    """The corpus' own instances of a skill, in the mixture's units (bytes + EOS)."""
-    bpt = corpus["bytes_per_token"]
+    """The corpus' own instances of a skill, in the mixture's units (tokens + EOS)."""
+    bpt = scan_scale(corpus)
     histogram = scan.get("gap_histogram")
     if histogram:
         histogram = {**histogram, "edges": [e * bpt for e in histogram["edges"]]}
@@ -118,7 +126,14 @@ def _natural(scan: Mapping[str, Any], corpus: dict[str, Any], batch_tokens: int)
 
 
 def _mean_length(
-    sid: str, spec: SkillSpec, source: str, scan: Mapping, seed: int, stream: str, bpt: float
+    sid: str,
+    spec: SkillSpec,
+    source: str,
+    scan: Mapping,
+    seed: int,
+    stream: str,
+    bpt: float,
+    tokenizer: MixtureTokenizer = BYTES,
 ) -> float:
     """Mean instance length in tokens; for synthesize, check that the detector sees instances."""
     label = skill_label(sid, spec.name)
@@ -136,7 +151,9 @@ def _mean_length(
             f"generated train instances (e.g. not {missed[0].text!r}), so the audit could not "
             "see what the build places; fix the detector or the generator's template"
         )
-    return sum(len(i.text.encode()) for i in samples) / len(samples)
+    if tokenizer.is_bytes:
+        return sum(len(i.text.encode()) for i in samples) / len(samples)
+    return sum(len(ids) for ids in tokenizer.encode_batch([i.text for i in samples])) / len(samples)
 
 
 def _counts(dose: SkillDose, rate: float, n_batches: int, seed: int, stream: str) -> np.ndarray:
@@ -162,6 +179,7 @@ def plan_skill(
     stream: str,
     danger_exposures: float = DANGER_EXPOSURES,
     danger_repeated_share: float = DANGER_REPEATED_SHARE,
+    tokenizer: MixtureTokenizer = BYTES,
 ) -> tuple[SkillPlan, np.ndarray, list[dict[str, Any]]]:
     """One skill's resolved dose, its per-batch schedule, and its warnings.
 
@@ -175,7 +193,7 @@ def plan_skill(
             f"{label}: source=synthesize needs a generator, and the skill has none; "
             "add a generator to the skill or use source=repeat"
         )
-    mean = _mean_length(sid, spec, source, scan, plan.seed, stream, corpus["bytes_per_token"])
+    mean = _mean_length(sid, spec, source, scan, plan.seed, stream, scan_scale(corpus), tokenizer)
     target = dose.target
     if target.every is not None:
         rate = target.every.n / target.every.k

@@ -29,7 +29,7 @@ def load_local_tokenizer(path: str) -> TokenCounter:
         raise ValueError(
             f"tokenizer path {path} does not exist; tokenizers are loaded from local files only"
         )
-    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+    file = _tokenizer_json(path)
     from tokenizers import Tokenizer  # a dependency of skillmix itself
 
     if os.path.isfile(file):
@@ -90,4 +90,15 @@ def token_unit(
     texts = sample_texts(files, fmt, text_key, sample_docs)
     if not texts:
         raise ValueError("no documents with text to calibrate the tokenizer on")
-    return calibrate(texts, counter, name)
+    unit = calibrate(texts, counter, name)
+    if isinstance(tokens, str) and os.path.isfile(file := _tokenizer_json(tokens)):
+        # Its identity: a mixture in this tokenizer is planned from this scan only if the
+        # file is the same (curation.mixture.plan).
+        from curation.mixture.tokenizer import sha256_of
+
+        unit["sha256"] = sha256_of(file)
+    return unit
+
+
+def _tokenizer_json(path: str) -> str:
+    return os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path

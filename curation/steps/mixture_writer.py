@@ -92,6 +92,7 @@ class MixtureWriter(PipelineStep):
             "skills": {sid: self.specs[sid].model_dump(mode="json") for sid in self.plan.skills},
             "corpus_fingerprint": self.plan.corpus.get("fingerprint_digest"),
             "shard_batches": self.shard_batches,
+            **({} if self.plan.tokenizer.is_bytes else {"tokenizer": self.plan.tokenizer.sha256}),
         }
 
     def _supplies(self) -> dict[str, Supply]:
@@ -163,9 +164,9 @@ class MixtureWriter(PipelineStep):
 
         shards = ShardWriter(
             self.out_dir, dosing.format, dosing.batch_tokens, dosing.seq_len, n,
-            self.shard_batches, batch_done, on_commit, skip,
+            self.shard_batches, batch_done, on_commit, skip, plan.tokenizer,
         )  # fmt: skip
-        packer = Packer(((doc.id, doc.text) for doc in data), dosing.seq_len)
+        packer = Packer(((doc.id, doc.text) for doc in data), dosing.seq_len, plan.tokenizer)
         inserted: dict[str, int] = dict.fromkeys(plan.skills, 0)
         pieces: Counter[str] = Counter()
 

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from curation.mixture.models import DosingPlan, SkillDose
+from curation.mixture.tokenizer import TokenizerSpec
 from curation.skills.preview import MAX_PREVIEW_MATCHES
 from curation.skills.spec import SkillDefinition as SkillDefinition  # a skill create's body
 from service.models import Job
@@ -364,6 +365,11 @@ class TokenUnit(Report):
     stderr: float = Field(description="Standard error of `bytes_per_token`.")
     tokenizer: str | None = Field(default=None, description="Tokenizer mode: which one.")
     sample_docs: int | None = Field(default=None, description="Tokenizer mode: sample size.")
+    sha256: str | None = Field(
+        default=None,
+        description="Tokenizer mode: sha256 of the tokenizer.json; a mixture in that "
+        "tokenizer is planned only from a scan with the same file.",
+    )
 
 
 class FileFrequency(Report):
@@ -500,7 +506,7 @@ class PlanWarning(Report):
 
 
 class NaturalFrequency(Report):
-    """The corpus' own instances of a skill, in the mixture's units (bytes + EOS)."""
+    """The corpus' own instances of a skill, in the mixture's tokens (with EOS)."""
 
     instances: int
     unique_instances: int
@@ -553,7 +559,7 @@ class PlannedSkill(Report):
 
 
 class PlanCorpus(Report):
-    """The corpus as planning counts it (byte tokens, one EOS per document)."""
+    """The corpus as planning counts it (the mixture's tokens, one EOS per document)."""
 
     tokens: int
     docs: int
@@ -561,6 +567,12 @@ class PlanCorpus(Report):
     bytes_per_token: float = Field(description="Of the scan's token unit.")
     fingerprint_digest: str | None
     batches: int = Field(description="Whole batches the corpus fills.")
+    tokens_estimated: bool | None = Field(
+        default=None,
+        description="hf tokenizer: `tokens` is the lower bound of the scan's calibrated "
+        "estimate, less a margin (curation.mixture.plan.TOKEN_MARGIN).",
+    )
+    tokenizer_sha256: str | None = Field(default=None, description="hf tokenizer: its file.")
 
 
 class PlanEstimates(Report):
@@ -581,6 +593,9 @@ class PlannedMixture(Report):
     seed: int
     max_batches: int | None
     format: str = Field(description="Text shards' format.")
+    tokenizer: dict[str, Any] | None = Field(
+        default=None, description="The request's tokenizer; absent for bytes."
+    )
     seqs_per_batch: int
     n_batches: int
     n_sequences: int
@@ -592,9 +607,15 @@ class PlannedMixture(Report):
 
 
 class ManifestTokenizer(Report):
-    kind: str = Field(description="`bytes`: one token per UTF-8 byte.")
+    kind: str = Field(
+        description="`bytes`: one token per UTF-8 byte; `hf`: a Hugging Face tokenizer.json."
+    )
     vocab_size: int
     eos: int = Field(description="The end-of-document token id.")
+    eos_token: str | None = Field(default=None, description="hf: the EOS token's text.")
+    file: str | None = Field(default=None, description="hf: its copy in the mixture folder.")
+    sha256: str | None = Field(default=None, description="hf: sha256 of the tokenizer.json.")
+    name: str | None = Field(default=None, description="hf: the file name it was given as.")
 
 
 class ManifestCorpus(CorpusSourceRef):
@@ -610,7 +631,9 @@ class ManifestSkill(Report):
 
 class MixtureShard(Report):
     path: str = Field(description="Relative to the mixture folder.")
-    kind: str = Field(description="`tokens` (uint16 little-endian) or `text`.")
+    kind: str = Field(
+        description="`tokens` (little-endian ids of the manifest's `token_dtype`) or `text`."
+    )
     sha256: str
     batches: list[int] = Field(description="[first, end): the batches it holds.")
     sequences: int | None = Field(default=None, description="Token shards.")
@@ -636,6 +659,9 @@ class MixtureManifest(Report):
 
     format_version: int
     tokenizer: ManifestTokenizer
+    token_dtype: Literal["uint16", "uint32"] = Field(
+        default="uint16", description="Token shards' element type (by vocabulary size)."
+    )
     batch_tokens: int
     seq_len: int
     seqs_per_batch: int
@@ -993,6 +1019,12 @@ class ScanCreate(StrictModel):
         default="fail",
         description="`skip` drops and counts malformed records instead of failing the scan.",
     )
+    tokenizer: TokenizerSpec | None = Field(
+        default=None,
+        description="What a token is in the report: bytes (default), or a Hugging Face "
+        "tokenizer.json under an allowed root (counts calibrated on a sample). A mixture "
+        "in that tokenizer needs a scan in it.",
+    )
 
 
 class SkillRef(BaseModel):
@@ -1007,6 +1039,7 @@ class ScanPublic(BaseModel):
     skills: list[SkillRef]
     batch_tokens: int
     on_bad_record: str
+    tokenizer: dict[str, Any] | None = Field(default=None, description="null: bytes.")
     created_at: datetime
     job: JobPublic
     report: ScanReportIn | None = Field(
@@ -1067,6 +1100,11 @@ class MixtureCreate(StrictModel):
         description="Dose per skill id; empty for a baseline mixture "
         "(the corpus at its natural frequency).",
     )
+    tokenizer: TokenizerSpec | None = Field(
+        default=None,
+        description="What a token is: bytes (default) or a Hugging Face tokenizer.json under "
+        "an allowed root; the scan must have counted in the same tokenizer.",
+    )
     dry_run: bool = Field(default=False, description="Return the plan without building.")
 
     def dosing(self) -> DosingPlan:
@@ -1078,6 +1116,7 @@ class MixtureCreate(StrictModel):
             seed=self.seed,
             max_batches=self.max_batches,
             format=self.output.format,
+            tokenizer=self.tokenizer or TokenizerSpec.model_validate({}),
         )
 
 

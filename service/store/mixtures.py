@@ -16,7 +16,7 @@ from service.ids import new_id
 from service.models import Job, JobState, Mixture, Scan, Verification, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import corpora, retention, scans, skills
+from service.store import corpora, retention, scans, skills, tokenizers
 from service.store.jobs import ACTIVE, AfterCommit, start_job
 
 
@@ -99,8 +99,12 @@ def claimed(session: Session, folder: str) -> bool:
     return False
 
 
-def plan_for(session: Session, scan: Scan, dosing: DosingPlan) -> dict[str, Any]:
-    """Plan against the scan's report and its pinned skill versions; 422 if infeasible."""
+def plan_for(
+    session: Session, scan: Scan, dosing: DosingPlan, settings: Settings
+) -> dict[str, Any]:
+    """Plan against the scan's report and its pinned skill versions; 422 if infeasible (or
+    if the tokenizer is refused: outside the allowed roots, unreadable, without EOS)."""
+    tokenizer = tokenizers.checked(dosing.tokenizer, settings)
     unknown = sorted(set(dosing.skills) - {ref["id"] for ref in scan.skills})
     if unknown:
         raise Problem(
@@ -114,7 +118,7 @@ def plan_for(session: Session, scan: Scan, dosing: DosingPlan) -> dict[str, Any]
     assert report is not None
     try:
         specs = skills.load_specs(session, scan.skills)
-        return plan_mixture(report, specs, dosing).to_dict()
+        return plan_mixture(report, specs, dosing, tokenizer=tokenizer).to_dict()
     except PlanError as exc:
         raise Problem(422, "plan-infeasible", "The plan cannot be built", str(exc)) from None
 
@@ -139,7 +143,7 @@ def start_mixture(
         corpus_id=corpus.id,
         scan_id=scan.id,
         dosing=dosing.model_dump(mode="json"),
-        plan=plan_for(session, scan, dosing),
+        plan=plan_for(session, scan, dosing, settings),
         dry_run=dry_run,
         output_uri="",
     )

@@ -7,11 +7,12 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from curation.mixture.tokenizer import TokenizerSpec
 from service.ids import new_id
 from service.models import Job, JobState, Mixture, Scan, utcnow
 from service.problems import Problem, not_found
 from service.settings import Settings
-from service.store import corpora, retention, skills
+from service.store import corpora, retention, skills, tokenizers
 from service.store.jobs import ACTIVE, AfterCommit, start_job
 
 
@@ -61,16 +62,23 @@ def start_scan(
     skill_ids: list[str],
     batch_tokens: int,
     on_bad_record: str,
+    tokenizer: dict[str, Any] | None = None,
 ) -> tuple[Scan, AfterCommit]:
-    """Add a scan of the corpus for the skills' current versions, and its queued job."""
+    """Add a scan of the corpus for the skills' current versions, and its queued job.
+    `tokenizer`: what a token is in the report (bytes, or an hf tokenizer file, checked)."""
     corpus = corpora.get_corpus(session, project_id, corpus_id)
+    spec = TokenizerSpec.model_validate(tokenizer or {})
+    tokenizers.checked(spec, settings)
+    options: dict[str, Any] = {"on_bad_record": on_bad_record}
+    if spec.kind != "bytes":
+        options["tokenizer"] = spec.model_dump(exclude_none=True)
     scan = Scan(
         id=new_id("scan"),
         project_id=project_id,
         corpus_id=corpus.id,
         skills=pinned_skills(session, project_id, skill_ids),
         batch_tokens=batch_tokens,
-        options={"on_bad_record": on_bad_record},
+        options=options,
         job_id="",
     )
     job, after_commit = start_job(

@@ -132,6 +132,7 @@ class TokenUnit(Report):
     stderr: float | None = None
     tokenizer: str | None = None
     sample_docs: int | None = None
+    sha256: str | None = None
 
 
 class FileFrequency(Report):
@@ -297,7 +298,7 @@ class PlannedSkill(Report):
 
 
 class PlanCorpus(Report):
-    """The corpus as planning counts it (byte tokens, one EOS per document)."""
+    """The corpus as planning counts it (the mixture's tokens, one EOS per document)."""
 
     tokens: int | None = None
     docs: int | None = None
@@ -305,6 +306,8 @@ class PlanCorpus(Report):
     bytes_per_token: float | None = None
     fingerprint_digest: str | None = None
     batches: int | None = None
+    tokens_estimated: bool | None = None
+    tokenizer_sha256: str | None = None
 
 
 class PlanEstimates(Report):
@@ -323,6 +326,7 @@ class PlannedMixture(Report):
     seed: int | None = None
     max_batches: int | None = None
     format: str | None = None
+    tokenizer: dict[str, Any] | None = None
     seqs_per_batch: int | None = None
     n_batches: int | None = None
     n_sequences: int | None = None
@@ -337,6 +341,10 @@ class ManifestTokenizer(Report):
     kind: str | None = None
     vocab_size: int | None = None
     eos: int | None = None
+    eos_token: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+    name: str | None = None
 
 
 class ManifestCorpus(CorpusSourceRef):
@@ -376,6 +384,7 @@ class MixtureManifest(Report):
 
     format_version: int | None = None
     tokenizer: ManifestTokenizer | None = None
+    token_dtype: str | None = None
     batch_tokens: int | None = None
     seq_len: int | None = None
     seqs_per_batch: int | None = None

@@ -149,6 +149,7 @@ class Scan(JobBacked):
     corpus_id: str | None = None
     skills: list[dict[str, Any]] = []
     batch_tokens: int | None = None
+    tokenizer: dict[str, Any] | None = None
     report: ScanReport | None = None
 
 

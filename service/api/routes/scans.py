@@ -32,6 +32,7 @@ def public(session: Session, scan: Scan) -> ScanPublic:
         corpus_id=scan.corpus_id,
         batch_tokens=scan.batch_tokens,
         on_bad_record=scan.options.get("on_bad_record", "fail"),
+        tokenizer=scan.options.get("tokenizer"),
         created_at=scan.created_at,
         skills=[
             SkillRef(id=r["id"], version=r["version"], name=names[r["id"]]) for r in scan.skills

@@ -60,6 +60,7 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
         progress=ctx.progress,
         probe_keys={s.id: probe_match_keys(s) for s in specs if s.generator is not None},
         on_bad_record=options.get("on_bad_record", "fail"),
+        tokens=options.get("tokenizer", {}).get("path", "bytes"),
     )
     changed = compare_fingerprints(registered, report["corpus"]["fingerprint"])
     report["warnings"] = report.get("warnings", [])

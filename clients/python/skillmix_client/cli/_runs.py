@@ -28,6 +28,24 @@ from skillmix_client.reports import MixtureAudit, ScanReport, VerificationReport
 
 scans_app = typer.Typer(help="Scans: list and show.", no_args_is_help=True)
 
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        help="A Hugging Face tokenizer.json (or its folder) on the server, under an allowed "
+        "root: count in its tokens (default: UTF-8 bytes). Scan and mixture must name the same."
+    ),
+]
+EosToken = Annotated[
+    str | None, typer.Option(help="The tokenizer's end-of-document token, if it has no known one.")
+]
+
+
+def tokenizer_body(path: str | None, eos_token: str | None) -> Any:
+    """The request's `tokenizer` for --tokenizer/--eos-token (not sent when not given)."""
+    if path is None:
+        return NOT_GIVEN
+    return {"kind": "hf", "path": path, **({"eos_token": eos_token} if eos_token else {})}
+
 
 def resolve_skills(c: Any, refs: list[str]) -> list[str]:
     """Skill ids for names or ids, so scripts and plan files can say `compare-2-digit`."""
@@ -104,6 +122,8 @@ def scan_create(
     corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
     skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
     batch_tokens: int = 262_144,
+    tokenizer: Tokenizer = None,
+    eos_token: EosToken = None,
     wait: Wait = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -114,7 +134,10 @@ def scan_create(
     frequency table."""
     with client(base_url, api_key, as_json) as c:
         scan = c.scans.create(
-            corpus_id=corpus_id, skill_ids=resolve_skills(c, skill), batch_tokens=batch_tokens
+            corpus_id=corpus_id,
+            skill_ids=resolve_skills(c, skill),
+            batch_tokens=batch_tokens,
+            tokenizer=tokenizer_body(tokenizer, eos_token),
         )
         if not wait:
             emit(scan, as_json, scan_table, quiet)
@@ -270,6 +293,8 @@ def mix_create(
     seq_len: int = 512,
     seed: int = 0,
     output: Annotated[str | None, typer.Option(help="Output folder.")] = None,
+    tokenizer: Tokenizer = None,
+    eos_token: EosToken = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
     wait: Wait = False,
     as_json: AsJson = False,
@@ -289,6 +314,7 @@ def mix_create(
             seed=seed,
             dry_run=dry_run,
             output={"uri": output} if output else NOT_GIVEN,
+            tokenizer=tokenizer_body(tokenizer, eos_token),
         )
         if not (as_json or quiet):
             for warning in mixture.warnings:

@@ -30,13 +30,16 @@ def create(
     seed: int | NotGiven = NOT_GIVEN,
     max_batches: int | NotGiven = NOT_GIVEN,
     output: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tokenizer: Mapping[str, Any] | NotGiven = NOT_GIVEN,
     dry_run: bool | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> APICall[Mixture]:
     """Build a mixture. `plan` maps a skill id to its dose, e.g.
     `{"target": {"per_batch": 4}, "source": "synthesize", "max_repeats": 4,
-    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz"}`."""
+    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz"}`; `tokenizer`:
+    `{"kind": "bytes"}` (default) or `{"kind": "hf", "path": "<tokenizer.json or folder>"}`
+    (a path the server can read; the scan must have counted in the same tokenizer)."""
     fields = {
         "corpus_id": corpus_id,
         "scan_id": scan_id,
@@ -46,6 +49,7 @@ def create(
         "max_batches": max_batches,
         "output": output,
         "plan": plan,
+        "tokenizer": tokenizer,
         "dry_run": dry_run,
     }
     return APICall(

@@ -24,11 +24,19 @@ def create(
     corpus_id: str,
     skill_ids: Sequence[str],
     batch_tokens: int | NotGiven = NOT_GIVEN,
+    tokenizer: Mapping[str, Any] | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> APICall[Scan]:
-    """Start a scan of `corpus_id` for `skill_ids`; returns at once with its job queued."""
-    fields = {"corpus_id": corpus_id, "skill_ids": list(skill_ids), "batch_tokens": batch_tokens}
+    """Start a scan of `corpus_id` for `skill_ids`; returns at once with its job queued.
+    `tokenizer`: `{"kind": "hf", "path": "<tokenizer.json or folder>"}` to count in a
+    Hugging Face tokenizer's tokens (a mixture in it needs such a scan); default bytes."""
+    fields = {
+        "corpus_id": corpus_id,
+        "skill_ids": list(skill_ids),
+        "batch_tokens": batch_tokens,
+        "tokenizer": tokenizer,
+    }
     return APICall(
         "POST",
         PATH,
