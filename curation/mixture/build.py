@@ -145,14 +145,26 @@ def build_mixture(
     """
     exports = check_exports(exports)
     if "://" in out_dir:
-        from curation.mixture.remote import build_to_remote
+        from curation.mixture import remote
 
-        return build_to_remote(
-            source, skills, plan, out_dir, allowed_roots=allowed_roots,
-            allowed_protocols=allowed_protocols, staging_dir=staging_dir, progress=progress,
-            on_bad_record=on_bad_record, shard_batches=shard_batches, audit=audit,
-            tolerance=tolerance, plots=plots, exports=exports,
-        )  # fmt: skip
+        target, done = remote.prepare_upload(
+            out_dir, plan.to_dict(), exports, allowed_roots, allowed_protocols, staging_dir
+        )
+        if done is not None:
+            return done
+        assert staging_dir is not None
+        try:
+            built = build_mixture(
+                source, skills, plan, staging_dir, allowed_roots=allowed_roots,
+                allowed_protocols=allowed_protocols, progress=progress,
+                on_bad_record=on_bad_record, shard_batches=shard_batches, audit=audit,
+                tolerance=tolerance, plots=plots, exports=exports,
+            )  # fmt: skip
+        except AuditFailed:  # everything is written, audit included: upload it too
+            remote.finish_upload(staging_dir, target)
+            raise
+        remote.finish_upload(staging_dir, target)
+        return built
     report = progress or (lambda fraction, message: None)
     report(0.0, "validating corpus")
     specs = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}

@@ -93,27 +93,23 @@ def download_mixture(url: str, local_dir: str) -> str:
     return local_dir
 
 
-def build_to_remote(
-    source: Any,
-    skills: Sequence[Any],
-    plan: Any,
+def prepare_upload(
     out_dir: str,
-    *,
+    plan: Mapping[str, Any],
+    exports: Sequence[str],
     allowed_roots: list[str],
     allowed_protocols: set[str] | None,
     staging_dir: str | None,
-    exports: Sequence[str],
-    **options: Any,
-) -> dict[str, Any]:
-    """build_mixture for an fsspec URL `out_dir` (see the module's docstring). A prefix that
-    already holds this mixture with the exports asked for is returned as it is (its stored
-    audit, not re-run)."""
-    from curation.mixture.audit import AuditFailed
-    from curation.mixture.build import build_mixture
-
+) -> tuple[str, dict[str, Any] | None]:
+    """Check the URL `out_dir` for a build of `plan`: (its normalised URL, the finished
+    result when the prefix already holds this mixture with these exports, its stored audit
+    not re-run). Else a marker is left naming the plan, and the caller builds in
+    `staging_dir` (ValueError if None) and uploads.
+    SourceRejected for a URL not allowed or a prefix holding other objects; ValueError for
+    one holding another mixture."""
     target = ensure_remote_inside(out_dir, allowed_roots, allowed_protocols)
     fs, root = _fs(target)
-    digest = _plan_digest(plan.to_dict())
+    digest = _plan_digest(plan)
     manifest = read_remote_json(target, MANIFEST)
     if manifest is not None:
         if _plan_digest(manifest["plan"]) != digest:
@@ -122,7 +118,7 @@ def build_to_remote(
             audit = read_remote_json(target, AUDIT)
             if audit is not None:
                 audit.pop("artifacts", None)  # local paths of the build that uploaded them
-            return {"plan": manifest["plan"], "manifest": manifest, "audit": audit}
+            return target, {"plan": manifest["plan"], "manifest": manifest, "audit": audit}
     else:
         marker = read_remote_json(target, MARKER)
         if marker is None and remote_entries(target):
@@ -134,16 +130,11 @@ def build_to_remote(
     if staging_dir is None:
         raise ValueError(f"{out_dir} is a URL: building there needs a local staging_dir")
     fs.pipe_file(f"{root}/{MARKER}", json.dumps({"plan": digest}).encode())
-    failed: AuditFailed | None = None
-    try:
-        result = build_mixture(
-            source, skills, plan, staging_dir, allowed_roots=allowed_roots,
-            allowed_protocols=allowed_protocols, exports=exports, **options,
-        )  # fmt: skip
-    except AuditFailed as exc:  # everything is written, audit included: upload it too
-        failed, result = exc, {}
-    upload_mixture(staging_dir, target)
+    return target, None
+
+
+def finish_upload(local_dir: str, target: str) -> None:
+    """Upload the staged mixture (manifest last), then remove the marker."""
+    upload_mixture(local_dir, target)
+    fs, root = _fs(target)
     fs.rm_file(f"{root}/{MARKER}")
-    if failed is not None:
-        raise failed
-    return result
