@@ -36,7 +36,9 @@ def create(
 ) -> APICall[Mixture]:
     """Build a mixture. `plan` maps a skill id to its dose, e.g.
     `{"target": {"per_batch": 4}, "source": "synthesize", "max_repeats": 4,
-    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz"}`."""
+    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz", "exports":
+    ["mds", "datatrove", "bin"]}` (exports: the mixture in those trainers' files, in its
+    order; turn the trainer's shuffling off)."""
     fields = {
         "corpus_id": corpus_id,
         "scan_id": scan_id,
