@@ -169,23 +169,32 @@ def atomic_file(
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike, *, what: str | None = None) -> Iterator[str]:
+def atomic_dir(
+    path: PathLike, *, what: str | None = None, needed: int | None = None
+) -> Iterator[str]:
     """A temporary folder that becomes the folder `path` when the block ends without an
     error (a set of files committed together, such as one export of a mixture).
 
     A folder left at `path` by an earlier writer is replaced whole: the caller records a
     finished folder elsewhere (a manifest) and only writes one that is not recorded. If the
     block raises, the temporary folder is deleted; a full disk becomes `DiskFull` naming
-    `path`."""
+    `path` (and `needed`, the bytes the folder takes, if known)."""
     final = os.fspath(path)
     tmp = temp_path(final)
     os.makedirs(tmp)
     try:
-        with naming_full_disk(final, what=what):
-            yield tmp
+        yield tmp
         if os.path.lexists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except DiskFull:
+        raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # The temporary folder goes first: the free space reported is what a retry finds.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiskFull(final, needed, what=what, code=exc.errno) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

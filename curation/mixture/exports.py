@@ -314,11 +314,18 @@ def export_mixture(
     os.makedirs(root, exist_ok=True)
     for stale in glob.glob(os.path.join(glob.escape(root), "*.tmp")):
         shutil.rmtree(stale, ignore_errors=True)  # a killed writer's temporary folder
+    # About what each export takes: the token shards' bytes (headers and indexes are small).
+    needed = sum(
+        int(e["sequences"]) * int(manifest["seq_len"]) * token_dtype(manifest).itemsize
+        for e in manifest["shards"]
+        if e["kind"] == "tokens"
+    )
     for name in check_exports(names):
         if name in done:
             continue
         target = os.path.join(root, name)
-        with atomic_dir(target, what=f"the mixture's {name} export") as folder:
+        what = f"the mixture's {name} export"
+        with atomic_dir(target, what=what, needed=needed) as folder:
             details = _WRITERS[name](out_dir, manifest, folder)
         done[name] = {
             "path": f"{EXPORT_DIR}/{name}",

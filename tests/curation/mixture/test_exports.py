@@ -226,3 +226,39 @@ def test_token_dtype_comes_from_the_manifest_and_defaults_to_uint16():
     assert ex.token_dtype({"tokenizer": {"dtype": "<u4"}}) == np.dtype("<u4")
     with pytest.raises(ex.ExportError):
         ex.token_dtype({"token_dtype": "int64"})
+
+
+@pytest.mark.timeout(300)
+def test_an_export_on_a_full_disk_names_it_keeps_the_mixture_and_is_written_on_a_rerun(
+    built, tmp_path
+):
+    """A real full filesystem (a tmpfs, as tests/reliability/test_full_disk.py mounts)."""
+    from curation.atomic import DiskFull
+    from tests.reliability.test_full_disk import small_disk
+
+    root, source, plan, _, _, expected = built
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        out = str(disk.where / "mix")
+        roots = [root, str(disk.where)]
+        build_mixture(source, [CMP], plan, out, allowed_roots=roots, plots=False, audit=False)
+        manifest_before = Path(f"{out}/manifest.json").read_bytes()
+        disk.fill()
+        with pytest.raises(DiskFull) as raised:
+            build_mixture(
+                source, [CMP], plan, out, allowed_roots=roots, plots=False, audit=False,
+                exports=["bin"],
+            )  # fmt: skip
+        error = raised.value
+        assert error.path == f"{out}/exports/bin" and error.needed == expected.size * 2
+        assert "the mixture's bin export" in str(error) and "free there" in str(error)
+        assert os.listdir(f"{out}/exports") == []  # no partial export, no temporary folder
+        assert Path(f"{out}/manifest.json").read_bytes() == manifest_before
+        disk.free()
+        again = build_mixture(
+            source, [CMP], plan, out, allowed_roots=roots, plots=False, audit=False,
+            exports=["bin"],
+        )  # fmt: skip
+        assert list(again["manifest"]["exports"]) == ["bin"]
+        files = sorted(glob.glob(f"{out}/exports/bin/*.bin"))
+        got = np.concatenate([ex.read_bin(p) for p in files]).reshape(-1, SEQ)
+        np.testing.assert_array_equal(got, expected)
