@@ -5,6 +5,7 @@ would set it in a deployment). Stopped when the module's tests end."""
 from __future__ import annotations
 
 import socket
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,8 @@ def serve() -> Iterator[str]:
     patch.setenv("NO_PROXY", "127.0.0.1")
     patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
     s3fs.S3FileSystem.clear_instance_cache()
+    # moto keeps its buckets per process, not per server: start from none
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     try:
         s3fs.S3FileSystem().mkdir(BUCKET)
         yield endpoint
