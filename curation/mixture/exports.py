@@ -310,6 +310,9 @@ def export_mixture(
     `manifest` lists them) under `out_dir/exports/<name>/`; returns the manifest's `exports`
     entries (the ones `manifest` already records are kept, not written again)."""
     done: dict[str, dict[str, Any]] = dict(manifest.get("exports") or {})
+    todo = [name for name in check_exports(names) if name not in done]
+    if not todo:
+        return {name: done[name] for name in sorted(done)}
     root = os.path.join(out_dir, EXPORT_DIR)
     os.makedirs(root, exist_ok=True)
     for stale in glob.glob(os.path.join(glob.escape(root), "*.tmp")):
@@ -320,9 +323,7 @@ def export_mixture(
         for e in manifest["shards"]
         if e["kind"] == "tokens"
     )
-    for name in check_exports(names):
-        if name in done:
-            continue
+    for name in todo:
         target = os.path.join(root, name)
         what = f"the mixture's {name} export"
         with atomic_dir(target, what=what, needed=needed) as folder:
