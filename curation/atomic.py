@@ -168,6 +168,37 @@ def atomic_file(
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_dir(
+    path: PathLike, *, what: str | None = None, needed: int | None = None
+) -> Iterator[str]:
+    """A temporary folder that becomes the folder `path` when the block ends without an
+    error (a set of files committed together, such as one export of a mixture).
+
+    A folder left at `path` by an earlier writer is replaced whole: the caller records a
+    finished folder elsewhere (a manifest) and only writes one that is not recorded. If the
+    block raises, the temporary folder is deleted; a full disk becomes `DiskFull` naming
+    `path` (and `needed`, the bytes the folder takes, if known)."""
+    final = os.fspath(path)
+    tmp = temp_path(final)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        if os.path.lexists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except DiskFull:
+        raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # The temporary folder goes first: the free space reported is what a retry finds.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiskFull(final, needed, what=what, code=exc.errno) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json_atomic(path: PathLike, data: Any, **options: Any) -> None:
     """`data` as one JSON document and a newline; `options` go to json.dumps."""
     with atomic_file(path, "w") as f:

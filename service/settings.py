@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     )
     allowed_protocols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["file"],
-        description="Comma-separated fsspec protocols a corpus URI may use.",
+        description="Comma-separated fsspec protocols a corpus URI or a mixture's output.uri "
+        "may use (an output under an allowed root of that protocol).",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -8,8 +8,13 @@ Steps, each resumable:
    `.build/pool/` (kept for a resume);
 3. one streaming pass (CorpusReader -> MixtureWriter) writes the shards; a
    rerun skips committed shards and ends byte-identical (see MixtureWriter);
-4. manifest.json, then `.build/` is removed;
+4. the exports asked for (`curation.mixture.exports`: mds, datatrove, bin), each a folder
+   renamed into `exports/` whole; then manifest.json (with `order: "fixed"` and the
+   exports' files), then `.build/` is removed;
 5. the audit re-scans the output; a failed audit raises AuditFailed.
+
+An fsspec URL as out_dir (s3://, gs://, under an allowed root of an allowed protocol) is
+built in a local staging folder and uploaded (`curation.mixture.remote`), manifest last.
 
 The writer is single-rank by design: the mixture is one global order, and
 every placement depends on how much text came before it. The first pass is
@@ -27,6 +32,7 @@ from typing import Any
 from curation.atomic import remove_temporaries
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
 from curation.mixture.audit import DEFAULT_TOLERANCE, AuditFailed, audit_mixture
+from curation.mixture.exports import ORDER, check_exports, export_mixture
 from curation.mixture.format import MANIFEST
 from curation.mixture.manifest import build_manifest, read_manifest
 from curation.mixture.plan import MixturePlan
@@ -121,8 +127,14 @@ def build_mixture(
     audit: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     plots: bool = True,
+    exports: Sequence[str] = (),
+    staging_dir: str | None = None,
 ) -> dict[str, Any]:
     """Build the mixture `plan` describes from `source` into `out_dir`; returns manifest and audit.
+
+    `exports`: names from `curation.mixture.exports.EXPORTS`, written beside the shards.
+    An fsspec URL as `out_dir` needs `staging_dir`, a local folder (under an allowed root)
+    where the mixture is built before its upload; a rerun resumes there.
 
     The seed is `plan.dosing.seed`. Same inputs give byte-identical files. A rerun
     with the same out_dir resumes an interrupted build (or returns a finished
@@ -132,6 +144,28 @@ def build_mixture(
     SourceRejected for paths outside the allowed roots, and AuditFailed (after
     writing everything, audit included) when the audit misses the plan.
     """
+    exports = check_exports(exports)
+    if "://" in out_dir:
+        from curation.mixture import remote
+
+        target, done = remote.prepare_upload(
+            out_dir, plan.to_dict(), exports, allowed_roots, allowed_protocols, staging_dir
+        )
+        if done is not None:
+            return done
+        assert staging_dir is not None
+        try:
+            built = build_mixture(
+                source, skills, plan, staging_dir, allowed_roots=allowed_roots,
+                allowed_protocols=allowed_protocols, progress=progress,
+                on_bad_record=on_bad_record, shard_batches=shard_batches, audit=audit,
+                tolerance=tolerance, plots=plots, exports=exports,
+            )  # fmt: skip
+        except AuditFailed:  # everything is written, audit included: upload it too
+            remote.finish_upload(staging_dir, target)
+            raise
+        remote.finish_upload(staging_dir, target)
+        return built
     report = progress or (lambda fraction, message: None)
     report(0.0, "validating corpus")
     specs = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}
@@ -144,10 +178,14 @@ def build_mixture(
         manifest = read_manifest(out_dir)
         if not _same(manifest["plan"], plan.to_dict()):
             raise ValueError(f"{out_dir} holds a different mixture; use a new output directory")
+        if set(exports) - set(manifest.get("exports") or {}):
+            manifest = _with_exports(out_dir, manifest, exports, report)
+            write_json(manifest_path, manifest, indent=1)
     else:
         manifest = _write(
             out_dir, files, current, source, plan, specs, on_bad_record, shard_batches, report
         )
+        manifest = _with_exports(out_dir, manifest, exports, report)
         write_json(manifest_path, manifest, indent=1)
     shutil.rmtree(os.path.join(out_dir, BUILD_DIR), ignore_errors=True)
     remove_temporaries(out_dir)
@@ -166,6 +204,15 @@ def build_mixture(
             raise AuditFailed(found)
     report(1.0, "mixture done")
     return result
+
+
+def _with_exports(
+    out_dir: str, manifest: dict[str, Any], exports: Sequence[str], report: Progress
+) -> dict[str, Any]:
+    """The manifest with `order` and the exports (written now, those it lacks)."""
+    if exports:
+        report(WRITE_END, f"exporting {', '.join(exports)}")
+    return {**manifest, "order": ORDER, "exports": export_mixture(out_dir, manifest, exports)}
 
 
 def _write(

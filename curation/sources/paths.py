@@ -104,9 +104,7 @@ def _check_remote_host(uri: str, host: str) -> None:
         raise SourceRejected(f"{uri} points at an internal address ({ip}); that is never allowed")
 
 
-def _resolve_remote(uri: str, protocol: str, allowed_roots: list[str]) -> list[str]:
-    import fsspec
-
+def _remote_inside(uri: str, protocol: str, allowed_roots: list[str]) -> str:
     parts = urlsplit(uri)
     _check_remote_host(uri, parts.netloc)
     rest = unquote(uri.split("://", 1)[1])
@@ -119,6 +117,31 @@ def _resolve_remote(uri: str, protocol: str, allowed_roots: list[str]) -> list[s
             f"{uri} is outside the allowed roots for {protocol}:// "
             f"({', '.join(roots) or 'none configured'}); ask an operator to add a root"
         )
+    return normalised
+
+
+def ensure_remote_inside(
+    uri: str, allowed_roots: list[str], allowed_protocols: set[str] | None = None
+) -> str:
+    """`uri` (an fsspec URL such as s3://bucket/prefix) normalised, or SourceRejected when its
+    protocol is not allowed or it lies outside every allowed root of that protocol. Nothing
+    is opened."""
+    if "\x00" in uri or "://" not in uri:
+        raise SourceRejected(f"{uri!r} is not a URL (protocol://bucket/path)")
+    protocol = uri.split("://", 1)[0].lower()
+    if protocol == "file" or protocol not in set(allowed_protocols or ()):
+        raise SourceRejected(
+            f"protocol {protocol!r} is not allowed here (allowed: "
+            f"{', '.join(sorted(set(allowed_protocols or ()) - {'file'})) or 'none'}); "
+            "ask an operator to add it to SKILLMIX_ALLOWED_PROTOCOLS"
+        )
+    return _remote_inside(uri, protocol, allowed_roots)
+
+
+def _resolve_remote(uri: str, protocol: str, allowed_roots: list[str]) -> list[str]:
+    import fsspec
+
+    normalised = _remote_inside(uri, protocol, allowed_roots)
     fs, path = fsspec.core.url_to_fs(normalised)
     found = fs.glob(path) if _has_glob(path) else ([path] if fs.exists(path) else [])
     if not found:

@@ -653,6 +653,19 @@ class MixtureFiles(Report):
     instances: str = Field(description="Every placed instance.")
 
 
+class MixtureExportFile(Report):
+    path: str = Field(description="Relative to the mixture folder.")
+    bytes: int
+    sha256: str
+
+
+class MixtureExport(Report):
+    path: str = Field(description="Its folder, relative to the mixture folder.")
+    sequences: int
+    order: str
+    files: list[MixtureExportFile]
+
+
 class MixtureManifest(Report):
     """What a built mixture is (curation.mixture.manifest.build_manifest; the fields of
     docs/mixture-format.md). No timestamps or absolute paths."""
@@ -676,6 +689,14 @@ class MixtureManifest(Report):
     shards: list[MixtureShard]
     totals: MixtureTotals
     files: MixtureFiles
+    order: str | None = Field(
+        default=None,
+        description='"fixed": sample i of the mixture and of every export is sequence i; '
+        "a trainer that shuffles undoes the spacing.",
+    )
+    exports: dict[str, MixtureExport] | None = Field(
+        default=None, description="Per export name: its folder and files (output.exports)."
+    )
 
 
 class AuditShards(Report):
@@ -1057,11 +1078,20 @@ class MixtureOutput(StrictModel):
     uri: str | None = Field(
         default=None,
         max_length=4096,
-        description="An absolute folder under SKILLMIX_ALLOWED_ROOTS; default: "
-        "<data dir>/mixtures/<mixture id>.",
+        description="An absolute folder under SKILLMIX_ALLOWED_ROOTS, or an object-storage "
+        "URL (s3://bucket/prefix, gs://...) under an allowed root of a protocol in "
+        "SKILLMIX_ALLOWED_PROTOCOLS (built locally, uploaded with manifest.json last); "
+        "default: <data dir>/mixtures/<mixture id>.",
     )
     format: Literal["jsonl.gz", "parquet"] = Field(
         default="jsonl.gz", description="Text shards; tokenized shards are always written."
+    )
+    exports: list[Literal["mds", "datatrove", "bin"]] = Field(
+        default_factory=list,
+        max_length=3,
+        description="The mixture also in these trainers' files, in its order, under "
+        "exports/<name>/ (docs/exports.md: MosaicML streaming MDS, datatrove/nanotron "
+        "tokenized files, llm.c/nanoGPT .bin). Turn the trainer's shuffling off.",
     )
 
 

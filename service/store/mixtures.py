@@ -11,7 +11,13 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from curation.mixture import DosingPlan, PlanError, plan_mixture
-from curation.sources.paths import SourceRejected, ensure_local_inside
+from curation.mixture.remote import remote_entries
+from curation.sources.paths import (
+    SourceRejected,
+    ensure_local_inside,
+    ensure_remote_inside,
+    is_inside,
+)
 from service.ids import new_id
 from service.models import Job, JobState, Mixture, Scan, Verification, utcnow
 from service.problems import Problem, not_found
@@ -49,8 +55,10 @@ def output_folder(session: Session, uri: str | None, mixture_id: str, settings: 
     root, empty, not in another project's part of the data dir, not claimed by another
     mixture) or a new one under the data dir. 422 or 409 with the reason otherwise."""
     folder = uri or str(default_output(settings, mixture_id))
+    if "://" in folder:
+        return _remote_output(session, folder, settings)
     try:
-        if "://" in folder or "\x00" in folder or not os.path.isabs(folder):
+        if "\x00" in folder or not os.path.isabs(folder):
             raise SourceRejected(f"{folder!r}: a mixture is written to an absolute local path")
         ensure_local_inside(folder, [str(r) for r in settings.effective_allowed_roots])
         if all(corpora.service_owned(folder, settings, own=own) for own in ("mixtures", "corpora")):
@@ -80,6 +88,41 @@ def output_folder(session: Session, uri: str | None, mixture_id: str, settings: 
     return folder
 
 
+def _remote_output(session: Session, uri: str, settings: Settings) -> str:
+    """An object-storage prefix (s3://bucket/prefix...): of an allowed protocol, under an
+    allowed root of it, empty, and not claimed by another mixture. 422 or 409 otherwise."""
+    try:
+        url = ensure_remote_inside(
+            uri, [str(r) for r in settings.effective_allowed_roots], set(settings.allowed_protocols)
+        )
+    except SourceRejected as exc:
+        raise Problem(422, "source-rejected", "Output location refused", str(exc)) from None
+    try:
+        entries = remote_entries(url)
+    except ImportError as exc:
+        raise Problem(
+            422, "source-rejected", "Output location refused",
+            f"{uri}: this server cannot write there ({exc}); install its fsspec backend "
+            "(pip install 'skillmix[objectstore]')",
+        ) from None  # fmt: skip
+    if entries:
+        raise Problem(
+            409, "output-exists", "Output folder not empty",
+            f"{url} already holds objects; choose a new output.uri.",
+        )  # fmt: skip
+    if claimed(session, url):
+        raise Problem(
+            409, "output-claimed", "Output folder claimed",
+            f"Another mixture (of this or another project) is written to {url}, or inside it, "
+            "or around it; choose a new output.uri.",
+        )  # fmt: skip
+    return url
+
+
+def _normalised(location: str) -> str:
+    return location.rstrip("/") if "://" in location else os.path.realpath(location)
+
+
 def claimed(session: Session, folder: str) -> bool:
     """Whether a live mixture (any project's, not a dry run, not deleted) writes to this
     folder, inside it or around it. An empty folder is not enough: a queued build has not
@@ -87,14 +130,16 @@ def claimed(session: Session, folder: str) -> bool:
     project's into another's default output, `<data>/mixtures/<id>`, before it exists).
     Reads every live mixture's output: fine at this scale; an index on a normalized path
     would be the next step."""
-    mine = os.path.realpath(folder)
+    mine = _normalised(folder)
     for other in session.scalars(
         select(Mixture.output_uri).where(
             Mixture.deleted_at.is_(None), Mixture.dry_run.is_(False), Mixture.output_uri != ""
         )
     ):
-        theirs = os.path.realpath(other)
-        if os.path.commonpath([mine, theirs]) in (mine, theirs):
+        theirs = _normalised(other)
+        if ("://" in mine) != ("://" in theirs):
+            continue
+        if is_inside(mine, theirs) or is_inside(theirs, mine):
             return True
     return False
 
@@ -133,8 +178,10 @@ def start_mixture(
     dosing: DosingPlan,
     output_uri: str | None,
     dry_run: bool,
+    exports: list[str] | None = None,
 ) -> tuple[Mixture, AfterCommit | None]:
-    """Plan a mixture and, unless `dry_run`, add its build job."""
+    """Plan a mixture and, unless `dry_run`, add its build job (with the `exports` to write:
+    kept in the job's params)."""
     corpus = corpora.get_corpus(session, project_id, corpus_id)
     scan = scans.succeeded_scan(session, project_id, scan_id, corpus.id)
     mixture = Mixture(
@@ -150,7 +197,7 @@ def start_mixture(
     mixture.output_uri = output_folder(session, output_uri, mixture.id, settings)
     after_commit = None
     if not dry_run:
-        after_commit = _start_build(session, mixture, settings)
+        after_commit = _start_build(session, mixture, settings, exports or [])
     session.add(mixture)
     session.flush()
     return mixture, after_commit
@@ -176,12 +223,17 @@ def start_baseline(
     return mixture, after_commit
 
 
-def _start_build(session: Session, mixture: Mixture, settings: Settings) -> AfterCommit:
+def _start_build(
+    session: Session, mixture: Mixture, settings: Settings, exports: list[str] | None = None
+) -> AfterCommit:
+    params: dict[str, Any] = {"mixture_id": mixture.id}
+    if exports:
+        params["exports"] = list(exports)
     job, after_commit = start_job(
         session,
         project_id=mixture.project_id,
         kind="mixture",
-        params={"mixture_id": mixture.id},
+        params=params,
         max_attempts=settings.max_attempts,
         max_active=settings.max_active_jobs_per_project,
     )

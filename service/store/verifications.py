@@ -96,6 +96,15 @@ def arm_mixtures(session: Session, project_id: str, arms: dict[str, str]) -> dic
                 f"Arm {arm!r}: mixture {mixture.id} was a dry run; create it without "
                 "dry_run to build it.",
             )
+        if "://" in mixture.output_uri:
+            raise Problem(
+                422,
+                "mixture-remote",
+                "Mixture on object storage",
+                f"Arm {arm!r}: mixture {mixture.id} is written to {mixture.output_uri}; "
+                "verifications train from a local mixture: create the same mixture with a "
+                "local output.uri (or none) to verify it.",
+            )
         job = mixtures.job_of(session, mixture)
         if mixtures.build_failed(job):
             assert job is not None

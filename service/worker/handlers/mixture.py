@@ -4,6 +4,7 @@ and its audit (also logged to MLflow with tracking on, service.worker.tracking).
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 from curation.atomic import copy_atomic, write_json_atomic
@@ -37,6 +38,9 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
             "the plan made now differs from the one stored when this mixture was created "
             "(was the planner upgraded meanwhile?); create the mixture again to see the new plan"
         )
+    # An object-storage output is built in the job's work folder (kept across attempts, so
+    # a retry resumes there) and uploaded, manifest last (curation.mixture.remote).
+    staging = settings.work_dir / ctx.job_id / "mixture" if "://" in out_dir else None
     try:
         result = build_mixture(
             source,
@@ -47,12 +51,16 @@ def run_mixture_job(ctx: JobContext) -> dict[str, Any]:
             allowed_protocols=set(settings.allowed_protocols),
             progress=ctx.progress,
             shard_batches=settings.mixture_shard_batches,
+            exports=ctx.params.get("exports") or (),
+            staging_dir=str(staging) if staging else None,
         )
     except AuditFailed as exc:
         _publish(ctx, exc.audit, out_dir)
         _track(ctx, None, failed=True)
         raise
     _publish(ctx, result["audit"] or {}, out_dir)
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)  # uploaded: the local copy is not needed
     manifest_path = ctx.artifact_dir / "manifest.json"
     write_json_atomic(manifest_path, result["manifest"], indent=1)
     ctx.add_artifact("manifest.json", manifest_path, "application/json")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from skillmix_client import NOT_GIVEN
+from skillmix_client import NOT_GIVEN, NotGiven
 from skillmix_client.cli._common import (
     ApiKey,
     AsJson,
@@ -284,6 +284,13 @@ def result_table(resource: Any) -> Table:
     return rows_table("job", ["id", "state"], [[resource.id, resource.job.state]])
 
 
+def _output(uri: str | None, exports: list[str] | None) -> dict[str, Any] | NotGiven:
+    output: dict[str, Any] = {"uri": uri} if uri else {}
+    if exports:
+        output["exports"] = exports
+    return output or NOT_GIVEN
+
+
 @mixtures_app.command("create")
 def mix_create(
     corpus_id: Annotated[str, typer.Option("--corpus", help="Corpus id.")],
@@ -292,7 +299,17 @@ def mix_create(
     batch_tokens: int = 262_144,
     seq_len: int = 512,
     seed: int = 0,
-    output: Annotated[str | None, typer.Option(help="Output folder.")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Output folder (or an allowed s3://... prefix).")
+    ] = None,
+    exports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--export",
+            help="Also write the mixture, in its order, as mds, datatrove or bin (repeat the "
+            "option for several); turn your trainer's shuffling off.",
+        ),
+    ] = None,
     tokenizer: Tokenizer = None,
     eos_token: EosToken = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
@@ -313,7 +330,7 @@ def mix_create(
             seq_len=seq_len,
             seed=seed,
             dry_run=dry_run,
-            output={"uri": output} if output else NOT_GIVEN,
+            output=_output(output, exports),
             tokenizer=tokenizer_body(tokenizer, eos_token),
         )
         if not (as_json or quiet):

@@ -37,9 +37,11 @@ def create(
 ) -> APICall[Mixture]:
     """Build a mixture. `plan` maps a skill id to its dose, e.g.
     `{"target": {"per_batch": 4}, "source": "synthesize", "max_repeats": 4,
-    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz"}`; `tokenizer`:
-    `{"kind": "bytes"}` (default) or `{"kind": "hf", "path": "<tokenizer.json or folder>"}`
-    (a path the server can read; the scan must have counted in the same tokenizer)."""
+    "spacing": "uniform"}`; `output`: `{"uri": ..., "format": "jsonl.gz", "exports":
+    ["mds", "datatrove", "bin"]}` (exports: the mixture in those trainers' files, in its
+    order; turn the trainer's shuffling off); `tokenizer`: `{"kind": "bytes"}` (default) or
+    `{"kind": "hf", "path": "<tokenizer.json or folder>"}` (a path the server can read; the
+    scan must have counted in the same tokenizer)."""
     fields = {
         "corpus_id": corpus_id,
         "scan_id": scan_id,
