@@ -10,6 +10,9 @@ LOCK := requirements/lock.txt
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# What the MDS read-back test imports (no dependencies resolved: the venv provides numpy).
+MDS_READER = mosaicml-streaming==0.13.0 transformers==5.25.0 regex==2026.12.2 \
+  safetensors==0.8.0 python-snappy==0.7.3 cramjam==2.14.0 zstd==1.5.7.2 catalogue==2.0.10
 # Where `make lock` finds the CPU torch wheel it resolves torch's own dependencies with:
 # this machine's wheel folder if it has one, else PyTorch's CPU index.
 TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--index https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
@@ -24,7 +27,10 @@ install: $(VENV)/.installed
 # constraints, so the pins alone); 4. our two packages, editable; 5. the set is consistent;
 # 6. openapi-python-client in a virtualenv of its own (.venv/codegen, for
 # tests/clients/test_generated_client.py): its caps would lower the service's pins.
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) requirements/uv.txt requirements/codegen.txt
+# 7. mosaicml-streaming, only to read the MDS export back in tests, in a folder of its own
+# without its dependencies (.venv/mds-reader; its pins, numpy < 2.2 and xxhash < 4, cannot
+# join the lock; tests/curation/mixture/test_exports.py runs it on the venv's numpy).
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) requirements/uv.txt requirements/codegen.txt requirements/mds-reader.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	$(UV) pip install --quiet --require-hashes --no-deps -r $(LOCK)
@@ -34,6 +40,7 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(LOCK) require
 	$(UV) pip check
 	$(PYTHON) -m venv --without-pip $(VENV)/codegen
 	VIRTUAL_ENV=$(VENV)/codegen $(VENV)/bin/uv pip install --quiet --require-hashes --no-deps -r requirements/codegen.txt
+	$(UV) pip install --quiet --require-hashes --no-deps --target $(VENV)/mds-reader -r requirements/mds-reader.txt
 	touch $@
 
 # Re-resolve the lock from pyproject.toml's floors (newest allowed versions), then the
@@ -55,6 +62,9 @@ lock: install
 	cd requirements && echo openapi-python-client==0.29.1 | $(abspath $(VENV))/bin/uv pip compile - \
 	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command "make lock" --output-file codegen.txt
+	cd requirements && printf '%s\n' $(MDS_READER) | $(abspath $(VENV))/bin/uv pip compile - \
+	  --no-deps --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" --output-file mds-reader.txt
 	@! grep -nE '^(nvidia-|triton|cuda-)' requirements/*.txt || (echo "a lock holds a CUDA build's packages: resolve torch from a CPU wheel (TORCH_SOURCE)"; exit 1)
 
 # Not in CI: the newest versions pyproject.toml allows, in their own venv, to see drift early.

@@ -35,11 +35,12 @@ MDS_LIMIT = 20_000
 
 def streaming_env(tmp_path, **extra):
     """The environment of a process that imports mosaicml-streaming, installed apart
-    (.ci/run installs it; docs/exports.md says why: its pins, numpy < 2.2 and xxhash < 4,
-    cannot join this project's lock)."""
-    path = os.environ.get("SKILLMIX_MDS_READER", "/tmp/skillmix-mds-reader")
+    (`make install` puts it in .venv/mds-reader; docs/exports.md says why: its pins, numpy
+    < 2.2 and xxhash < 4, cannot join this project's lock)."""
+    default = os.path.join(os.path.dirname(sys.executable), os.pardir, "mds-reader")
+    path = os.path.normpath(os.environ.get("SKILLMIX_MDS_READER", default))
     if not os.path.isdir(os.path.join(path, "streaming")):
-        missing(f"mosaicml-streaming is not installed at {path} (.ci/run installs it there)")
+        missing(f"mosaicml-streaming is not installed at {path} (`make install` puts it there)")
     # streaming's package __init__ imports its vision datasets, which import torchvision
     # (not installed here, and not used by the MDS reader): an empty stand-in for it.
     stubs = tmp_path / "stubs" / "torchvision"
