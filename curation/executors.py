@@ -81,6 +81,17 @@ def _failed(executor: PipelineExecutor, engine: str, logs: list[str]) -> Executo
     )
 
 
+def _host_port(address: str) -> tuple[str, str]:
+    """A Ray GCS address's host and port, or ExecutorOptionsError."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorOptionsError(
+            f"the Ray address {address!r} is not host:port (the head node's GCS "
+            "address, e.g. 10.0.0.5:6379, as `ray start --head` prints it) or 'auto'"
+        )
+    return host, port
+
+
 class RayScanExecutor(RayPipelineExecutor):
     """datatrove's RayPipelineExecutor that connects to its cluster and fails loudly.
 
@@ -116,12 +127,7 @@ class RayScanExecutor(RayPipelineExecutor):
             ray.shutdown()
         address = self.address
         if address and address != "auto" and "://" not in address:
-            host, _, port = address.rpartition(":")
-            if not host or not port.isdigit():
-                raise ExecutorOptionsError(
-                    f"the Ray address {address!r} is not host:port (the head node's GCS "
-                    "address, e.g. 10.0.0.5:6379, as `ray start --head` prints it) or 'auto'"
-                )
+            host, port = _host_port(address)
             try:
                 socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
             except OSError as exc:
@@ -325,6 +331,8 @@ def check_executor_options(kind: str, options: Mapping[str, Any]) -> None:
     address = options.get("address")
     if address is not None and not isinstance(address, str):
         raise ExecutorOptionsError(f"address must be a string such as 'head:6379', not {address!r}")
+    if address and address != "auto" and "://" not in address:
+        _host_port(address)
 
 
 def executor_factory(

@@ -77,6 +77,7 @@ class Namespace:
             missing("the `ip` command (iproute2) is needed to set up the test cluster's lo")
         self.marker = uuid.uuid4().hex
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         script = f"ip link set lo up && ip addr add {NODE_IP}/8 dev lo && exec sleep {LIFETIME}"
         self.holder = subprocess.Popen(
             ["unshare", "--net", "--fork", "--kill-child", "--", "sh", "-c", script],
@@ -200,6 +201,11 @@ def _wait_for(what: str, ready: Any, daemons: dict[str, subprocess.Popen], logs:
 class RayCluster:
     """`ray start --head` (2 CPUs) in a namespace of its own; `address` for ray.init."""
 
+    @staticmethod
+    def _tmpdir(workdir: Path) -> Path:
+        (workdir / "tmp").mkdir(exist_ok=True)
+        return workdir / "tmp"
+
     def __init__(self, ns: Namespace, workdir: Path) -> None:
         self.ns = ns
         self.address = f"{NODE_IP}:{RAY_PORT}"
@@ -209,11 +215,10 @@ class RayCluster:
         if len(str(self.temp)) > 40:
             self.temp = Path(tempfile.mkdtemp(prefix="skr-", dir="/tmp"))
             ns.folders.append(self.temp)
-        ray = str(Path(sys.executable).parent / "ray")
         self.log = workdir / "head.log"
         head = self.ns.start(
             [
-                ray,
+                str(Path(sys.executable).parent / "ray"),
                 "start",
                 "--head",
                 "--block",
@@ -221,6 +226,23 @@ class RayCluster:
                 NODE_IP,
                 "--port",
                 str(RAY_PORT),
+                # Fixed ports: nothing else lives in the namespace.
+                "--node-manager-port",
+                str(RAY_PORT + 1),
+                "--object-manager-port",
+                str(RAY_PORT + 2),
+                "--dashboard-agent-grpc-port",
+                str(RAY_PORT + 3),
+                "--dashboard-agent-listen-port",
+                str(RAY_PORT + 4),
+                "--runtime-env-agent-port",
+                str(RAY_PORT + 5),
+                "--metrics-export-port",
+                str(RAY_PORT + 6),
+                "--min-worker-port",
+                "20000",
+                "--max-worker-port",
+                "20999",
                 "--num-cpus",
                 "2",
                 "--object-store-memory",
@@ -233,6 +255,8 @@ class RayCluster:
                 str(self.temp),
             ],
             self.log,
+            # datatrove's Ray tasks log to tempfile.gettempdir()/ray_logs first: keep it here.
+            {"TMPDIR": str(self._tmpdir(workdir))},
         )
         _wait_for(
             "the Ray cluster",
@@ -332,10 +356,25 @@ def _cluster(ns: Namespace, start: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def ray_cluster(workdir: Path) -> Iterator[RayCluster]:
-    ns = Namespace(workdir)
-    with _cluster(ns, lambda: RayCluster(ns, workdir)) as cluster:
-        yield cluster
+def ray_cluster(workdir: Path, attempts: int = 3) -> Iterator[RayCluster]:
+    """A Ray cluster; started again (up to twice) if a start fails. `ray start` gives its
+    raylet 30 s to register, and the raylet gives Ray's Python agents ~15 s to write their
+    ports (neither is configurable in Ray 2.60): on a 2-core machine that other work loads
+    (load average ~18 here), the agents' imports alone can take longer."""
+    for attempt in range(1, attempts + 1):
+        ns = Namespace(workdir / f"attempt{attempt}")
+        try:
+            cluster = RayCluster(ns, ns.workdir)
+        except RuntimeError:
+            ns.stop()
+            if attempt == attempts:
+                raise
+            continue
+        try:
+            yield cluster
+        finally:
+            ns.stop()
+        return
 
 
 @contextmanager
