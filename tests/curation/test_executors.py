@@ -129,6 +129,34 @@ def test_slurm_refuses_a_job_it_cannot_run_with_its_own_words(
     assert "partition" in last.lower(), last
 
 
+def test_a_task_failing_on_slurm_fails_the_scan_with_its_log(
+    slurm_engine: SlurmCluster, tmp_path: Path
+) -> None:
+    """A bad record fails the rank on the cluster: the scan raises naming the Slurm log and
+    quoting its end, instead of waiting; datatrove's merge_stats job is cancelled."""
+    root = tmp_path / "bad"
+    root.mkdir()
+    good = '{"text": "cmp 10 70 : <"}\n' * 150  # past the sample registration checks
+    (root / "a.jsonl").write_text(good + '{"text": "cut sho\n')
+    spec = {
+        "source": {"uri": str(root / "*.jsonl"), "format": "jsonl"},
+        "skills": SKILLS,
+        "allowed_roots": [str(root)],
+        "tasks": 1,
+        "workers": 1,
+        "workdir": str(tmp_path / "work"),
+        "executor": "slurm",
+        "options": {"partition": "debug", "time": "00:10:00", "mem_per_cpu_gb": 1},
+    }
+    done = run_driver(slurm_engine, spec, tmp_path)
+    assert done.returncode == 1 and "ExecutorFailed: " in done.stderr, done.stderr[-3000:]
+    error = done.stderr[done.stderr.index("ExecutorFailed: ") :]
+    assert error.startswith("ExecutorFailed: 1 of 1 scan tasks did not complete on Slurm"), error
+    assert "slurm_logs" in error and "ScanInputError" in error, error
+    queue = slurm_engine.ns.run(["squeue", "-h"], timeout=30, extra_env=slurm_engine.env)
+    assert queue.returncode == 0 and queue.stdout.strip() == "", queue.stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
