@@ -133,6 +133,9 @@ def _run_executor(
             progress(SCAN_SHARE * fraction, _progress_message(done, total, unit, docs))
         except BaseException:
             open(cancel_file, "w").close()
+            cancel = getattr(executor, "cancel", None)
+            if cancel is not None:  # a cluster's queued jobs would never see the marker
+                cancel()
             thread.join()
             raise
     if failure:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     scan_workers: int = Field(default=1, ge=1)
     # Large corpora: run scans on datatrove's Slurm or Ray executor instead of the local one.
     # Options are the executor's own keyword arguments as JSON, e.g. for slurm
-    # {"partition": "cpu", "time": "04:00:00", "cpus_per_task": 4}.
+    # {"partition": "cpu", "time": "04:00:00", "cpus_per_task": 4}; for ray also the
+    # cluster's `address` and a `runtime_env` (curation/executors.py). Checked at load, so
+    # a misspelt option stops the worker at start rather than failing every scan.
     scan_executor: Literal["local", "slurm", "ray"] = "local"
     scan_executor_options: dict[str, Any] = Field(default_factory=dict)
     # Mixtures: batches per output shard (default: about 2**27 tokens). A killed build
@@ -136,6 +138,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_executor_options(self) -> Settings:
+        if self.scan_executor == "local" and not self.scan_executor_options:
+            return self  # the default needs no check (and no datatrove import, ~1 s)
+        from curation.executors import ExecutorOptionsError, check_executor_options
+
+        try:
+            check_executor_options(self.scan_executor, self.scan_executor_options)
+        except ExecutorOptionsError as exc:
+            raise ValueError(f"SKILLMIX_SCAN_EXECUTOR_OPTIONS: {exc}") from None
+        return self
 
     @property
     def resolved_data_dir(self) -> Path:

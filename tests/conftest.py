@@ -22,6 +22,8 @@ PG_ADMIN_URL = os.environ.get(
     "SKILLMIX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("SKILLMIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Session fixtures `ray_engine` and `slurm_engine`: real clusters (tests/clusters.py).
+pytest_plugins = ["tests.clusters"]
 
 
 def missing(message: str) -> NoReturn:

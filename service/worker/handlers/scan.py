@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 
+from curation import executors
 from curation.atomic import copy_atomic, write_json_atomic
 from curation.corpus import compare_fingerprints
 from curation.scan import run_scan
@@ -22,17 +21,9 @@ from service.worker.kinds import JobContext, job_kind
 
 
 def executor_factory(settings: Settings) -> Callable[..., PipelineExecutor]:
-    """The one place a scan's datatrove executor is chosen (SKILLMIX_SCAN_EXECUTOR)."""
-    options = dict(settings.scan_executor_options)
-    if settings.scan_executor == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        return partial(SlurmPipelineExecutor, **options)
-    if settings.scan_executor == "ray":
-        from datatrove.executor import RayPipelineExecutor
-
-        return partial(RayPipelineExecutor, **options)
-    return partial(LocalPipelineExecutor, **options)
+    """The one place a scan's datatrove executor is chosen (SKILLMIX_SCAN_EXECUTOR, with
+    SKILLMIX_SCAN_EXECUTOR_OPTIONS; checked when the settings load)."""
+    return executors.executor_factory(settings.scan_executor, settings.scan_executor_options)
 
 
 def run_scan_job(ctx: JobContext) -> dict[str, Any]:

@@ -164,8 +164,9 @@ def test_scans_and_corpora_are_project_scoped(
 
 
 def test_the_scan_executor_is_chosen_by_settings(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Slurm cannot run here: check the factory builds datatrove's Slurm executor with the
-    configured options (it submits nothing until run())."""
+    """The factory builds datatrove's Slurm executor with the configured options (it
+    submits nothing until run(); tests/curation/test_executors.py runs scans on real Slurm
+    and Ray clusters)."""
     from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
 
     from service.settings import get_settings
