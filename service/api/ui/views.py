@@ -516,13 +516,22 @@ def create_mixture(
                               status_code=exc.status, form=fields)  # fmt: skip
     if build:
         return RedirectResponse(f"{PREFIX}/mixtures/{mixture.id}", status_code=303)
+    planned = _json(mixtures_routes.public(session, mixture))
     return render(
         request,
         "mixture_plan.html",
         viewer,
-        mixture=_json(mixtures_routes.public(session, mixture)),
+        mixture=planned,
+        names=skill_names(session, planned),
         form={name: first(fields, name) for name in MIXTURE_FIELDS},
     )
+
+
+def skill_names(session: Session, mixture: dict[str, Any]) -> dict[str, str]:
+    """The names of a mixture's dosed skills (by id), for its tables."""
+    ids = list(mixture["plan"].get("skills", {}))
+    rows = skills_store.latest_versions(session, ids) if ids else {}
+    return {sid: row.spec.get("name", sid) for sid, row in rows.items()}
 
 
 @router.get("/mixtures/{mixture_id}")
@@ -531,7 +540,8 @@ def mixture_page(
 ) -> Response:
     mixture = mixtures.get_mixture(session, viewer.project.id, mixture_id)
     data = _json(mixtures_routes.public(session, mixture))
-    return render(request, "mixture.html", viewer, mixture=data)
+    names = skill_names(session, data)
+    return render(request, "mixture.html", viewer, mixture=data, names=names)
 
 
 def composition(folder: str, skill_ids: list[str], points: int = MAX_POINTS) -> dict[str, Any]:
