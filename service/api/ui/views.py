@@ -523,6 +523,7 @@ def create_mixture(
         viewer,
         mixture=planned,
         names=skill_names(session, planned),
+        plan=plan_shown(planned),
         form={name: first(fields, name) for name in MIXTURE_FIELDS},
     )
 
@@ -541,7 +542,17 @@ def mixture_page(
     mixture = mixtures.get_mixture(session, viewer.project.id, mixture_id)
     data = _json(mixtures_routes.public(session, mixture))
     names = skill_names(session, data)
-    return render(request, "mixture.html", viewer, mixture=data, names=names)
+    return render(request, "mixture.html", viewer, mixture=data, names=names, plan=plan_shown(data))
+
+
+def plan_shown(mixture: dict[str, Any]) -> dict[str, Any]:
+    """The plan to show: an automatic baseline stores only `baseline_of` until it is built,
+    and its manifest carries the plan it was built with."""
+    plan = mixture["plan"]
+    if "skills" not in plan and mixture.get("manifest"):
+        return {**mixture["manifest"]["plan"], **plan}
+    shown: dict[str, Any] = plan
+    return shown
 
 
 def composition(folder: str, skill_ids: list[str], points: int = MAX_POINTS) -> dict[str, Any]:

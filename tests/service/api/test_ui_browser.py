@@ -234,6 +234,13 @@ def walk(page: Any, api: httpx.Client, base: str, stack: dict, shots: Path) -> N
 
     check_mixture_page(page, api, stack["mixture"]["id"], base, shots / "mixture.png")
     check_verification_page(page, api, stack["verification"]["id"], base, shots)
+    # The automatic baseline's page: the plan it was built with, its audit.
+    baseline_id = stack["verification"]["arms"]["baseline"]
+    page.click(f"a[href='/ui/mixtures/{baseline_id}']")
+    assert stack["mixture"]["id"] in page.inner_text("#baseline-of")
+    baseline = api.get(f"/v1/mixtures/{baseline_id}").json()
+    assert page.inner_text("#plan-shape").startswith(f"{baseline['manifest']['n_batches']} batches")
+    assert page.inner_text("#audit-passed") == "passed"
 
     # A scan started from the form, watched to the end by its server-sent events.
     page.goto(f"{base}/ui/scans")
@@ -384,6 +391,4 @@ def check_verification_page(
     assert legend.count() == 1 + len(report["runs"])
     assert all(len(r["evals"]) >= 2 for r in report["runs"])
     page.locator("#curve-charts .u-over").hover()
-    assert page.screenshot(path=str(shots / "verification.png"), full_page=True)
-    page.goto(f"{base}/ui/mixtures")
-    page.screenshot(path=str(shots / "mixtures.png"), full_page=True)
+    page.screenshot(path=str(shots / "verification.png"), full_page=True)
