@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         ge=0,
         description="Queued plus running jobs a project may have at once (0: no cap); a "
         "create that would start one more answers 429 with Retry-After.",
+    )
+
+    # The /ui pages (service/api/ui): the API key of a signed-in browser lives in a signed
+    # session cookie. Every API process must share one secret for a session to work on all.
+    ui_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the /ui session cookie; default: random per process (a warning "
+        "says so): sessions end with the process and work on that process only.",
+    )
+    ui_session_seconds: int = Field(
+        default=28_800, ge=1, description="How long a /ui sign-in lasts."
     )
 
     # Experiment tracking (service/worker/tracking.py; the `tracking` extra).

@@ -338,6 +338,7 @@ def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
         "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
         "n_params": result.model["n_params"], "resumes": result.resumes,
         "final": result.final,
+        "evals": result.evals,  # readouts over training (the dashboard's curves)
         "forgetting": {
             sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
             for sid, r in result.retention.items()

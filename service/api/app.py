@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import errors, metrics, ratelimit
+from service.api import errors, metrics, ratelimit, ui
+from service.api.deps import refuse_nul_in_url
 from service.api.routes import (
     corpora,
     health,
@@ -99,23 +100,6 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
 
 
-async def refuse_nul_in_url(request: Request) -> None:
-    """422 for a NUL character in a path or query parameter: PostgreSQL text cannot hold
-    one, so no id or cursor can contain it, and the query would fail with a 500."""
-    params = [("path", k, v) for k, v in request.path_params.items()]
-    params += [("query", k, v) for k, v in request.query_params.multi_items()]
-    for where, name, value in params:
-        if "\x00" in str(value):
-            msg = "text must not contain NUL (\\u0000) characters"
-            raise errors.Problem(
-                422,
-                "validation-error",
-                "Invalid request",
-                f"{where}.{name}: {msg}",
-                errors=[{"loc": [where, name], "msg": msg, "type": "value_error"}],
-            )
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="skillmix", version="0.1.0", description=DESCRIPTION)
@@ -138,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_nul_in_url)],
         responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
+    ui.install(app, settings)  # the /ui pages, after errors.install (their error pages)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     app.add_middleware(metrics.RequestMetrics)

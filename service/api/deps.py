@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.api import errors
 from service.api.errors import Problem, too_many_requests
 from service.api.ratelimit import Decision, RateLimiter
 from service.auth import (
@@ -108,6 +109,12 @@ async def get_current_project(
     header = request.headers.get("Authorization")
     # No usable bearer credentials: bearer_key raises the 401 for a missing or malformed one.
     key = credentials.credentials if credentials else bearer_key(header)
+    return await authenticate(request, key)
+
+
+async def authenticate(request: Request, key: str) -> ProjectRef:
+    """The project of API key `key`, after its rate limit (401 or 429 otherwise): the one
+    check every caller passes, a bearer header's key or the key of a /ui session."""
     key_hash = hash_key(key)
     cache: CallerCache | None = getattr(request.app.state, "caller_cache", None)
     caller = cache.get(key_hash) if cache else None
@@ -206,3 +213,20 @@ IdempotencyKey = Annotated[
         description="Retries of a POST with the same key return the first response.",
     ),
 ]
+
+
+async def refuse_nul_in_url(request: Request) -> None:
+    """422 for a NUL character in a path or query parameter: PostgreSQL text cannot hold
+    one, so no id or cursor can contain it, and the query would fail with a 500."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if "\x00" in str(value):
+            msg = "text must not contain NUL (\\u0000) characters"
+            raise errors.Problem(
+                422,
+                "validation-error",
+                "Invalid request",
+                f"{where}.{name}: {msg}",
+                errors=[{"loc": [where, name], "msg": msg, "type": "value_error"}],
+            )

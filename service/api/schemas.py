@@ -931,6 +931,9 @@ class VerificationRunResult(Report):
     n_params: int
     resumes: int = Field(description="Times the run resumed from a checkpoint.")
     final: RunEvaluation
+    evals: list[RunEvaluation] | None = Field(
+        default=None, description="Every evaluation in order (`final` is the last)."
+    )
     forgetting: dict[str, RunForgetting] = Field(description="Per skill id.")
 
 

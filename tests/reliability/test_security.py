@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
+from starlette.responses import Response
 
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.api.app import create_app
@@ -839,3 +843,290 @@ def test_malformed_credentials_are_401(client: TestClient, roots: dict[str, Path
     # The well-formed key works; the scheme is case-insensitive (RFC 7235).
     assert client.get("/v1/jobs", headers=auth(key)).status_code == 200
     assert client.get("/v1/jobs", headers={"Authorization": f"bearer {key}"}).status_code == 200
+
+
+# --- /ui: the web pages -----------------------------------------------------------------------
+
+UI_LISTS = ["/ui", "/ui/skills", "/ui/scans", "/ui/mixtures", "/ui/verifications"]
+
+
+def ui_sign_in(client: TestClient, key: str) -> str:
+    """Sign `client` in at /ui with `key` (its cookie jar keeps the session); the CSRF token
+    of the session."""
+    client.cookies.clear()
+    page = client.get("/ui/sign-in")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    r = client.post(
+        "/ui/sign-in", data={"key": key, "csrf_token": token.group(1)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+    signed_in = client.get("/ui/skills")
+    assert signed_in.status_code == 200
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', signed_in.text)
+    assert csrf and csrf.group(1) != token.group(1), "a new CSRF token once signed in"
+    return csrf.group(1)
+
+
+def ui_cross_project_requests(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """Every way a /ui page or form of project B can name one of A's resources."""
+    reqs: list[tuple[str, str, Any]] = []
+    for skill in a["skills"]:
+        reqs += [
+            ("GET", f"/ui/skills/{skill['id']}", None),
+            ("GET", f"/ui/skills/{skill['id']}?version=1", None),
+            ("POST", f"/ui/skills/{skill['id']}/preview", {"text": CMP[0]}),
+        ]
+    reqs += [("GET", f"/ui/scans/{a['scan']['id']}", None)]
+    for m in a["mixtures"]:
+        reqs += [
+            ("GET", f"/ui/mixtures/{m['id']}", None),
+            ("GET", f"/ui/mixtures/{m['id']}/composition.json", None),
+        ]
+    reqs += [("GET", f"/ui/verifications/{a['verification']['id']}", None)]
+    reqs += [("GET", f"/ui/jobs/{job_id}/events", None) for job_id in a["job_ids"]]
+    a_skill, b_skill = a["skills"][1]["id"], b["skills"][1]["id"]
+    reqs += [
+        ("POST", "/ui/scans", {"corpus_id": a["corpus"]["id"], "skill_ids": b_skill}),
+        ("POST", "/ui/scans", {"corpus_id": b["corpus"]["id"], "skill_ids": a_skill}),
+        (
+            "POST",
+            "/ui/mixtures",
+            {"corpus_id": b["corpus"]["id"], "scan_id": a["scan"]["id"], "action": "plan"},
+        ),
+        (
+            "POST",
+            "/ui/mixtures",
+            {"corpus_id": a["corpus"]["id"], "scan_id": a["scan"]["id"], "action": "build"},
+        ),
+        (
+            "POST",
+            "/ui/verifications",
+            {"mixture_id": a["mixtures"][0]["id"], "skill_ids": a_skill, "seeds": "0"},
+        ),
+    ]
+    return reqs
+
+
+def test_ui_pages_answer_another_projects_ids_404(
+    client: TestClient, roots: dict[str, Path]
+) -> None:
+    a = seed_project(client, new_key("project-a"), roots["root"], "a")
+    b = seed_project(client, new_key("project-b"), roots["root"], "b")
+    before = snapshot_counts(client, a)
+    csrf = ui_sign_in(client, b["key"])
+    a_ids = (
+        [a["corpus"]["id"], a["scan"]["id"], a["verification"]["id"]]
+        + a["job_ids"]
+        + [s["id"] for s in a["skills"]]
+        + [m["id"] for m in a["mixtures"]]
+    )
+    for method, path, fields in ui_cross_project_requests(a, b):
+        data = {**(fields or {}), "csrf_token": csrf} if method == "POST" else None
+        r = client.request(method, path, data=data, follow_redirects=False)
+        assert r.status_code == 404, (method, path, r.status_code, r.text[:500])
+        for secret in ("cmp-regex-a", "secret description of a", "web-a", str(roots["root"])):
+            assert secret not in r.text, (method, path)
+        if method == "GET":  # the same answer as for an id nobody has
+            real = next(i for i in a_ids if i in path)
+            fake_path = _fake_id(path, real)
+            fake = client.get(fake_path, follow_redirects=False)
+            assert fake.status_code == 404, path
+            fake_id = real[: real.index("_") + 1] + "0" * 20
+            assert fake.text == r.text.replace(real, fake_id), path
+    # B's pages list only B's resources.
+    for path in UI_LISTS:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert not [i for i in a_ids if i in page.text], path
+        assert "cmp-regex-a" not in page.text, path
+    assert "cmp-regex-b" in client.get("/ui/skills").text
+    assert snapshot_counts(client, a) == before
+    assert snapshot_counts(client, b)["/v1/scans"] == 1  # B's forms made nothing either
+
+
+def snapshot_counts(client: TestClient, project: dict[str, Any]) -> dict[str, int]:
+    h = auth(project["key"])
+    return {
+        path: len(client.get(path, headers=h).json()["data"])
+        for path in ("/v1/jobs", "/v1/skills", "/v1/scans", "/v1/mixtures", "/v1/verifications")
+    }
+
+
+def test_ui_pages_need_a_session(client: TestClient, roots: dict[str, Path]) -> None:
+    from service.api.ui.session import Signer, UiSession
+
+    a = seed_project(client, new_key("project-a"), roots["root"], "a")
+    revoked = new_key("project-a")
+    with session_scope() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == revoked[:10]))
+        assert row is not None
+        row.revoked_at = utcnow()
+    pages = UI_LISTS + [
+        f"/ui/skills/{a['skills'][0]['id']}",
+        f"/ui/scans/{a['scan']['id']}",
+        f"/ui/mixtures/{a['mixtures'][0]['id']}",
+        f"/ui/verifications/{a['verification']['id']}",
+    ]
+    data_paths = [
+        f"/ui/mixtures/{a['mixtures'][0]['id']}/composition.json",
+        f"/ui/jobs/{a['job_ids'][0]}/events",
+    ]
+    forms = ["/ui/scans", "/ui/mixtures", "/ui/verifications", "/ui/sign-out"]
+    forms.append(f"/ui/skills/{a['skills'][0]['id']}/preview")
+    request = types.SimpleNamespace(url=types.SimpleNamespace(scheme="http"))
+
+    def forged(key: str | None, secret: str | None = None) -> str:
+        """A session cookie for `key`, signed with this app's secret or another one."""
+        response = Response()
+        settings = get_settings()
+        if secret:
+            settings = settings.model_copy(update={"ui_secret": SecretStr(secret)})
+        Signer(settings).write(request, response, UiSession(key=key, csrf="t"))
+        return response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+
+    sessions: list[dict[str, str]] = [
+        {},
+        {"skillmix_ui": ""},
+        {"skillmix_ui": "garbage"},
+        {"skillmix_ui": forged(None)},  # the sign-in page's key-less cookie
+        {"skillmix_ui": forged(revoked)},
+        {"skillmix_ui": forged("sk_" + "x" * 40)},
+        {"skillmix_ui": forged(a["key"], secret="another secret")},
+        {"skillmix_ui": forged(a["key"])[:-2]},  # signature cut
+    ]
+    for cookies in sessions:
+        client.cookies.clear()
+        for name, value in cookies.items():
+            client.cookies.set(name, value, path="/ui")
+        for path in pages:
+            r = client.get(path, follow_redirects=False)
+            assert r.status_code == 303, (cookies, path, r.status_code)
+            assert r.headers["location"].startswith("/ui/sign-in?next=")
+            assert "cmp-regex-a" not in r.text and a["scan"]["id"] not in r.text
+        for path in data_paths:
+            assert client.get(path, follow_redirects=False).status_code == 401, (cookies, path)
+        for path in forms:
+            r = client.post(path, data={"csrf_token": "t"}, follow_redirects=False)
+            assert r.status_code == 401, (cookies, path, r.status_code)
+    # The real key in a cookie signed with the app's secret is a session.
+    client.cookies.clear()
+    client.cookies.set("skillmix_ui", forged(a["key"]), path="/ui")
+    assert client.get("/ui/skills").status_code == 200
+    # The /v1 API never takes the cookie as a credential.
+    assert client.get("/v1/skills").status_code == 401
+
+
+def test_ui_forms_are_refused_without_the_csrf_token(
+    client: TestClient, roots: dict[str, Path]
+) -> None:
+    a = seed_project(client, new_key("project-a"), roots["root"], "a")
+    before = snapshot_counts(client, a)
+    csrf = ui_sign_in(client, a["key"])
+    skill_id = a["skills"][1]["id"]
+    forms = {
+        "/ui/scans": {"corpus_id": a["corpus"]["id"], "skill_ids": skill_id},
+        "/ui/mixtures": {
+            "corpus_id": a["corpus"]["id"],
+            "scan_id": a["scan"]["id"],
+            "skill_id": skill_id,
+            "target_value": "2",
+            "batch_tokens": "4096",
+            "seq_len": "256",
+            "action": "build",
+        },
+        "/ui/verifications": {
+            "mixture_id": a["mixtures"][0]["id"],
+            "skill_ids": skill_id,
+            "seeds": "0",
+        },
+        f"/ui/skills/{skill_id}/preview": {"text": CMP[0]},
+        "/ui/sign-out": {},
+    }
+    for path, fields in forms.items():
+        for token in (None, "", "x", csrf[:-1], csrf + "x", csrf.upper()):
+            data = fields if token is None else {**fields, "csrf_token": token}
+            r = client.post(path, data=data, follow_redirects=False)
+            assert r.status_code == 403, (path, token, r.status_code, r.text[:300])
+            assert "CSRF" in r.text
+        # Another session's valid token is not this one's.
+        other = TestClient(client.app)
+        other_csrf = ui_sign_in(other, a["key"])
+        r = client.post(path, data={**fields, "csrf_token": other_csrf}, follow_redirects=False)
+        assert r.status_code == 403, path
+    assert snapshot_counts(client, a) == before
+    assert client.get("/ui/skills").status_code == 200  # still signed in: sign-out refused
+    # The sign-in form has its token too.
+    client.cookies.clear()
+    client.get("/ui/sign-in")
+    r = client.post("/ui/sign-in", data={"key": a["key"]}, follow_redirects=False)
+    assert r.status_code == 403 and "skillmix_ui=" not in r.headers.get("set-cookie", "")
+    # With the token each form does what it says (the scan form starts a scan).
+    csrf = ui_sign_in(client, a["key"])
+    r = client.post(
+        "/ui/scans", data={**forms["/ui/scans"], "csrf_token": csrf}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/scans/scan_")
+
+
+def test_ui_shows_user_text_as_text_under_a_strict_policy(
+    client: TestClient, roots: dict[str, Path]
+) -> None:
+    a = seed_project(client, new_key("project-a"), roots["root"], "a")
+    evil = "<script>alert('x')</script>"
+    skill = _ok(
+        client.post(
+            "/v1/skills",
+            headers=auth(a["key"]),
+            json={
+                "name": evil,
+                "description": '"><img src=x onerror=alert(1)>',
+                "detector": {"kind": "regex", "pattern": r"cmp \d+ \d+ : [<>]"},
+            },
+        ),
+        201,
+    )
+    scan = _ok(
+        client.post(
+            "/v1/scans",
+            headers=auth(a["key"]),
+            json={"corpus_id": a["corpus"]["id"], "skill_ids": [skill["id"]], "batch_tokens": 4096},
+        ),
+        202,
+    )
+    assert runner.execute(scan["job"]["id"]) == "succeeded"
+    csrf = ui_sign_in(client, a["key"])
+    preview = client.post(
+        f"/ui/skills/{skill['id']}/preview",
+        data={"text": f"{evil} {CMP[0]} <b>bold</b>", "csrf_token": csrf},
+    )
+    pages = {
+        "/ui/skills": client.get("/ui/skills"),
+        "skill": client.get(f"/ui/skills/{skill['id']}"),
+        "preview": preview,
+        "scan": client.get(f"/ui/scans/{scan['id']}"),
+        "scans": client.get("/ui/scans"),
+        "/ui": client.get("/ui"),
+    }
+    for name, r in pages.items():
+        assert r.status_code == 200, (name, r.text[:300])
+        assert evil not in r.text and "<img src=x" not in r.text, name
+        # Every script is a file of this site or inert JSON data: nothing inline runs.
+        for tag in re.findall(r"<script[^>]*>", r.text):
+            assert 'src="/ui/static/' in tag or 'type="application/json"' in tag, (name, tag)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in pages["skill"].text
+    assert "&lt;b&gt;bold&lt;/b&gt;" in pages["preview"].text
+    assert "<mark" in pages["preview"].text  # the match is highlighted, the rest is text
+    # The scan page's JSON data for the charts escapes < and > too.
+    assert "\\u003cscript\\u003e" in pages["scan"].text
+    # Headers on pages, static files, redirects and error pages.
+    client_paths = ["/ui/skills", "/ui/static/js/common.js", "/ui/scans/scan_nope", "/ui/nope"]
+    for path in client_paths:
+        r = client.get(path, follow_redirects=False)
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp, path
+        assert "frame-ancestors 'none'" in csp, path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+    client.cookies.clear()
+    r = client.get("/ui/skills", follow_redirects=False)
+    assert r.status_code == 303 and "frame-ancestors 'none'" in r.headers["content-security-policy"]

@@ -596,6 +596,7 @@ class VerificationRunResult(Report):
     n_params: int | None = None
     resumes: int | None = None
     final: RunEvaluation | None = None
+    evals: list[RunEvaluation] | None = None  # every evaluation in order
     forgetting: dict[str, RunForgetting] = {}
 
 
