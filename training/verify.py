@@ -9,6 +9,12 @@ With workers > 1 runs go to a pool of spawned processes, one torch thread each
 cannot start inside a daemonic process, such as a Celery prefork worker: there, keep
 workers=1 and the runs train in the calling process.
 
+Seeds vary the initial weights, the data, or both (`seed_scope`, SEED_SCOPES): with
+`data` or `both` each seed of an arm that places instances trains on its own variant of
+the arm's mixture (`seed_mixtures`: the stored plan drawn again with a seed derived from
+the mixture's seed and the run seed, built into the verification's work directory by
+curation.mixture.variant); a baseline places nothing, so it has nothing to draw.
+
 A caller that records each run (the service) passes `on_event`: it receives every run's
 events (training.events), in the calling process, wherever the run trains; a run that
 finished in an earlier attempt reports its RunFinished first. `progress(fraction,
@@ -17,6 +23,8 @@ message)` gets the whole verification's progress.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -39,6 +47,8 @@ from training.trainer import RESULT, RunResult, TrainConfig, run_dir
 Progress = Callable[[float, str], None]
 
 COMPARED = ("tokenizer", "corpus", "seq_len", "batch_tokens")
+DATA_SCOPE_INIT_SEED = 0
+"""With seed_scope `data`, every run starts from the initial weights of this seed."""
 DEMO: dict[str, Any] = {
     "sizes": ["nano"],
     "seeds": [0, 1, 2, 3, 4],
@@ -51,6 +61,102 @@ DEMO: dict[str, Any] = {
 here"): mixtures of batch_tokens=1024, seq_len=64 (16 sequences a batch), 4000 steps of
 the nano model, 5 seeds per arm, two single-thread workers. Measured in
 benchmarks/RESULTS.md (bench_trainer.py --experiment)."""
+
+
+SEED_SCOPES = {
+    "init": "seeds vary the initial weights only; every seed trains on the arm's mixture",
+    "data": "seeds vary the data only: each seed trains on its own draw of the arm's "
+    f"mixture (instances, random schedules), every run from initial weights seed "
+    f"{DATA_SCOPE_INIT_SEED}",
+    "both": "seeds vary the initial weights and the data (each seed its own draw of the "
+    "arm's mixture)",
+}
+"""What a verification's seeds vary (the request's `seed_scope`)."""
+
+
+def init_seed(seed_scope: str, seed: int) -> int:
+    """The weights' seed of run seed `seed`: the seed itself, or DATA_SCOPE_INIT_SEED for
+    every run when only the data varies."""
+    if seed_scope not in SEED_SCOPES:
+        raise ValueError(f"unknown seed_scope {seed_scope!r}; scopes: {', '.join(SEED_SCOPES)}")
+    return DATA_SCOPE_INIT_SEED if seed_scope == "data" else seed
+
+
+def _corpus_root(manifest: dict[str, Any]) -> str:
+    """The local folder a mixture's corpus lies in (its uri, a file or glob's folder)."""
+    uri = str(manifest["corpus"]["uri"])
+    if "://" in uri:
+        raise ValueError(
+            f"the corpus {uri} is remote: give allowed_roots (and allowed_protocols) to draw "
+            "the mixture's variants"
+        )
+    path = uri
+    while any(ch in path for ch in "*?["):
+        path = os.path.dirname(path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+def seed_mixtures(
+    mixture_dir: str | Path,
+    seeds: Sequence[int],
+    out_root: str | Path,
+    *,
+    seed_scope: str = "both",
+    allowed_roots: Sequence[str] | None = None,
+    allowed_protocols: set[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[int, Path]:
+    """Seed -> the mixture folder that seed trains on.
+
+    `init`, or a mixture that places nothing (a baseline): the mixture itself for every
+    seed. `data` / `both`: seed s gets `out_root/seed-<s>`, the mixture's plan drawn again
+    with mixture seed curation.mixture.variant.variant_seed(its seed, s) (the instances,
+    the batches of random schedules, the skills' order in a batch; the corpus and its
+    order stay), built once and reused after. allowed_roots: where the corpus may be read
+    and the variants written (default: the corpus' folder and `out_root`). Plain and pure
+    of any run: a caller that trains several seeds in one process opens each seed's path.
+    """
+    init_seed(seed_scope, 0)  # an unknown scope is a ValueError
+    from curation.mixture.manifest import read_manifest
+    from curation.mixture.variant import build_variant, places_anything, variant_seed
+
+    path = Path(mixture_dir)
+    manifest = read_manifest(str(path))
+    if seed_scope == "init" or not places_anything(manifest):
+        return dict.fromkeys(seeds, path)
+    out = Path(out_root)
+    roots = list(allowed_roots) if allowed_roots is not None else [str(out), _corpus_root(manifest)]
+    report = progress or (lambda fraction, message: None)
+    paths = {}
+    for i, seed in enumerate(seeds):
+        report(i / max(1, len(seeds)), f"drawing the data of seed {seed} from {path.name}")
+        target = out / f"seed-{seed}"
+        build_variant(
+            path, variant_seed(int(manifest["seed"]), seed), target,
+            allowed_roots=roots, allowed_protocols=allowed_protocols,
+        )  # fmt: skip
+        paths[seed] = target
+    return paths
+
+
+def data_draw(mixture_dir: str | Path, seed_scope: str, init: int) -> dict[str, Any]:
+    """What one run trained on, for the report: the mixture folder, its seed, the mixture it
+    is a variant of (None: the arm's own), its token shards' sha256 and the weights' seed."""
+    from curation.mixture.manifest import read_manifest
+    from curation.mixture.variant import VARIANT_RECORD
+
+    path = Path(mixture_dir)
+    record = path / VARIANT_RECORD
+    variant = json.loads(record.read_text()) if record.exists() else {}
+    manifest = read_manifest(str(path))
+    return {
+        "seed_scope": seed_scope,
+        "init_seed": init,
+        "mixture_dir": str(path),
+        "mixture_seed": manifest.get("seed"),
+        "variant_of": variant.get("variant_of"),
+        "tokens_sha256": [s.get("sha256") for s in manifest["shards"] if s["kind"] == "tokens"],
+    }
 
 
 def check_arms(mixtures: dict[str, MixtureReader]) -> None:
@@ -142,6 +248,9 @@ def run_verification(
     initializer: Callable[[], None] | None = None,
     run_scope: RunScope | None = None,
     metric: str | None = None,
+    seed_scope: str = "both",
+    allowed_roots: Sequence[str] | None = None,
+    allowed_protocols: set[str] | None = None,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
@@ -155,16 +264,33 @@ def run_verification(
     per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
     first in each pool process (e.g. to set up its logging); run_scope: entered around each
     run, here or in the pool (training.parallel.RunScope).
+    seed_scope: what the seeds vary (SEED_SCOPES); with `data` or `both` each seed's
+    variant of each arm's mixture is built first into `workdir/mixtures/<arm>`
+    (seed_mixtures; allowed_roots, allowed_protocols: where the corpus may be read).
     """
     started, work = time.perf_counter(), Path(workdir)
     for skill in skills:
         skill_metric(skill, metric)  # refuse before training
+    init_seed(seed_scope, 0)
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
+    say = progress or (lambda fraction, message: None)
+    seed_paths = {
+        arm: seed_mixtures(
+            path,
+            seeds,
+            work / "mixtures" / arm,
+            seed_scope=seed_scope,
+            allowed_roots=allowed_roots,
+            allowed_protocols=allowed_protocols,
+            progress=lambda fraction, message: say(0.0, message),
+        )  # fmt: skip
+        for arm, path in arms.items()
+    }
     spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
-    runs = plan_runs(mixtures, sizes, seeds, work, base)
+    runs = plan_runs(mixtures, sizes, seeds, work, base, seed_paths, seed_scope)
     tracker = _Tracker(runs, progress, on_event)
     # Runs finished in an earlier attempt: reported (RunFinished), never retrained.
     results = {
@@ -186,7 +312,9 @@ def run_verification(
         if run.key not in results:
             results[run.key] = train(run, spec, tracker, run_scope)
     in_order = [(run, results[run.key]) for run in runs]
-    report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work, metric)
+    report = make_report(
+        in_order, mixtures, spec.skills, threshold, baseline, work, metric, seed_scope
+    )
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
     tracker.progress(1.0, "verification done")
@@ -220,12 +348,18 @@ def plan_runs(
     seeds: Sequence[int],
     workdir: Path,
     base: TrainConfig,
+    seed_paths: dict[str, dict[int, Path]] | None = None,
+    seed_scope: str = "init",
 ) -> list[RunSpec]:
-    """One run per (size, seed, arm), arms interleaved, each in its run_dir."""
+    """One run per (size, seed, arm), arms interleaved, each in its run_dir, on its seed's
+    mixture (`seed_paths[arm][seed]` from seed_mixtures; default: the arm's mixture), its
+    weights seeded by init_seed(seed_scope, seed)."""
     keys = [RunKey(arm, size, seed) for size in sizes for seed in seeds for arm in mixtures]
+    paths = seed_paths or {}
     return [
-        RunSpec(key, str(mixtures[key.arm].path), str(run_dir(workdir, key)),
-                replace(base, size=key.size, seed=key.seed))
+        RunSpec(key, str(paths.get(key.arm, {}).get(key.seed, mixtures[key.arm].path)),
+                str(run_dir(workdir, key)),
+                replace(base, size=key.size, seed=init_seed(seed_scope, key.seed)))
         for key in keys
     ]  # fmt: skip
 
@@ -238,6 +372,7 @@ def make_report(
     baseline: str | None,
     workdir: Path,
     metric: str | None = None,
+    seed_scope: str = "init",
 ) -> dict[str, Any]:
     """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
 
@@ -253,12 +388,13 @@ def make_report(
     first = results[0][0].config if results else TrainConfig()
     return {
         "verdicts": verdicts,
-        "runs": [_run_summary(j, r) for j, r in results],
+        "runs": [_run_summary(j, r, seed_scope) for j, r in results],
         "arms": {arm: _arm_summary(m, skills, steps) for arm, m in mixtures.items()},
         "settings": {
             "sizes": list(dict.fromkeys(j.key.size for j, _ in results)),
             "seeds": list(dict.fromkeys(j.key.seed for j, _ in results)),
             "steps": steps, "baseline": baseline, "thresholds": lines,
+            "seed_scope": seed_scope, "seed_scope_rule": SEED_SCOPES[seed_scope],
             "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
         },
         "plots": plot_verification(runs, verdicts, lines, workdir / "plots"),
@@ -332,7 +468,7 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
     return out
 
 
-def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
+def _run_summary(run: RunSpec, result: RunResult, seed_scope: str) -> dict[str, Any]:
     return {
         "arm": run.key.arm, "size": run.key.size, "seed": run.key.seed, "dir": run.out_dir,
         "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
@@ -342,6 +478,7 @@ def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
             sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
             for sid, r in result.retention.items()
         },
+        "data_draw": data_draw(run.mixture_dir, seed_scope, run.config.seed),
     }  # fmt: skip
 
 

@@ -871,6 +871,19 @@ class RunForgetting(Report):
     n_pairs: int
 
 
+class DataDraw(Report):
+    """The data one run trained on (training.verify.data_draw)."""
+
+    seed_scope: str = Field(description="`init`, `data` or `both`: what the seeds vary.")
+    init_seed: int = Field(description="Seed of the run's initial weights.")
+    mixture_dir: str = Field(description="The mixture folder the run read, on the worker.")
+    mixture_seed: int | None = Field(description="That mixture's seed.")
+    variant_of: str | None = Field(
+        description="The arm's mixture this seed's draw varies; null: the arm's mixture itself."
+    )
+    tokens_sha256: list[str | None] = Field(description="Its token shards' sha256.")
+
+
 class VerificationRunResult(Report):
     """One finished training run: (arm, size, seed)."""
 
@@ -885,6 +898,7 @@ class VerificationRunResult(Report):
     resumes: int = Field(description="Times the run resumed from a checkpoint.")
     final: RunEvaluation
     forgetting: dict[str, RunForgetting] = Field(description="Per skill id.")
+    data_draw: DataDraw | None = Field(default=None, description="What the run trained on.")
 
 
 class ArmSummary(Report):
@@ -944,6 +958,8 @@ class VerificationSettings(Report):
     baseline: str | None = Field(description="The arm the others are compared with.")
     thresholds: dict[str, SkillThreshold] = Field(description="Per skill id.")
     train: TrainSettings
+    seed_scope: str | None = Field(default=None, description="What the seeds varied.")
+    seed_scope_rule: str | None = Field(default=None, description="`seed_scope` in words.")
 
 
 class HeldoutText(Report):
@@ -1161,6 +1177,14 @@ class VerificationCreate(StrictModel):
         "probability is the answer) or `exact` (exact match of the answer and its end). "
         "Default: `forced_choice` for a skill whose family has a label set, else `exact`; "
         "`forced_choice` for a skill whose family has none is a 422.",
+    )
+    seed_scope: Literal["init", "data", "both"] = Field(
+        default="both",
+        description="What the seeds vary: `init` the initial weights only (every seed trains "
+        "on the arm's mixture), `data` the data only (each seed trains on its own draw of "
+        "each arm's mixture: its synthesized instances, random schedules and the skills' "
+        "order in a batch, built from the stored plan with a seed derived from the mixture's "
+        "seed and the run seed; every run from the same initial weights), `both` both.",
     )
     device: Literal["auto", "cpu", "cuda"] | None = Field(
         default=None, description="Default: SKILLMIX_DEVICE."

@@ -574,6 +574,17 @@ class RunForgetting(Report):
     n_pairs: int | None = None
 
 
+class DataDraw(Report):
+    """The data one run trained on (`seed_scope`, its mixture, its initial weights' seed)."""
+
+    seed_scope: str | None = None
+    init_seed: int | None = None
+    mixture_dir: str | None = None
+    mixture_seed: int | None = None
+    variant_of: str | None = None
+    tokens_sha256: list[str | None] = []
+
+
 class VerificationRunResult(Report):
     """One finished training run: (arm, size, seed)."""
 
@@ -588,6 +599,7 @@ class VerificationRunResult(Report):
     resumes: int | None = None
     final: RunEvaluation | None = None
     forgetting: dict[str, RunForgetting] = {}
+    data_draw: DataDraw | None = None
 
 
 class ArmSummary(Report):
@@ -647,6 +659,8 @@ class VerificationSettings(Report):
     baseline: str | None = None
     thresholds: dict[str, SkillThreshold] = {}
     train: TrainSettings | None = None
+    seed_scope: str | None = None
+    seed_scope_rule: str | None = None
 
 
 class HeldoutText(Report):

@@ -193,6 +193,10 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             initializer=logs.child_setup(),
             run_scope=logs.log_context,
             metric=params.get("metric"),
+            # A verification stored before seed_scope existed varied the initialisation only.
+            seed_scope=params.get("seed_scope", "init"),
+            allowed_roots=[str(root) for root in settings.effective_allowed_roots],
+            allowed_protocols=set(settings.allowed_protocols),
         )
     except BaseException as exc:
         from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import

@@ -80,6 +80,15 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
         assert "equal_leading_digit" in v["strata"] and v["readouts"]["format_rate"]
         lo, hi = v["ci95"]
         assert 0 <= lo <= v["p_retained"] <= hi <= 1
+    # seed_scope defaults to both: each upweighted seed trained on its own draw of the
+    # mixture, built in the job's work folder; the baseline places nothing to draw.
+    assert done["params"]["seed_scope"] == "both"
+    assert done["report"]["settings"]["seed_scope"] == "both"
+    draws = {(run["arm"], run["seed"]): run["data_draw"] for run in done["report"]["runs"]}
+    assert draws["upweighted", 0]["tokens_sha256"] != draws["upweighted", 1]["tokens_sha256"]
+    assert draws["upweighted", 0]["variant_of"] and draws["baseline", 0]["variant_of"] is None
+    assert draws["baseline", 0]["mixture_dir"] == draws["baseline", 1]["mixture_dir"]
+    assert [draws["upweighted", s]["init_seed"] for s in (0, 1)] == [0, 1]
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
     assert ("one at a time" in caplog.text) is prefork
@@ -104,6 +113,11 @@ def test_arms_are_checked_before_anything_runs(
             "skill-not-scanned",
         ),
         ({"arms": {"a": treatment["mixture"]["id"]}, "metric": "bleu"}, 422, "validation-error"),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "seed_scope": "weights"},
+            422,
+            "validation-error",
+        ),
     ]
     for extra, status, slug in cases:
         r = client.post("/v1/verifications", headers=auth(key_a), json={**base, **extra})

@@ -318,6 +318,13 @@ def verify_create(
     seeds: Annotated[int, typer.Option(help="Seeds 0..N-1.")] = 5,
     token_budget: int | None = None,
     eval_every: int = 200,
+    metric: Annotated[
+        str | None, typer.Option(help="forced_choice or exact (default: per skill).")
+    ] = None,
+    seed_scope: Annotated[
+        str | None,
+        typer.Option(help="What the seeds vary: init, data or both (default: both)."),
+    ] = None,
     wait: Wait = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -336,6 +343,8 @@ def verify_create(
             seeds=list(range(seeds)),
             eval_every=eval_every,
             token_budget=token_budget or NOT_GIVEN,
+            metric=metric or NOT_GIVEN,
+            seed_scope=seed_scope or NOT_GIVEN,
         )
         if not wait:
             emit(ver, True, quiet=quiet)
