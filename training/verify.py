@@ -38,7 +38,7 @@ from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training import verdict
 from training.data import MixtureReader, open_mixture
-from training.evaluate import READOUTS, EvalSpec
+from training.evaluate import READOUTS, EvalSpec, natural_probe_keys, probe_keys
 from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
 from training.parallel import RunScope, RunSpec, run_parallel, train
 from training.report import plot_verification
@@ -198,11 +198,19 @@ CHANCE_RULE = (
 
 
 def _thresholds(
-    skills: list[SkillSpec], threshold: float | dict[str, float] | None, metric: str | None
+    skills: list[SkillSpec],
+    threshold: float | dict[str, float] | None,
+    metric: str | None,
+    collisions: dict[str, dict[str, Any]] | None = None,
 ) -> dict:
     out = {}
     for skill in skills:
         probes = probe_instances(skill)
+        found = (collisions or {}).get(skill.id)
+        if found and found["keys"]:
+            drop = set(found["keys"])
+            keys = probe_keys(skill)
+            probes = [i for i, key in zip(probes, keys, strict=True) if key not in drop]
         chance = verdict.chance_level([i.answer for i in probes])
         by_stratum: dict[str, list[str]] = {}
         for instance in probes:
@@ -224,7 +232,46 @@ def _thresholds(
                 for name, answers in by_stratum.items()
             },
         }
+        if found is not None:
+            out[skill.id]["probe_collisions"] = {
+                "excluded_instances": len(found["keys"]),
+                "occurrences_by_arm": found["occurrences_by_arm"],
+                "rule": "probe instances found in the training text of any arm (their match "
+                "keys) are left out of the probe sample and of the chance level",
+            }
     return out
+
+
+def make_eval_spec(
+    mixtures: dict[str, MixtureReader],
+    skills: Sequence[SkillSpec],
+    token_budget: int | None,
+    heldout_docs: Sequence[str] | np.ndarray | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> tuple[EvalSpec, dict[str, dict[str, Any]]]:
+    """The EvalSpec every run of a verification shares, and the natural probe collisions it
+    leaves out (natural_collisions over the arms' trained batches; pass them to
+    make_report). For a caller that trains the runs itself, as run_verification does."""
+    steps = min(m.steps_for(token_budget) for m in mixtures.values())
+    collisions = natural_collisions(mixtures, list(skills), steps)
+    exclude = {sid: c["keys"] for sid, c in collisions.items() if c["keys"]}
+    options = {"exclude_probes": exclude or None, **(eval_options or {})}
+    return EvalSpec(skills=list(skills), heldout=heldout_docs, **options), collisions
+
+
+def natural_collisions(
+    mixtures: dict[str, MixtureReader], skills: list[SkillSpec], n_batches: int
+) -> dict[str, dict[str, Any]]:
+    """Per skill: the probe instances any arm's first `n_batches` hold naturally (`keys`,
+    the union over arms: the runs of every arm are read on the same probe sample) and how
+    often each arm holds them (`occurrences_by_arm`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for arm, mixture in mixtures.items():
+        for sid, got in natural_probe_keys(mixture, skills, n_batches).items():
+            entry = out.setdefault(sid, {"keys": set(), "occurrences_by_arm": {}})
+            entry["keys"] |= set(got["keys"])
+            entry["occurrences_by_arm"][arm] = got["occurrences"]
+    return {sid: {**e, "keys": sorted(e["keys"])} for sid, e in out.items()}
 
 
 def run_verification(
@@ -287,7 +334,8 @@ def run_verification(
         )  # fmt: skip
         for arm, path in arms.items()
     }
-    spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
+    say(0.0, "finding probe instances in the corpus text")
+    spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
     runs = plan_runs(mixtures, sizes, seeds, work, base, seed_paths, seed_scope)
@@ -313,7 +361,7 @@ def run_verification(
             results[run.key] = train(run, spec, tracker, run_scope)
     in_order = [(run, results[run.key]) for run in runs]
     report = make_report(
-        in_order, mixtures, spec.skills, threshold, baseline, work, metric, seed_scope
+        in_order, mixtures, spec.skills, threshold, baseline, work, metric, seed_scope, collisions
     )
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
@@ -373,15 +421,16 @@ def make_report(
     workdir: Path,
     metric: str | None = None,
     seed_scope: str = "init",
+    collisions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
 
-    For a caller that trains the runs itself: plan_runs, training.parallel.train per run,
-    then this.
+    For a caller that trains the runs itself: make_eval_spec, plan_runs,
+    training.parallel.train per run, then this (with make_eval_spec's collisions).
     """
     if baseline not in mixtures:
         baseline = None
-    lines = _thresholds(skills, threshold, metric)
+    lines = _thresholds(skills, threshold, metric, collisions)
     verdicts = _verdicts(results, lines, baseline)
     runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
@@ -457,6 +506,12 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
             r: verdict.summary([_final(x, skill_id, f"heldout_{r}") for x in cell])
             for r in READOUTS
         }
+        midrow = {
+            r: verdict.summary([_final(x, skill_id, f"heldout_midrow_{r}") for x in cell])
+            for r in READOUTS
+        }
+        if any(v is not None for v in midrow.values()):
+            row["readouts_midrow"] = midrow
         row["strata"] = _strata(cell, seeds, skill_id, values, line, readout)
         row["warnings"] = [s["warning"] for s in row["strata"].values() if s["warning"]]
         row["mean_seen_accuracy"] = _mean([_final(r, skill_id, "seen_acc") for r in cell])

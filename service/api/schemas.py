@@ -818,6 +818,11 @@ class Verdict(Report):
     )
     strata: dict[str, StratumCheck] = Field(default={}, description="Per hard stratum.")
     warnings: list[str] = Field(default=[], description="Strata at chance under a pass.")
+    readouts_midrow: dict[str, ReadoutSummary | None] = Field(
+        default={},
+        description="`readouts` with the probes read mid-row, after held-out text, where a "
+        "natural instance sits (a placed one starts its row).",
+    )
 
 
 class StratumScores(Report):
@@ -854,6 +859,14 @@ class SkillScores(Report):
     heldout_strata: dict[str, StratumScores] = Field(
         default={}, description="Per hard stratum of the probe sample."
     )
+    heldout_midrow_acc: float | None = Field(
+        default=None,
+        description="The probe sample read mid-row, after held-out text (where natural "
+        "instances sit): exact match.",
+    )
+    heldout_midrow_forced_choice: float | None = None
+    heldout_midrow_format_rate: float | None = None
+    heldout_midrow_margin: float | None = None
 
 
 class RunEvaluation(Report):
@@ -917,6 +930,14 @@ class StratumChance(Report):
     probe_instances: int = Field(description="The stratum's instances in the probe set.")
 
 
+class ProbeCollisions(Report):
+    """Probe instances that occur naturally in the runs' training text (training.verify)."""
+
+    excluded_instances: int = Field(description="Probe instances left out of the sample.")
+    occurrences_by_arm: dict[str, int] = Field(description="Matches found, per arm.")
+    rule: str
+
+
 class SkillThreshold(Report):
     threshold: float
     chance: float
@@ -925,6 +946,9 @@ class SkillThreshold(Report):
     chance_rule: str | None = Field(default=None, description="What `chance` is.")
     metric: str | None = Field(default=None, description="What the verdict reads.")
     strata: dict[str, StratumChance] = Field(default={}, description="Per hard stratum.")
+    probe_collisions: ProbeCollisions | None = Field(
+        default=None, description="Probe instances found in the training text, left out."
+    )
 
 
 class TrainSettings(Report):

@@ -13,7 +13,7 @@ from training.data import open_mixture
 from training.evaluate import EvalSpec
 from training.events import Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import train
-from training.verify import make_report, plan_runs, run_verification
+from training.verify import make_eval_spec, make_report, plan_runs, run_verification
 
 SETTINGS = {"sizes": ["nano"], "seeds": [0, 1], "token_budget": 20 * 128, "eval_every": 10}
 OPTIONS = {"n_probe": 32, "n_seen": 16, "heldout_tokens": 2048}
@@ -87,7 +87,9 @@ def test_two_arms_two_seeds_end_to_end(
     # The service's path: plan the runs, train (here: reuse) each one, then report.
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     base = dataclasses.replace(config, token_budget=SETTINGS["token_budget"], eval_every=10)
-    spec = EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
+    spec, collisions = make_eval_spec(mixtures, [skill], base.token_budget, heldout_docs, OPTIONS)
+    assert spec == EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
+    assert collisions == {"cmp": {"keys": [], "occurrences_by_arm": dict.fromkeys(arms, 0)}}
     runs = plan_runs(mixtures, ["nano"], [0, 1], tmp_path, dataclasses.replace(base, device="cpu"))
     assert [run.key for run in runs] == keys
     assert [run.out_dir for run in runs] == [

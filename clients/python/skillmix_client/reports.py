@@ -534,6 +534,7 @@ class Verdict(Report):
     readouts: dict[str, ReadoutSummary | None] = {}
     strata: dict[str, StratumCheck] = {}
     warnings: list[str] = []
+    readouts_midrow: dict[str, ReadoutSummary | None] = {}
 
 
 class StratumScores(Report):
@@ -557,6 +558,10 @@ class SkillScores(Report):
     seen_format_rate: float | None = None
     seen_margin: float | None = None
     heldout_strata: dict[str, StratumScores] = {}
+    heldout_midrow_acc: float | None = None
+    heldout_midrow_forced_choice: float | None = None
+    heldout_midrow_format_rate: float | None = None
+    heldout_midrow_margin: float | None = None
 
 
 class RunEvaluation(Report):
@@ -618,6 +623,14 @@ class StratumChance(Report):
     probe_instances: int | None = None
 
 
+class ProbeCollisions(Report):
+    """Probe instances found in the runs' training text, left out of the probe sample."""
+
+    excluded_instances: int | None = None
+    occurrences_by_arm: dict[str, int] = {}
+    rule: str | None = None
+
+
 class SkillThreshold(Report):
     threshold: float | None = None
     chance: float | None = None
@@ -626,6 +639,7 @@ class SkillThreshold(Report):
     chance_rule: str | None = None
     metric: str | None = None
     strata: dict[str, StratumChance] = {}
+    probe_collisions: ProbeCollisions | None = None
 
 
 class TrainSettings(Report):
