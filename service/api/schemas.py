@@ -962,6 +962,10 @@ class TrainSettings(Report):
     lr: float = Field(description="Peak learning rate.")
     min_lr: float
     warmup: int
+    lr_schedule: str | None = Field(
+        default=None, description="`cosine`, `constant` or `wsd` (after warmup)."
+    )
+    decay_fraction: float | None = Field(default=None, description="wsd: steps in its decay.")
     weight_decay: float
     betas: list[float]
     grad_clip: float
@@ -1201,6 +1205,13 @@ class VerificationCreate(StrictModel):
         "probability is the answer) or `exact` (exact match of the answer and its end). "
         "Default: `forced_choice` for a skill whose family has a label set, else `exact`; "
         "`forced_choice` for a skill whose family has none is a 422.",
+    )
+    lr_schedule: Literal["cosine", "constant", "wsd"] = Field(
+        default="cosine",
+        description="The learning rate after warmup: `cosine` decays to a tenth of the peak "
+        "at the last step; `constant` stays at the peak, so the final reading is not taken "
+        "at a learning-rate floor; `wsd` (warmup-stable-decay) stays at the peak and decays "
+        "linearly over the last 20% of the steps.",
     )
     seed_scope: Literal["init", "data", "both"] = Field(
         default="both",

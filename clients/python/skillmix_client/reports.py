@@ -653,6 +653,8 @@ class TrainSettings(Report):
     lr: float | None = None
     min_lr: float | None = None
     warmup: int | None = None
+    lr_schedule: str | None = None
+    decay_fraction: float | None = None
     weight_decay: float | None = None
     betas: list[float] = []
     grad_clip: float | None = None

@@ -156,7 +156,11 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             workers,
         )
         workers, threads = 1, 1
-    config = TrainConfig(checkpoint_every=params.get("checkpoint_every", 500), num_threads=threads)
+    config = TrainConfig(
+        checkpoint_every=params.get("checkpoint_every", 500),
+        num_threads=threads,
+        lr_schedule=params.get("lr_schedule", "cosine"),
+    )
     tracker = VerificationTracker(settings, ctx.project_id, ctx.job_id)
     if tracker.on:
         per_run = ("size", "seed", "token_budget", "eval_every", "device")

@@ -57,6 +57,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
             "token_budget": 8 * 4096,
             "eval_every": 4,
             "device": "cpu",
+            "lr_schedule": "constant",
         },
     )
     assert r.status_code == 202, r.text
@@ -89,6 +90,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     assert draws["upweighted", 0]["variant_of"] and draws["baseline", 0]["variant_of"] is None
     assert draws["baseline", 0]["mixture_dir"] == draws["baseline", 1]["mixture_dir"]
     assert [draws["upweighted", s]["init_seed"] for s in (0, 1)] == [0, 1]
+    assert done["report"]["settings"]["train"]["lr_schedule"] == "constant"
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
     assert ("one at a time" in caplog.text) is prefork
@@ -113,6 +115,11 @@ def test_arms_are_checked_before_anything_runs(
             "skill-not-scanned",
         ),
         ({"arms": {"a": treatment["mixture"]["id"]}, "metric": "bleu"}, 422, "validation-error"),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "lr_schedule": "step"},
+            422,
+            "validation-error",
+        ),
         (
             {"arms": {"a": treatment["mixture"]["id"]}, "seed_scope": "weights"},
             422,

@@ -325,6 +325,9 @@ def verify_create(
         str | None,
         typer.Option(help="What the seeds vary: init, data or both (default: both)."),
     ] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="cosine, constant or wsd (default: cosine).")
+    ] = None,
     wait: Wait = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -345,6 +348,7 @@ def verify_create(
             token_budget=token_budget or NOT_GIVEN,
             metric=metric or NOT_GIVEN,
             seed_scope=seed_scope or NOT_GIVEN,
+            lr_schedule=lr_schedule or NOT_GIVEN,
         )
         if not wait:
             emit(ver, True, quiet=quiet)

@@ -31,6 +31,7 @@ def create(
     threshold: float | Mapping[str, float] | NotGiven = NOT_GIVEN,
     metric: str | NotGiven = NOT_GIVEN,
     seed_scope: str | NotGiven = NOT_GIVEN,
+    lr_schedule: str | NotGiven = NOT_GIVEN,
     device: str | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
@@ -38,7 +39,8 @@ def create(
     """Start a verification. `arms`: `{"upweighted": "<mixture_id>", "baseline": "auto"}`;
     `sizes`: model names such as `["nano"]`; `metric`: `forced_choice` or `exact` (what
     the verdict reads); `seed_scope`: what the seeds vary, `init`, `data` or `both` (the
-    server's default); `device`: `auto`, `cpu` or `cuda`."""
+    server's default); `lr_schedule`: `cosine` (default), `constant` or `wsd`; `device`:
+    `auto`, `cpu` or `cuda`."""
     fields = {
         "arms": dict(arms),
         "skill_ids": list(skill_ids),
@@ -51,6 +53,7 @@ def create(
         else dict(threshold),
         "metric": metric,
         "seed_scope": seed_scope,
+        "lr_schedule": lr_schedule,
         "device": device,
     }
     return APICall(
