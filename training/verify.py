@@ -298,6 +298,7 @@ def run_verification(
     seed_scope: str = "both",
     allowed_roots: Sequence[str] | None = None,
     allowed_protocols: set[str] | None = None,
+    looks: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
@@ -314,6 +315,9 @@ def run_verification(
     seed_scope: what the seeds vary (SEED_SCOPES); with `data` or `both` each seed's
     variant of each arm's mixture is built first into `workdir/mixtures/<arm>`
     (seed_mixtures; allowed_roots, allowed_protocols: where the corpus may be read).
+    looks: sequential verdicts (verdict.seed_looks): train the first looks[0] of `seeds`,
+    then more, look by look, until verdict.next_look says every cell is decided or the
+    last look is done (SEQUENTIAL_RULE); None trains every seed at once.
     """
     started, work = time.perf_counter(), Path(workdir)
     for skill in skills:
@@ -322,51 +326,116 @@ def run_verification(
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
     say = progress or (lambda fraction, message: None)
-    seed_paths = {
-        arm: seed_mixtures(
-            path,
-            seeds,
-            work / "mixtures" / arm,
-            seed_scope=seed_scope,
-            allowed_roots=allowed_roots,
-            allowed_protocols=allowed_protocols,
-            progress=lambda fraction, message: say(0.0, message),
-        )  # fmt: skip
-        for arm, path in arms.items()
-    }
+    pool = list(seeds)
+    if looks is not None:
+        looks = list(looks)
+        verdict.next_look({}, looks)  # increasing, else a ValueError
+        if len(pool) < looks[-1]:
+            raise ValueError(f"{len(pool)} seeds given for looks up to {looks[-1]} seeds")
     say(0.0, "finding probe instances in the corpus text")
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
+    lines = _thresholds(list(spec.skills), threshold, metric, collisions)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
-    runs = plan_runs(mixtures, sizes, seeds, work, base, seed_paths, seed_scope)
-    tracker = _Tracker(runs, progress, on_event)
-    # Runs finished in an earlier attempt: reported (RunFinished), never retrained.
-    results = {
-        run.key: train(run, spec, tracker, run_scope)
-        for run in runs
-        if (Path(run.out_dir) / RESULT).exists()
-    }
-    todo = [run for run in runs if run.key not in results]
-    if workers > 1 and len(todo) > 1:
-        results |= run_parallel(
-            todo,
-            spec,
-            min(workers, len(todo)),
-            tracker,
-            initializer=initializer,
-            run_scope=run_scope,
-        )
-    for run in todo:
-        if run.key not in results:
-            results[run.key] = train(run, spec, tracker, run_scope)
+    most = pool[: looks[-1]] if looks else pool
+    tracker = _Tracker(plan_runs(mixtures, sizes, most, work, base), progress, on_event)
+    results: dict[RunKey, RunResult] = {}
+    target, done_looks = (looks[0] if looks else len(pool)), []
+    while True:
+        current = pool[:target]
+        seed_paths = {
+            arm: seed_mixtures(
+                path,
+                current,
+                work / "mixtures" / arm,
+                seed_scope=seed_scope,
+                allowed_roots=allowed_roots,
+                allowed_protocols=allowed_protocols,
+                progress=lambda fraction, message: say(0.0, message),
+            )  # fmt: skip
+            for arm, path in arms.items()
+        }
+        runs = plan_runs(mixtures, sizes, current, work, base, seed_paths, seed_scope)
+        _train_runs(runs, spec, tracker, results, workers, initializer, run_scope)
+        done_looks.append(target)
+        if looks is None:
+            break
+        counts = look_counts([(run, results[run.key]) for run in runs], lines)
+        following = verdict.next_look(counts, looks)
+        if following is None:
+            break
+        target = following
     in_order = [(run, results[run.key]) for run in runs]
     report = make_report(
         in_order, mixtures, spec.skills, threshold, baseline, work, metric, seed_scope, collisions
     )
+    if looks is not None:
+        report["settings"]["sequential"] = {
+            "looks": looks,
+            "looks_done": done_looks,
+            "z": verdict.looks_z(len(looks)),
+            "rule": SEQUENTIAL_RULE,
+            "decided": all(
+                verdict.decide(verdict.wilson_interval(k, n, verdict.looks_z(len(looks))))
+                != "inconclusive"
+                for k, n in counts.values()
+            ),
+        }
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
     tracker.progress(1.0, "verification done")
     return report
+
+
+SEQUENTIAL_RULE = (
+    "seeds are added in looks fixed before training (min_seeds, then doubling, up to "
+    "max_seeds); after each look every verdict cell's Wilson interval is taken at z (a "
+    "Bonferroni split of 5% over the looks), and training stops once every cell is "
+    "decided (its interval wholly above or below 0.5) or the last look is done; the "
+    "verdicts then read all the seeds trained, with the usual 95% interval"
+)
+
+
+def look_counts(
+    results: list[tuple[RunSpec, RunResult]], lines: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(skill, size, arm) -> (retained seeds, seeds) of finished runs: what
+    verdict.next_look reads. `lines`: the skills' thresholds and metrics (_thresholds)."""
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for run, result in results:
+        for skill_id, line in lines.items():
+            value = _final(result, skill_id, f"heldout_{verdict.METRIC_KEYS[line['metric']]}")
+            if value is None:
+                continue  # no probe set: no verdict, nothing to decide
+            cell = counts.setdefault((skill_id, run.key.size, run.key.arm), [0, 0])
+            cell[0] += value >= line["threshold"]
+            cell[1] += 1
+    return {key: (k, n) for key, (k, n) in counts.items()}
+
+
+def _train_runs(
+    runs: list[RunSpec],
+    spec: EvalSpec,
+    tracker: _Tracker,
+    results: dict[RunKey, RunResult],
+    workers: int,
+    initializer: Callable[[], None] | None,
+    run_scope: RunScope | None,
+) -> None:
+    """Train the runs not in `results` into it; a run finished in an earlier attempt is
+    reported (RunFinished), never retrained."""
+    for run in runs:
+        if run.key not in results and (Path(run.out_dir) / RESULT).exists():
+            results[run.key] = train(run, spec, tracker, run_scope)
+    todo = [run for run in runs if run.key not in results]
+    if workers > 1 and len(todo) > 1:
+        results |= run_parallel(
+            todo, spec, min(workers, len(todo)), tracker,
+            initializer=initializer, run_scope=run_scope,
+        )  # fmt: skip
+    for run in todo:
+        if run.key not in results:
+            results[run.key] = train(run, spec, tracker, run_scope)
 
 
 class _Tracker:
@@ -495,13 +564,21 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
         values = _values(cell, skill_id, readout)
         if values is None:
             continue  # a skill without a generator has no probe set to judge it on
-        base = None
+        base, base_seeds = None, []
         if baseline is not None and arm != baseline:
-            base = _values([r for _, r in cells[(skill_id, size, baseline)]], skill_id, readout)
+            base_cell = cells[(skill_id, size, baseline)]
+            base = _values([r for _, r in base_cell], skill_id, readout)
+            base_seeds = [seed for seed, _ in base_cell]
         row = verdict.verdict(
             skill_id, size, arm, values, line["threshold"], base, line["chance"],
             line["threshold_rule"], line["metric"],
         )  # fmt: skip
+        row |= verdict.given_outcome(values, line["threshold"])
+        if row["effect_vs_baseline"] is not None and base is not None:
+            row["effect_vs_baseline"]["paired"] = verdict.paired_effect(
+                dict(zip(seeds, values, strict=True)), dict(zip(base_seeds, base, strict=True))
+            )
+        row["threshold_sensitivity"] = verdict.threshold_sensitivity(values, line["threshold"])
         row["readouts"] = {
             r: verdict.summary([_final(x, skill_id, f"heldout_{r}") for x in cell])
             for r in READOUTS

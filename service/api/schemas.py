@@ -733,6 +733,16 @@ class MixtureAudit(Report):
     passed: bool
 
 
+class PairedEffect(Report):
+    """This arm's metric minus the baseline's on the same seed (training.verdict.paired_effect)."""
+
+    seeds: list[int]
+    diffs: list[float]
+    mean_diff: float
+    mean_diff_ci95: list[float]
+    method: str
+
+
 class EffectVsBaseline(Report):
     """This arm minus the baseline arm, on the same seeds."""
 
@@ -742,6 +752,9 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff: float
     mean_accuracy_diff_ci95: list[float]
     mean_accuracy_diff_method: str
+    paired: PairedEffect | None = Field(
+        default=None, description="The metric's difference seed by seed."
+    )
 
 
 class ReadoutSummary(Report):
@@ -771,6 +784,15 @@ class StratumCheck(Report):
     readouts: dict[str, ReadoutSummary | None] = Field(
         default={}, description="Every readout (acc, forced_choice, format_rate, margin)."
     )
+
+
+class SensitivityRow(Report):
+    threshold: float
+    offset: float
+    n_retained: int
+    p_retained: float | None
+    ci95: list[float]
+    verdict: str
 
 
 class Verdict(Report):
@@ -818,6 +840,15 @@ class Verdict(Report):
     )
     strata: dict[str, StratumCheck] = Field(default={}, description="Per hard stratum.")
     warnings: list[str] = Field(default=[], description="Strata at chance under a pass.")
+    given_success: float | None = Field(
+        default=None, description="Mean metric of the retained seeds (bimodality)."
+    )
+    given_failure: float | None = Field(default=None, description="Of the other seeds.")
+    n_success: int | None = None
+    n_failure: int | None = None
+    threshold_sensitivity: list[SensitivityRow] = Field(
+        default=[], description="P(retained) and the verdict at moved thresholds."
+    )
     readouts_midrow: dict[str, ReadoutSummary | None] = Field(
         default={},
         description="`readouts` with the probes read mid-row, after held-out text, where a "
@@ -979,6 +1010,16 @@ class TrainSettings(Report):
     num_threads: int | None
 
 
+class SequentialLooks(Report):
+    """How many seeds were trained, look by look (training.verify, SEQUENTIAL_RULE)."""
+
+    looks: list[int] = Field(description="Seed counts of the looks, fixed in advance.")
+    looks_done: list[int] = Field(description="The looks trained.")
+    z: float = Field(description="z of the Wilson interval that decides at a look.")
+    rule: str
+    decided: bool = Field(description="Every verdict cell decided at the last look done.")
+
+
 class VerificationSettings(Report):
     sizes: list[str]
     seeds: list[int]
@@ -988,6 +1029,7 @@ class VerificationSettings(Report):
     train: TrainSettings
     seed_scope: str | None = Field(default=None, description="What the seeds varied.")
     seed_scope_rule: str | None = Field(default=None, description="`seed_scope` in words.")
+    sequential: SequentialLooks | None = None
 
 
 class HeldoutText(Report):
@@ -1205,6 +1247,18 @@ class VerificationCreate(StrictModel):
         "probability is the answer) or `exact` (exact match of the answer and its end). "
         "Default: `forced_choice` for a skill whose family has a label set, else `exact`; "
         "`forced_choice` for a skill whose family has none is a 422.",
+    )
+    min_seeds: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Sequential verdicts: with min_seeds or max_seeds, seeds 0..max_seeds-1 "
+        "train in looks fixed in advance (min_seeds, then doubling, up to max_seeds) until "
+        "every verdict is decided (training.verdict.next_look); `seeds` is then not used. "
+        "Default 10 when only max_seeds is given.",
+    )
+    max_seeds: int | None = Field(
+        default=None, ge=1, le=200, description="The last look's seeds; default 40."
     )
     lr_schedule: Literal["cosine", "constant", "wsd"] = Field(
         default="cosine",

@@ -168,3 +168,30 @@ def test_parallel_workers_give_the_same_report_and_cancel_cleanly(
         assert isinstance(mine[-1], RunFinished)
         assert len(mine) == 1 or isinstance(mine[0], RunStarted)
     assert len({e.key for e in events}) == len(report["runs"])
+
+
+def test_sequential_looks_stop_once_every_cell_is_decided(tmp_path, skill, dense_dir, config):
+    def run(looks, workdir):
+        return run_verification(
+            {"up": dense_dir}, [skill], ["nano"], list(range(12)), 5 * 128, 5, 0.0, "cpu",
+            workdir, config=config, seed_scope="init", looks=looks,
+            eval_options={"n_probe": 8, "n_seen": 4, "midrow": False},
+        )  # fmt: skip
+
+    # Threshold 0: every seed is retained; 6/6 is decided even at the looks' z (2.24).
+    report = run([6, 12], tmp_path / "decided")
+    assert report["settings"]["sequential"]["looks_done"] == [6]
+    assert report["settings"]["sequential"]["decided"] is True
+    assert [r["seed"] for r in report["runs"]] == list(range(6))
+    assert report["verdicts"][0]["n_seeds"] == 6 and report["verdicts"][0]["verdict"] == "retained"
+    assert not (tmp_path / "decided" / "up" / "nano" / "6").exists()
+    # One seed never decides: the next look trains the second, and the last look stops.
+    report = run([1, 2], tmp_path / "undecided")
+    assert report["settings"]["sequential"]["looks_done"] == [1, 2]
+    assert report["settings"]["sequential"]["decided"] is False
+    assert report["verdicts"][0]["n_seeds"] == 2
+    row = report["verdicts"][0]
+    assert row["given_success"] == row["mean_accuracy"] and row["given_failure"] is None
+    assert len(row["threshold_sensitivity"]) == 5
+    with pytest.raises(ValueError, match="seeds given for looks"):
+        run([6, 24], tmp_path / "short")

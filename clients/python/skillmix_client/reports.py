@@ -473,6 +473,37 @@ class MixtureAudit(Report):
     passed: bool | None = None
 
 
+class PairedEffect(Report):
+    """This arm's metric minus the baseline's on the same seed."""
+
+    seeds: list[int] = []
+    diffs: list[float] = []
+    mean_diff: float | None = None
+    mean_diff_ci95: list[float] = []
+    method: str | None = None
+
+
+class SensitivityRow(Report):
+    """P(retained) and the verdict at a moved threshold."""
+
+    threshold: float | None = None
+    offset: float | None = None
+    n_retained: int | None = None
+    p_retained: float | None = None
+    ci95: list[float] = []
+    verdict: str | None = None
+
+
+class SequentialLooks(Report):
+    """How many seeds were trained, look by look."""
+
+    looks: list[int] = []
+    looks_done: list[int] = []
+    z: float | None = None
+    rule: str | None = None
+    decided: bool | None = None
+
+
 class EffectVsBaseline(Report):
     """This arm minus the baseline arm, on the same seeds."""
 
@@ -482,6 +513,7 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff: float | None = None
     mean_accuracy_diff_ci95: list[float] = []
     mean_accuracy_diff_method: str | None = None
+    paired: PairedEffect | None = None
 
 
 class ReadoutSummary(Report):
@@ -535,6 +567,11 @@ class Verdict(Report):
     strata: dict[str, StratumCheck] = {}
     warnings: list[str] = []
     readouts_midrow: dict[str, ReadoutSummary | None] = {}
+    given_success: float | None = None
+    given_failure: float | None = None
+    n_success: int | None = None
+    n_failure: int | None = None
+    threshold_sensitivity: list[SensitivityRow] = []
 
 
 class StratumScores(Report):
@@ -677,6 +714,7 @@ class VerificationSettings(Report):
     train: TrainSettings | None = None
     seed_scope: str | None = None
     seed_scope_rule: str | None = None
+    sequential: SequentialLooks | None = None
 
 
 class HeldoutText(Report):

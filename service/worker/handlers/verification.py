@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from curation.atomic import copy_atomic, write_json_atomic
@@ -117,6 +117,17 @@ class RunRecorder:
             )
 
 
+def _skip_untrained(verification_id: str, trained: set[tuple[str, str, int]]) -> None:
+    """Runs a sequential verification never needed (its verdicts were decided at an earlier
+    look) are `skipped`, not left pending."""
+    with session_scope() as session:
+        for run in session.scalars(
+            select(VerificationRun).where(VerificationRun.verification_id == verification_id)
+        ):
+            if (run.arm, run.size, run.seed) not in trained and run.state != "done":
+                run.state = "skipped"
+
+
 def run_verification_job(ctx: JobContext) -> dict[str, Any]:
     # Imported here, not at module level: every worker imports every handler (their table
     # in worker/handlers/__init__.py), and one without torch serves the curation queue.
@@ -199,6 +210,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             metric=params.get("metric"),
             # A verification stored before seed_scope existed varied the initialisation only.
             seed_scope=params.get("seed_scope", "init"),
+            looks=params.get("looks"),
             allowed_roots=[str(root) for root in settings.effective_allowed_roots],
             allowed_protocols=set(settings.allowed_protocols),
         )
@@ -209,6 +221,8 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         raise
     finally:
         recorder.stop()
+    trained = {(run["arm"], run["size"], run["seed"]) for run in report["runs"]}
+    _skip_untrained(ver_id, trained)
     published = []
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name

@@ -125,6 +125,11 @@ def test_arms_are_checked_before_anything_runs(
             422,
             "validation-error",
         ),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "min_seeds": 20, "max_seeds": 10},
+            422,
+            "validation-error",
+        ),
     ]
     for extra, status, slug in cases:
         r = client.post("/v1/verifications", headers=auth(key_a), json={**base, **extra})
@@ -147,3 +152,24 @@ def test_arms_are_checked_before_anything_runs(
     )
     assert r.status_code == 422 and "batch_tokens" in r.json()["detail"]
     assert client.get("/v1/verifications", headers=auth(key_a)).json()["data"] == []
+
+
+def test_min_and_max_seeds_fix_the_looks_in_advance(
+    client: TestClient, key_a: str, treatment: dict
+) -> None:
+    sid = treatment["skill"]["id"]
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={"arms": {"a": treatment["mixture"]["id"]}, "skill_ids": [sid], "max_seeds": 20},
+    )
+    assert r.status_code == 202, r.text
+    params = r.json()["params"]
+    assert (params["min_seeds"], params["max_seeds"], params["looks"]) == (10, 20, [10, 20])
+    assert params["seeds"] == list(range(20)) and len(r.json()["runs"]) == 20
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={"arms": {"a": treatment["mixture"]["id"]}, "skill_ids": [sid], "min_seeds": 5},
+    )
+    assert r.json()["params"]["looks"] == [5, 10, 20, 40]
