@@ -315,7 +315,7 @@ def verify_create(
     ],
     skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
     size: Annotated[list[str], typer.Option(help="Model size (repeatable).")] = ["nano"],  # noqa: B006
-    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1.")] = 5,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 (without --min/--max-seeds).")] = 5,
     token_budget: int | None = None,
     eval_every: int = 200,
     metric: Annotated[
@@ -327,6 +327,12 @@ def verify_create(
     ] = None,
     lr_schedule: Annotated[
         str | None, typer.Option(help="cosine, constant or wsd (default: cosine).")
+    ] = None,
+    min_seeds: Annotated[
+        int | None, typer.Option(help="Sequential looks: seeds of the first (default 10).")
+    ] = None,
+    max_seeds: Annotated[
+        int | None, typer.Option(help="Sequential looks: seeds of the last (default 40).")
     ] = None,
     wait: Wait = False,
     as_json: AsJson = False,
@@ -349,6 +355,8 @@ def verify_create(
             metric=metric or NOT_GIVEN,
             seed_scope=seed_scope or NOT_GIVEN,
             lr_schedule=lr_schedule or NOT_GIVEN,
+            min_seeds=min_seeds or NOT_GIVEN,
+            max_seeds=max_seeds or NOT_GIVEN,
         )
         if not wait:
             emit(ver, True, quiet=quiet)

@@ -31,6 +31,8 @@ def create(
     threshold: float | Mapping[str, float] | NotGiven = NOT_GIVEN,
     metric: str | NotGiven = NOT_GIVEN,
     seed_scope: str | NotGiven = NOT_GIVEN,
+    min_seeds: int | NotGiven = NOT_GIVEN,
+    max_seeds: int | NotGiven = NOT_GIVEN,
     lr_schedule: str | NotGiven = NOT_GIVEN,
     device: str | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
@@ -39,8 +41,9 @@ def create(
     """Start a verification. `arms`: `{"upweighted": "<mixture_id>", "baseline": "auto"}`;
     `sizes`: model names such as `["nano"]`; `metric`: `forced_choice` or `exact` (what
     the verdict reads); `seed_scope`: what the seeds vary, `init`, `data` or `both` (the
-    server's default); `lr_schedule`: `cosine` (default), `constant` or `wsd`; `device`:
-    `auto`, `cpu` or `cuda`."""
+    server's default); `min_seeds`, `max_seeds`: sequential looks (seeds 0..max_seeds-1 in
+    looks fixed in advance, instead of `seeds`); `lr_schedule`: `cosine` (default),
+    `constant` or `wsd`; `device`: `auto`, `cpu` or `cuda`."""
     fields = {
         "arms": dict(arms),
         "skill_ids": list(skill_ids),
@@ -53,6 +56,8 @@ def create(
         else dict(threshold),
         "metric": metric,
         "seed_scope": seed_scope,
+        "min_seeds": min_seeds,
+        "max_seeds": max_seeds,
         "lr_schedule": lr_schedule,
         "device": device,
     }
