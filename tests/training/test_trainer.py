@@ -107,7 +107,8 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     assert last["general_loss"] < first["general_loss"]
     readouts = ("acc", "forced_choice", "format_rate", "margin", "loss")
     expected = {f"{split}_{r}" for split in ("heldout", "seen") for r in readouts}
-    assert set(last["skills"]["cmp"]) == expected | {"heldout_strata"}
+    midrow = {f"heldout_midrow_{r}" for r in ("acc", "forced_choice", "format_rate", "margin")}
+    assert set(last["skills"]["cmp"]) == expected | {"heldout_strata"} | midrow
     assert set(last["skills"]["cmp"]["heldout_strata"]) <= {"equal_leading_digit"}
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
