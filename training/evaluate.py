@@ -40,7 +40,13 @@ Instances whose answer is not a label (a repeated corpus instance parsed otherwi
 are left out of the label readouts. Readouts are also given per hard stratum
 (`Family.stratum`: for example equal tens digits for two-digit comparison).
 
-- held-out readouts: on the skill's probe instances (never in any mixture): the rule;
+- held-out readouts: on the skill's probe instances (never placed in any mixture): the
+  rule. Probe instances that occur naturally in the corpus the runs train on
+  (`EvalSpec.exclude_probes`, found by `natural_probe_keys`) are left out of the sample:
+  a model may have seen them;
+- mid-row held-out readouts (`heldout_midrow_<readout>`): the same probe sample read
+  after a fixed stretch of held-out corpus text, where a natural instance sits (mid-row),
+  rather than at position 0 where a placed one does;
 - seen readouts: on a sample of instances.jsonl (placed in this run's mixture):
   memorisation; measured on the same sample at every eval, so early evals include
   instances not yet seen;
@@ -54,6 +60,7 @@ are left out of the label readouts. Readouts are also given per hard stratum
 
 from __future__ import annotations
 
+import functools
 import random
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -94,6 +101,11 @@ class EvalSpec:
     """Cap on the general-loss tokens."""
     batch_size: int = 256
     """Rows per eval forward pass."""
+    exclude_probes: dict[str, list[str]] | None = None
+    """Per skill id, match keys of probe instances to leave out of the probe sample (those
+    that occur naturally in the training corpus: natural_probe_keys)."""
+    midrow: bool = True
+    """Also read the probe sample mid-row, after held-out text (needs `heldout`)."""
 
     def __post_init__(self) -> None:
         for name in ("n_probe", "n_seen", "n_retention_probe", "heldout_tokens", "batch_size"):
@@ -423,6 +435,86 @@ def _encode(
     return answers
 
 
+MIDROW_CONTEXT = 32
+"""Bytes of held-out text (at most) before a probe instance read mid-row."""
+
+
+def _midrow(answers: AnswerSet, heldout: torch.Tensor, max_len: int) -> AnswerSet | None:
+    """The probe rows shifted right behind a fixed stretch of held-out text (the start of
+    the longest EOS-free run of its first row, cut after a space), as a natural instance
+    sits; None when no stretch of at least 8 bytes fits the context."""
+    room = max_len - int((answers.inputs != EOS).sum(1).max()) - 1
+    size = min(MIDROW_CONTEXT, room)
+    runs: list[list[int]] = [[]]
+    for token in heldout[0].tolist():
+        if token == EOS:
+            runs.append([])
+        else:
+            runs[-1].append(token)
+    stretch = bytes(max(runs, key=len)[: max(0, size)])
+    if b" " in stretch:
+        stretch = stretch[: stretch.rindex(b" ") + 1]
+    if len(stretch) < 8:
+        return None
+    head = torch.tensor(list(stretch), dtype=torch.long).expand(len(answers), -1)
+    inputs = torch.cat([head, answers.inputs], 1)
+    targets = torch.cat([torch.full_like(head, IGNORE), answers.targets], 1)
+    return AnswerSet(inputs, targets, answers.label_index, answers.strata)
+
+
+def instance_keys(skill: SkillSpec, instances: Sequence[Any]) -> list[str | None]:
+    """Each instance's match key under the skill's detector (None where it finds none): the
+    key a scan or audit reports for the same text in a corpus."""
+    from curation.skills.matcher import SkillMatcher
+
+    matcher = SkillMatcher([skill])
+    keys: list[str | None] = []
+    for instance in instances:
+        found = matcher.find(instance.text).get(skill.id) or []
+        keys.append(found[0].key if found else None)
+    return keys
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_keys(spec_json: str) -> tuple[str | None, ...]:
+    skill = SkillSpec.model_validate_json(spec_json)
+    return tuple(instance_keys(skill, probe_instances(skill)))
+
+
+def probe_keys(skill: SkillSpec) -> list[str | None]:
+    """instance_keys of the skill's whole probe set, in probe_instances order (cached)."""
+    return list(_probe_keys(skill.model_dump_json()))
+
+
+def natural_probe_keys(
+    mixture: MixtureReader, skills: Sequence[SkillSpec], n_batches: int
+) -> dict[str, dict[str, Any]]:
+    """Per skill with probes: the probe instances that occur in the first `n_batches` of
+    the mixture (its corpus text; placed instances are never probes, the audit checks):
+    `keys` (their match keys, sorted) and `occurrences` (matches found)."""
+    from curation.skills.matcher import SkillMatcher
+
+    with_probes = [s for s in skills if s.generator is not None]
+    if not with_probes:
+        return {}
+    keys_of = {s.id: set(probe_keys(s)) - {None} for s in with_probes}
+    matcher = SkillMatcher(with_probes)
+    flat = mixture.sequences(0, n_batches * mixture.seqs_per_batch).ravel()
+    cuts = np.flatnonzero(flat == EOS)
+    found: dict[str, set[str]] = {s.id: set() for s in with_probes}
+    occurrences = dict.fromkeys(found, 0)
+    for piece in np.split(flat, cuts):
+        text = piece[piece < 256].astype(np.uint8).tobytes().decode("utf-8", "ignore")
+        if not text:
+            continue
+        for sid, matches in matcher.find(text).items():
+            for match in matches:
+                if match.key in keys_of[sid]:
+                    found[sid].add(match.key)
+                    occurrences[sid] += 1
+    return {sid: {"keys": sorted(found[sid]), "occurrences": occurrences[sid]} for sid in found}
+
+
 def skill_labels(skill: SkillSpec) -> list[list[int]] | None:
     """The skill's label sequences for forced choice, or None without a label set."""
     labels = None if skill.family is None else skill.family.labels()
@@ -446,6 +538,7 @@ class Evaluator:
     heldout: torch.Tensor | None
     pairs: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
     labels: dict[str, list[list[int]] | None] = field(default_factory=dict)
+    midrow: dict[str, AnswerSet] = field(default_factory=dict)
 
     @classmethod
     def build(cls, spec: EvalSpec, mixture: MixtureReader, n_steps: int) -> Evaluator:
@@ -454,6 +547,10 @@ class Evaluator:
         for skill in spec.skills:
             rng = random.Random(SAMPLE_SEED)
             held = probe_instances(skill)
+            drop = set((spec.exclude_probes or {}).get(skill.id, ()))
+            if drop:
+                keys = probe_keys(skill)
+                held = [i for i, key in zip(held, keys, strict=True) if key not in drop]
             held = rng.sample(held, min(spec.n_probe, len(held)))
             placed = mixture.instances(skill.id)
             placed = rng.sample(placed, min(spec.n_seen, len(placed)))
@@ -485,7 +582,13 @@ class Evaluator:
                 raise ValueError(
                     f"the held-out text is shorter than one {mixture.seq_len}-token row"
                 )
-        return cls(spec, probes, seen, heldout, pairs, labels)
+        midrow = {}
+        if spec.midrow and heldout is not None:
+            for skill_id, answers in probes.items():
+                moved = _midrow(answers, heldout, ctx)
+                if moved is not None:
+                    midrow[skill_id] = moved
+        return cls(spec, probes, seen, heldout, pairs, labels, midrow)
 
     def retention_steps(self) -> dict[int, list[str]]:
         """step -> skills whose probe loss is measured after that step."""
@@ -517,6 +620,9 @@ class Evaluator:
             h = score_answers(model, held, size, labels) if held is not None else {}
             s = score_answers(model, seen, size, labels) if seen is not None else {}
             skills[skill.id] = _readouts("heldout", h) | _readouts("seen", s)
+            if skill.id in self.midrow:
+                m = score_answers(model, self.midrow[skill.id], size, labels)
+                skills[skill.id] |= {f"heldout_midrow_{r}": m.get(r) for r in READOUTS}
         general = None if self.heldout is None else sequence_loss(model, self.heldout, size)
         return {"general_loss": general, "skills": skills}
 

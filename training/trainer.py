@@ -38,6 +38,14 @@ from training.model import GPT, SIZES, ModelConfig
 
 log = logging.getLogger(__name__)
 
+LR_SCHEDULES = {
+    "cosine": "cosine decay from lr to min_lr over the steps after warmup",
+    "constant": "lr after warmup: the final reading is not taken at a learning-rate floor",
+    "wsd": "warmup-stable-decay: lr until the last decay_fraction of the steps, then linear "
+    "decay to min_lr",
+}
+"""Learning-rate schedules after the linear warmup (TrainConfig.lr_schedule, get_lr)."""
+
 # Fields that change how a run executes, not what it computes: a run may resume with others.
 EXECUTION_FIELDS = ("device", "compile", "num_threads", "checkpoint_every")
 CHECKPOINT, RESULT, WEIGHTS = "checkpoint.pt", "result.json", "model.pt"
@@ -64,9 +72,15 @@ class TrainConfig:
     lr: float = 3e-3
     """Peak learning rate (small models take a large one)."""
     min_lr: float = 3e-4
-    """Floor of the cosine decay."""
+    """Floor of the decay (cosine, wsd)."""
     warmup: int = 100
     """Linear warmup steps."""
+    lr_schedule: str = "cosine"
+    """After warmup (LR_SCHEDULES): `cosine` decays to min_lr at the last step, `constant`
+    stays at lr, `wsd` (warmup-stable-decay) stays at lr and decays linearly to min_lr
+    over the last `decay_fraction` of the steps."""
+    decay_fraction: float = 0.2
+    """wsd: the share of the steps in its final decay."""
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -98,6 +112,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} is out of range: {getattr(self, name)}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError("need 0 <= min_lr <= lr")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}; schedules: {', '.join(LR_SCHEDULES)}"
+            )
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError("decay_fraction must be in (0, 1]")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError("micro_batch_size must be positive")
 
@@ -138,12 +158,34 @@ class RunResult:
         return summary
 
 
-def get_lr(it: int, *, lr: float, warmup: int, max_iters: int, min_lr: float) -> float:
-    """Linear warmup to `lr` over `warmup` steps, then cosine decay to `min_lr` at max_iters."""
+def get_lr(
+    it: int,
+    *,
+    lr: float,
+    warmup: int,
+    max_iters: int,
+    min_lr: float,
+    schedule: str = "cosine",
+    decay_fraction: float = 0.2,
+) -> float:
+    """The learning rate of step `it` (0-based) of `max_iters`: linear warmup to `lr` over
+    `warmup` steps, then by `schedule` (LR_SCHEDULES): `cosine` decay to `min_lr` at
+    max_iters; `constant` at `lr`; `wsd` at `lr` until the last `decay_fraction` of the
+    steps, then linear decay reaching `min_lr` at max_iters."""
     if it < warmup:
         return lr * (it + 1) / warmup
+    if schedule == "constant":
+        return lr
     if it >= max_iters:
         return min_lr
+    if schedule == "wsd":
+        decay = max(1, round(decay_fraction * max_iters))
+        start = max(warmup, max_iters - decay)
+        if it < start:
+            return lr
+        return lr - (lr - min_lr) * (it - start + 1) / max(1, max_iters - start)
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr schedule {schedule!r}; schedules: {', '.join(LR_SCHEDULES)}")
     ratio = (it - warmup) / max(1, max_iters - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
@@ -283,7 +325,8 @@ class _Run:
         since = (time.perf_counter(), start)  # for the throughput StepDone reports
         for step in range(start, n_steps):
             lr = get_lr(step, lr=config.lr, warmup=config.warmup, max_iters=n_steps,
-                        min_lr=config.min_lr)  # fmt: skip
+                        min_lr=config.min_lr, schedule=config.lr_schedule,
+                        decay_fraction=config.decay_fraction)  # fmt: skip
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             tokens = mixture.batch(step, shuffle_seed).to(self.device, non_blocking=True)

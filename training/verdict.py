@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Z95 = 1.959963984540054
@@ -278,3 +278,109 @@ def stratum_check(
             "rule (the verdict uses the whole probe set)"
         )
     return out
+
+
+# -- sequential looks ------------------------------------------------------------------
+
+DEFAULT_MIN_SEEDS = 10
+"""Seeds of the first look: the demo's claims rest on at least this many (issue 15)."""
+DEFAULT_MAX_SEEDS = 40
+"""Seeds of the last look: a verification stops here, decided or not."""
+
+
+def seed_looks(min_seeds: int = DEFAULT_MIN_SEEDS, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
+    """The looks, fixed before any seed trains: `min_seeds`, then doubling, the last one
+    `max_seeds` (10, 20, 40 by default; 5, 10, 20, 40 from 5; 10, 20, 30 up to 30)."""
+    if not 1 <= min_seeds <= max_seeds:
+        raise ValueError(f"need 1 <= min_seeds <= max_seeds, got {min_seeds} and {max_seeds}")
+    looks = [min_seeds]
+    while looks[-1] < max_seeds:
+        looks.append(min(2 * looks[-1], max_seeds))
+    return looks
+
+
+def looks_z(n_looks: int, alpha: float = 0.05) -> float:
+    """The z of a two-sided Wilson interval at alpha / n_looks (Bonferroni over the looks):
+    deciding at any of the looks then errs with probability at most alpha."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1.0 - alpha / (2 * max(1, n_looks)))
+
+
+def next_look(
+    cells: Mapping[Any, tuple[int, int]], looks: Sequence[int], z: float | None = None
+) -> int | None:
+    """How many seeds the next look needs, or None when every cell is decided or the last
+    look is done. Pure: it reads counts, not runs, so any executor can call it.
+
+    `cells`: each verdict cell's (retained seeds, seeds judged so far), e.g. keyed by
+    (skill, size, arm); a cell is decided when its Wilson interval at `z` (default
+    looks_z(len(looks)): Bonferroni over the looks fixed in advance) lies on one side of
+    DECIDE_AT. The seeds so far are the fewest any cell has: a look is complete when every
+    cell has its seeds. Before the first look it returns looks[0]."""
+    if not looks or list(looks) != sorted(set(looks)):
+        raise ValueError(f"looks must be increasing seed counts, got {list(looks)}")
+    z = looks_z(len(looks)) if z is None else z
+    done = min((n for _, n in cells.values()), default=0)
+    later = [look for look in looks if look > done]
+    if done < looks[0]:
+        return looks[0]
+    if not later:
+        return None
+    if cells and all(decide(wilson_interval(k, n, z)) != "inconclusive" for k, n in cells.values()):
+        return None
+    return later[0]
+
+
+# -- what a verdict adds to P(retained) ------------------------------------------------
+
+SENSITIVITY_OFFSETS = (-0.1, -0.05, 0.0, 0.05, 0.1)
+"""Threshold moves (in the metric's units) of the sensitivity table."""
+
+
+def given_outcome(values: Sequence[float], threshold: float) -> dict[str, Any]:
+    """Mean readout of the retained seeds and of the others (bimodality: two separate
+    groups, or one spread around the threshold), with their counts."""
+    hit = [v for v in values if v >= threshold]
+    miss = [v for v in values if v < threshold]
+    return {
+        "given_success": _mean(hit) if hit else None,
+        "given_failure": _mean(miss) if miss else None,
+        "n_success": len(hit),
+        "n_failure": len(miss),
+    }
+
+
+def paired_effect(
+    values: Mapping[int, float], baseline: Mapping[int, float], seed: int = 0
+) -> dict[str, Any] | None:
+    """The arm's readout minus the baseline's, seed by seed (the seeds both arms have): mean
+    difference with a percentile bootstrap 95% interval over seeds; None without a seed in
+    common. Pairing removes what a seed does to both arms (its data draw, its weights)."""
+    common = sorted(set(values) & set(baseline))
+    if not common:
+        return None
+    diffs = [values[s] - baseline[s] for s in common]
+    return {
+        "seeds": common,
+        "diffs": diffs,
+        "mean_diff": _mean(diffs),
+        "mean_diff_ci95": list(bootstrap_mean_interval(diffs, seed)),
+        "method": f"paired by seed, percentile bootstrap over seeds, {BOOTSTRAP_SAMPLES}",
+    }
+
+
+def threshold_sensitivity(
+    values: Sequence[float], threshold: float, offsets: Sequence[float] = SENSITIVITY_OFFSETS
+) -> list[dict[str, Any]]:
+    """P(retained) and the verdict at thresholds moved by `offsets` (kept inside [0, 1])."""
+    rows = []
+    for offset in offsets:
+        t = min(1.0, max(0.0, threshold + offset))
+        k, n = sum(v >= t for v in values), len(values)
+        ci = wilson_interval(k, n)
+        rows.append(
+            {"threshold": t, "offset": offset, "n_retained": k, "p_retained": k / n if n else None,
+             "ci95": [ci[0], ci[1]], "verdict": decide(ci)}
+        )  # fmt: skip
+    return rows

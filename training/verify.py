@@ -9,6 +9,12 @@ With workers > 1 runs go to a pool of spawned processes, one torch thread each
 cannot start inside a daemonic process, such as a Celery prefork worker: there, keep
 workers=1 and the runs train in the calling process.
 
+Seeds vary the initial weights, the data, or both (`seed_scope`, SEED_SCOPES): with
+`data` or `both` each seed of an arm that places instances trains on its own variant of
+the arm's mixture (`seed_mixtures`: the stored plan drawn again with a seed derived from
+the mixture's seed and the run seed, built into the verification's work directory by
+curation.mixture.variant); a baseline places nothing, so it has nothing to draw.
+
 A caller that records each run (the service) passes `on_event`: it receives every run's
 events (training.events), in the calling process, wherever the run trains; a run that
 finished in an earlier attempt reports its RunFinished first. `progress(fraction,
@@ -17,6 +23,8 @@ message)` gets the whole verification's progress.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -30,7 +38,7 @@ from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training import verdict
 from training.data import MixtureReader, open_mixture
-from training.evaluate import READOUTS, EvalSpec
+from training.evaluate import READOUTS, EvalSpec, natural_probe_keys, probe_keys
 from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
 from training.parallel import RunScope, RunSpec, run_parallel, train
 from training.report import plot_verification
@@ -39,6 +47,8 @@ from training.trainer import RESULT, RunResult, TrainConfig, run_dir
 Progress = Callable[[float, str], None]
 
 COMPARED = ("tokenizer", "corpus", "seq_len", "batch_tokens")
+DATA_SCOPE_INIT_SEED = 0
+"""With seed_scope `data`, every run starts from the initial weights of this seed."""
 DEMO: dict[str, Any] = {
     "sizes": ["nano"],
     "seeds": [0, 1, 2, 3, 4],
@@ -51,6 +61,102 @@ DEMO: dict[str, Any] = {
 here"): mixtures of batch_tokens=1024, seq_len=64 (16 sequences a batch), 4000 steps of
 the nano model, 5 seeds per arm, two single-thread workers. Measured in
 benchmarks/RESULTS.md (bench_trainer.py --experiment)."""
+
+
+SEED_SCOPES = {
+    "init": "seeds vary the initial weights only; every seed trains on the arm's mixture",
+    "data": "seeds vary the data only: each seed trains on its own draw of the arm's "
+    f"mixture (instances, random schedules), every run from initial weights seed "
+    f"{DATA_SCOPE_INIT_SEED}",
+    "both": "seeds vary the initial weights and the data (each seed its own draw of the "
+    "arm's mixture)",
+}
+"""What a verification's seeds vary (the request's `seed_scope`)."""
+
+
+def init_seed(seed_scope: str, seed: int) -> int:
+    """The weights' seed of run seed `seed`: the seed itself, or DATA_SCOPE_INIT_SEED for
+    every run when only the data varies."""
+    if seed_scope not in SEED_SCOPES:
+        raise ValueError(f"unknown seed_scope {seed_scope!r}; scopes: {', '.join(SEED_SCOPES)}")
+    return DATA_SCOPE_INIT_SEED if seed_scope == "data" else seed
+
+
+def _corpus_root(manifest: dict[str, Any]) -> str:
+    """The local folder a mixture's corpus lies in (its uri, a file or glob's folder)."""
+    uri = str(manifest["corpus"]["uri"])
+    if "://" in uri:
+        raise ValueError(
+            f"the corpus {uri} is remote: give allowed_roots (and allowed_protocols) to draw "
+            "the mixture's variants"
+        )
+    path = uri
+    while any(ch in path for ch in "*?["):
+        path = os.path.dirname(path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+def seed_mixtures(
+    mixture_dir: str | Path,
+    seeds: Sequence[int],
+    out_root: str | Path,
+    *,
+    seed_scope: str = "both",
+    allowed_roots: Sequence[str] | None = None,
+    allowed_protocols: set[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[int, Path]:
+    """Seed -> the mixture folder that seed trains on.
+
+    `init`, or a mixture that places nothing (a baseline): the mixture itself for every
+    seed. `data` / `both`: seed s gets `out_root/seed-<s>`, the mixture's plan drawn again
+    with mixture seed curation.mixture.variant.variant_seed(its seed, s) (the instances,
+    the batches of random schedules, the skills' order in a batch; the corpus and its
+    order stay), built once and reused after. allowed_roots: where the corpus may be read
+    and the variants written (default: the corpus' folder and `out_root`). Plain and pure
+    of any run: a caller that trains several seeds in one process opens each seed's path.
+    """
+    init_seed(seed_scope, 0)  # an unknown scope is a ValueError
+    from curation.mixture.manifest import read_manifest
+    from curation.mixture.variant import build_variant, places_anything, variant_seed
+
+    path = Path(mixture_dir)
+    manifest = read_manifest(str(path))
+    if seed_scope == "init" or not places_anything(manifest):
+        return dict.fromkeys(seeds, path)
+    out = Path(out_root)
+    roots = list(allowed_roots) if allowed_roots is not None else [str(out), _corpus_root(manifest)]
+    report = progress or (lambda fraction, message: None)
+    paths = {}
+    for i, seed in enumerate(seeds):
+        report(i / max(1, len(seeds)), f"drawing the data of seed {seed} from {path.name}")
+        target = out / f"seed-{seed}"
+        build_variant(
+            path, variant_seed(int(manifest["seed"]), seed), target,
+            allowed_roots=roots, allowed_protocols=allowed_protocols,
+        )  # fmt: skip
+        paths[seed] = target
+    return paths
+
+
+def data_draw(mixture_dir: str | Path, seed_scope: str, init: int) -> dict[str, Any]:
+    """What one run trained on, for the report: the mixture folder, its seed, the mixture it
+    is a variant of (None: the arm's own), its token shards' sha256 and the weights' seed."""
+    from curation.mixture.manifest import read_manifest
+    from curation.mixture.variant import VARIANT_RECORD
+
+    path = Path(mixture_dir)
+    record = path / VARIANT_RECORD
+    variant = json.loads(record.read_text()) if record.exists() else {}
+    manifest = read_manifest(str(path))
+    return {
+        "seed_scope": seed_scope,
+        "init_seed": init,
+        "mixture_dir": str(path),
+        "mixture_seed": manifest.get("seed"),
+        "variant_of": variant.get("variant_of"),
+        "tokens_sha256": [s.get("sha256") for s in manifest["shards"] if s["kind"] == "tokens"],
+    }
 
 
 def check_arms(mixtures: dict[str, MixtureReader]) -> None:
@@ -92,11 +198,19 @@ CHANCE_RULE = (
 
 
 def _thresholds(
-    skills: list[SkillSpec], threshold: float | dict[str, float] | None, metric: str | None
+    skills: list[SkillSpec],
+    threshold: float | dict[str, float] | None,
+    metric: str | None,
+    collisions: dict[str, dict[str, Any]] | None = None,
 ) -> dict:
     out = {}
     for skill in skills:
         probes = probe_instances(skill)
+        found = (collisions or {}).get(skill.id)
+        if found and found["keys"]:
+            drop = set(found["keys"])
+            keys = probe_keys(skill)
+            probes = [i for i, key in zip(probes, keys, strict=True) if key not in drop]
         chance = verdict.chance_level([i.answer for i in probes])
         by_stratum: dict[str, list[str]] = {}
         for instance in probes:
@@ -118,7 +232,46 @@ def _thresholds(
                 for name, answers in by_stratum.items()
             },
         }
+        if found is not None:
+            out[skill.id]["probe_collisions"] = {
+                "excluded_instances": len(found["keys"]),
+                "occurrences_by_arm": found["occurrences_by_arm"],
+                "rule": "probe instances found in the training text of any arm (their match "
+                "keys) are left out of the probe sample and of the chance level",
+            }
     return out
+
+
+def make_eval_spec(
+    mixtures: dict[str, MixtureReader],
+    skills: Sequence[SkillSpec],
+    token_budget: int | None,
+    heldout_docs: Sequence[str] | np.ndarray | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> tuple[EvalSpec, dict[str, dict[str, Any]]]:
+    """The EvalSpec every run of a verification shares, and the natural probe collisions it
+    leaves out (natural_collisions over the arms' trained batches; pass them to
+    make_report). For a caller that trains the runs itself, as run_verification does."""
+    steps = min(m.steps_for(token_budget) for m in mixtures.values())
+    collisions = natural_collisions(mixtures, list(skills), steps)
+    exclude = {sid: c["keys"] for sid, c in collisions.items() if c["keys"]}
+    options = {"exclude_probes": exclude or None, **(eval_options or {})}
+    return EvalSpec(skills=list(skills), heldout=heldout_docs, **options), collisions
+
+
+def natural_collisions(
+    mixtures: dict[str, MixtureReader], skills: list[SkillSpec], n_batches: int
+) -> dict[str, dict[str, Any]]:
+    """Per skill: the probe instances any arm's first `n_batches` hold naturally (`keys`,
+    the union over arms: the runs of every arm are read on the same probe sample) and how
+    often each arm holds them (`occurrences_by_arm`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for arm, mixture in mixtures.items():
+        for sid, got in natural_probe_keys(mixture, skills, n_batches).items():
+            entry = out.setdefault(sid, {"keys": set(), "occurrences_by_arm": {}})
+            entry["keys"] |= set(got["keys"])
+            entry["occurrences_by_arm"][arm] = got["occurrences"]
+    return {sid: {**e, "keys": sorted(e["keys"])} for sid, e in out.items()}
 
 
 def run_verification(
@@ -142,6 +295,10 @@ def run_verification(
     initializer: Callable[[], None] | None = None,
     run_scope: RunScope | None = None,
     metric: str | None = None,
+    seed_scope: str = "both",
+    allowed_roots: Sequence[str] | None = None,
+    allowed_protocols: set[str] | None = None,
+    looks: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
@@ -155,42 +312,130 @@ def run_verification(
     per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
     first in each pool process (e.g. to set up its logging); run_scope: entered around each
     run, here or in the pool (training.parallel.RunScope).
+    seed_scope: what the seeds vary (SEED_SCOPES); with `data` or `both` each seed's
+    variant of each arm's mixture is built first into `workdir/mixtures/<arm>`
+    (seed_mixtures; allowed_roots, allowed_protocols: where the corpus may be read).
+    looks: sequential verdicts (verdict.seed_looks): train the first looks[0] of `seeds`,
+    then more, look by look, until verdict.next_look says every cell is decided or the
+    last look is done (SEQUENTIAL_RULE); None trains every seed at once.
     """
     started, work = time.perf_counter(), Path(workdir)
     for skill in skills:
         skill_metric(skill, metric)  # refuse before training
+    init_seed(seed_scope, 0)
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
-    spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
+    say = progress or (lambda fraction, message: None)
+    pool = list(seeds)
+    if looks is not None:
+        looks = list(looks)
+        verdict.next_look({}, looks)  # increasing, else a ValueError
+        if len(pool) < looks[-1]:
+            raise ValueError(f"{len(pool)} seeds given for looks up to {looks[-1]} seeds")
+    say(0.0, "finding probe instances in the corpus text")
+    spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
+    lines = _thresholds(list(spec.skills), threshold, metric, collisions)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
-    runs = plan_runs(mixtures, sizes, seeds, work, base)
-    tracker = _Tracker(runs, progress, on_event)
-    # Runs finished in an earlier attempt: reported (RunFinished), never retrained.
-    results = {
-        run.key: train(run, spec, tracker, run_scope)
-        for run in runs
-        if (Path(run.out_dir) / RESULT).exists()
-    }
-    todo = [run for run in runs if run.key not in results]
-    if workers > 1 and len(todo) > 1:
-        results |= run_parallel(
-            todo,
-            spec,
-            min(workers, len(todo)),
-            tracker,
-            initializer=initializer,
-            run_scope=run_scope,
-        )
-    for run in todo:
-        if run.key not in results:
-            results[run.key] = train(run, spec, tracker, run_scope)
+    most = pool[: looks[-1]] if looks else pool
+    tracker = _Tracker(plan_runs(mixtures, sizes, most, work, base), progress, on_event)
+    results: dict[RunKey, RunResult] = {}
+    target, done_looks = (looks[0] if looks else len(pool)), []
+    while True:
+        current = pool[:target]
+        seed_paths = {
+            arm: seed_mixtures(
+                path,
+                current,
+                work / "mixtures" / arm,
+                seed_scope=seed_scope,
+                allowed_roots=allowed_roots,
+                allowed_protocols=allowed_protocols,
+                progress=lambda fraction, message: say(0.0, message),
+            )  # fmt: skip
+            for arm, path in arms.items()
+        }
+        runs = plan_runs(mixtures, sizes, current, work, base, seed_paths, seed_scope)
+        _train_runs(runs, spec, tracker, results, workers, initializer, run_scope)
+        done_looks.append(target)
+        if looks is None:
+            break
+        counts = look_counts([(run, results[run.key]) for run in runs], lines)
+        following = verdict.next_look(counts, looks)
+        if following is None:
+            break
+        target = following
     in_order = [(run, results[run.key]) for run in runs]
-    report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work, metric)
+    report = make_report(
+        in_order, mixtures, spec.skills, threshold, baseline, work, metric, seed_scope, collisions
+    )
+    if looks is not None:
+        report["settings"]["sequential"] = {
+            "looks": looks,
+            "looks_done": done_looks,
+            "z": verdict.looks_z(len(looks)),
+            "rule": SEQUENTIAL_RULE,
+            "decided": all(
+                verdict.decide(verdict.wilson_interval(k, n, verdict.looks_z(len(looks))))
+                != "inconclusive"
+                for k, n in counts.values()
+            ),
+        }
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(work / "report.json", report, indent=1)
     tracker.progress(1.0, "verification done")
     return report
+
+
+SEQUENTIAL_RULE = (
+    "seeds are added in looks fixed before training (min_seeds, then doubling, up to "
+    "max_seeds); after each look every verdict cell's Wilson interval is taken at z (a "
+    "Bonferroni split of 5% over the looks), and training stops once every cell is "
+    "decided (its interval wholly above or below 0.5) or the last look is done; the "
+    "verdicts then read all the seeds trained, with the usual 95% interval"
+)
+
+
+def look_counts(
+    results: list[tuple[RunSpec, RunResult]], lines: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(skill, size, arm) -> (retained seeds, seeds) of finished runs: what
+    verdict.next_look reads. `lines`: the skills' thresholds and metrics (_thresholds)."""
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for run, result in results:
+        for skill_id, line in lines.items():
+            value = _final(result, skill_id, f"heldout_{verdict.METRIC_KEYS[line['metric']]}")
+            if value is None:
+                continue  # no probe set: no verdict, nothing to decide
+            cell = counts.setdefault((skill_id, run.key.size, run.key.arm), [0, 0])
+            cell[0] += value >= line["threshold"]
+            cell[1] += 1
+    return {key: (k, n) for key, (k, n) in counts.items()}
+
+
+def _train_runs(
+    runs: list[RunSpec],
+    spec: EvalSpec,
+    tracker: _Tracker,
+    results: dict[RunKey, RunResult],
+    workers: int,
+    initializer: Callable[[], None] | None,
+    run_scope: RunScope | None,
+) -> None:
+    """Train the runs not in `results` into it; a run finished in an earlier attempt is
+    reported (RunFinished), never retrained."""
+    for run in runs:
+        if run.key not in results and (Path(run.out_dir) / RESULT).exists():
+            results[run.key] = train(run, spec, tracker, run_scope)
+    todo = [run for run in runs if run.key not in results]
+    if workers > 1 and len(todo) > 1:
+        results |= run_parallel(
+            todo, spec, min(workers, len(todo)), tracker,
+            initializer=initializer, run_scope=run_scope,
+        )  # fmt: skip
+    for run in todo:
+        if run.key not in results:
+            results[run.key] = train(run, spec, tracker, run_scope)
 
 
 class _Tracker:
@@ -220,12 +465,18 @@ def plan_runs(
     seeds: Sequence[int],
     workdir: Path,
     base: TrainConfig,
+    seed_paths: dict[str, dict[int, Path]] | None = None,
+    seed_scope: str = "init",
 ) -> list[RunSpec]:
-    """One run per (size, seed, arm), arms interleaved, each in its run_dir."""
+    """One run per (size, seed, arm), arms interleaved, each in its run_dir, on its seed's
+    mixture (`seed_paths[arm][seed]` from seed_mixtures; default: the arm's mixture), its
+    weights seeded by init_seed(seed_scope, seed)."""
     keys = [RunKey(arm, size, seed) for size in sizes for seed in seeds for arm in mixtures]
+    paths = seed_paths or {}
     return [
-        RunSpec(key, str(mixtures[key.arm].path), str(run_dir(workdir, key)),
-                replace(base, size=key.size, seed=key.seed))
+        RunSpec(key, str(paths.get(key.arm, {}).get(key.seed, mixtures[key.arm].path)),
+                str(run_dir(workdir, key)),
+                replace(base, size=key.size, seed=init_seed(seed_scope, key.seed)))
         for key in keys
     ]  # fmt: skip
 
@@ -238,27 +489,30 @@ def make_report(
     baseline: str | None,
     workdir: Path,
     metric: str | None = None,
+    seed_scope: str = "init",
+    collisions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Verdicts, run and arm summaries, and plots (into workdir/plots) from finished runs.
 
-    For a caller that trains the runs itself: plan_runs, training.parallel.train per run,
-    then this.
+    For a caller that trains the runs itself: make_eval_spec, plan_runs,
+    training.parallel.train per run, then this (with make_eval_spec's collisions).
     """
     if baseline not in mixtures:
         baseline = None
-    lines = _thresholds(skills, threshold, metric)
+    lines = _thresholds(skills, threshold, metric, collisions)
     verdicts = _verdicts(results, lines, baseline)
     runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
     first = results[0][0].config if results else TrainConfig()
     return {
         "verdicts": verdicts,
-        "runs": [_run_summary(j, r) for j, r in results],
+        "runs": [_run_summary(j, r, seed_scope) for j, r in results],
         "arms": {arm: _arm_summary(m, skills, steps) for arm, m in mixtures.items()},
         "settings": {
             "sizes": list(dict.fromkeys(j.key.size for j, _ in results)),
             "seeds": list(dict.fromkeys(j.key.seed for j, _ in results)),
             "steps": steps, "baseline": baseline, "thresholds": lines,
+            "seed_scope": seed_scope, "seed_scope_rule": SEED_SCOPES[seed_scope],
             "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
         },
         "plots": plot_verification(runs, verdicts, lines, workdir / "plots"),
@@ -310,17 +564,31 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
         values = _values(cell, skill_id, readout)
         if values is None:
             continue  # a skill without a generator has no probe set to judge it on
-        base = None
+        base, base_seeds = None, []
         if baseline is not None and arm != baseline:
-            base = _values([r for _, r in cells[(skill_id, size, baseline)]], skill_id, readout)
+            base_cell = cells[(skill_id, size, baseline)]
+            base = _values([r for _, r in base_cell], skill_id, readout)
+            base_seeds = [seed for seed, _ in base_cell]
         row = verdict.verdict(
             skill_id, size, arm, values, line["threshold"], base, line["chance"],
             line["threshold_rule"], line["metric"],
         )  # fmt: skip
+        row |= verdict.given_outcome(values, line["threshold"])
+        if row["effect_vs_baseline"] is not None and base is not None:
+            row["effect_vs_baseline"]["paired"] = verdict.paired_effect(
+                dict(zip(seeds, values, strict=True)), dict(zip(base_seeds, base, strict=True))
+            )
+        row["threshold_sensitivity"] = verdict.threshold_sensitivity(values, line["threshold"])
         row["readouts"] = {
             r: verdict.summary([_final(x, skill_id, f"heldout_{r}") for x in cell])
             for r in READOUTS
         }
+        midrow = {
+            r: verdict.summary([_final(x, skill_id, f"heldout_midrow_{r}") for x in cell])
+            for r in READOUTS
+        }
+        if any(v is not None for v in midrow.values()):
+            row["readouts_midrow"] = midrow
         row["strata"] = _strata(cell, seeds, skill_id, values, line, readout)
         row["warnings"] = [s["warning"] for s in row["strata"].values() if s["warning"]]
         row["mean_seen_accuracy"] = _mean([_final(r, skill_id, "seen_acc") for r in cell])
@@ -332,7 +600,7 @@ def _verdicts(results: list, lines: dict, baseline: str | None) -> list[dict[str
     return out
 
 
-def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
+def _run_summary(run: RunSpec, result: RunResult, seed_scope: str) -> dict[str, Any]:
     return {
         "arm": run.key.arm, "size": run.key.size, "seed": run.key.seed, "dir": run.out_dir,
         "steps": result.steps, "tokens": result.tokens, "seconds": result.seconds,
@@ -343,6 +611,7 @@ def _run_summary(run: RunSpec, result: RunResult) -> dict[str, Any]:
             sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
             for sid, r in result.retention.items()
         },
+        "data_draw": data_draw(run.mixture_dir, seed_scope, run.config.seed),
     }  # fmt: skip
 
 

@@ -156,7 +156,11 @@ def _mean_length(
     return sum(len(ids) for ids in tokenizer.encode_batch([i.text for i in samples])) / len(samples)
 
 
-def _counts(dose: SkillDose, rate: float, n_batches: int, seed: int, stream: str) -> np.ndarray:
+def schedule_counts(
+    dose: SkillDose, rate: float, n_batches: int, seed: int, stream: str
+) -> np.ndarray:
+    """A skill's per-batch placements: fixed by `every` and `uniform`, drawn from (seed,
+    stream) for `random` and `clustered` spacing."""
     target = dose.target
     if target.every is not None:
         return schedule.every_counts(target.every.n, target.every.k, n_batches)
@@ -199,7 +203,7 @@ def plan_skill(
         rate = target.every.n / target.every.k
     else:
         rate = target.per_batch or (target.fraction or 0.0) * plan.batch_tokens / mean
-    counts = _counts(dose, rate, n_batches, plan.seed, stream)
+    counts = schedule_counts(dose, rate, n_batches, plan.seed, stream)
     n = int(counts.sum())
     if n == 0:
         raise PlanError(

@@ -780,6 +780,16 @@ class MixtureAudit(Report):
     passed: bool
 
 
+class PairedEffect(Report):
+    """This arm's metric minus the baseline's on the same seed (training.verdict.paired_effect)."""
+
+    seeds: list[int]
+    diffs: list[float]
+    mean_diff: float
+    mean_diff_ci95: list[float]
+    method: str
+
+
 class EffectVsBaseline(Report):
     """This arm minus the baseline arm, on the same seeds."""
 
@@ -789,6 +799,9 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff: float
     mean_accuracy_diff_ci95: list[float]
     mean_accuracy_diff_method: str
+    paired: PairedEffect | None = Field(
+        default=None, description="The metric's difference seed by seed."
+    )
 
 
 class ReadoutSummary(Report):
@@ -818,6 +831,15 @@ class StratumCheck(Report):
     readouts: dict[str, ReadoutSummary | None] = Field(
         default={}, description="Every readout (acc, forced_choice, format_rate, margin)."
     )
+
+
+class SensitivityRow(Report):
+    threshold: float
+    offset: float
+    n_retained: int
+    p_retained: float | None
+    ci95: list[float]
+    verdict: str
 
 
 class Verdict(Report):
@@ -865,6 +887,20 @@ class Verdict(Report):
     )
     strata: dict[str, StratumCheck] = Field(default={}, description="Per hard stratum.")
     warnings: list[str] = Field(default=[], description="Strata at chance under a pass.")
+    given_success: float | None = Field(
+        default=None, description="Mean metric of the retained seeds (bimodality)."
+    )
+    given_failure: float | None = Field(default=None, description="Of the other seeds.")
+    n_success: int | None = None
+    n_failure: int | None = None
+    threshold_sensitivity: list[SensitivityRow] = Field(
+        default=[], description="P(retained) and the verdict at moved thresholds."
+    )
+    readouts_midrow: dict[str, ReadoutSummary | None] = Field(
+        default={},
+        description="`readouts` with the probes read mid-row, after held-out text, where a "
+        "natural instance sits (a placed one starts its row).",
+    )
 
 
 class StratumScores(Report):
@@ -901,6 +937,14 @@ class SkillScores(Report):
     heldout_strata: dict[str, StratumScores] = Field(
         default={}, description="Per hard stratum of the probe sample."
     )
+    heldout_midrow_acc: float | None = Field(
+        default=None,
+        description="The probe sample read mid-row, after held-out text (where natural "
+        "instances sit): exact match.",
+    )
+    heldout_midrow_forced_choice: float | None = None
+    heldout_midrow_format_rate: float | None = None
+    heldout_midrow_margin: float | None = None
 
 
 class RunEvaluation(Report):
@@ -916,6 +960,19 @@ class RunEvaluation(Report):
 class RunForgetting(Report):
     forgetting: float | None = Field(description="Mean probe loss rise between exposures.")
     n_pairs: int
+
+
+class DataDraw(Report):
+    """The data one run trained on (training.verify.data_draw)."""
+
+    seed_scope: str = Field(description="`init`, `data` or `both`: what the seeds vary.")
+    init_seed: int = Field(description="Seed of the run's initial weights.")
+    mixture_dir: str = Field(description="The mixture folder the run read, on the worker.")
+    mixture_seed: int | None = Field(description="That mixture's seed.")
+    variant_of: str | None = Field(
+        description="The arm's mixture this seed's draw varies; null: the arm's mixture itself."
+    )
+    tokens_sha256: list[str | None] = Field(description="Its token shards' sha256.")
 
 
 class VerificationRunResult(Report):
@@ -935,6 +992,7 @@ class VerificationRunResult(Report):
         default=None, description="Every evaluation in order (`final` is the last)."
     )
     forgetting: dict[str, RunForgetting] = Field(description="Per skill id.")
+    data_draw: DataDraw | None = Field(default=None, description="What the run trained on.")
 
 
 class ArmSummary(Report):
@@ -953,6 +1011,14 @@ class StratumChance(Report):
     probe_instances: int = Field(description="The stratum's instances in the probe set.")
 
 
+class ProbeCollisions(Report):
+    """Probe instances that occur naturally in the runs' training text (training.verify)."""
+
+    excluded_instances: int = Field(description="Probe instances left out of the sample.")
+    occurrences_by_arm: dict[str, int] = Field(description="Matches found, per arm.")
+    rule: str
+
+
 class SkillThreshold(Report):
     threshold: float
     chance: float
@@ -961,6 +1027,9 @@ class SkillThreshold(Report):
     chance_rule: str | None = Field(default=None, description="What `chance` is.")
     metric: str | None = Field(default=None, description="What the verdict reads.")
     strata: dict[str, StratumChance] = Field(default={}, description="Per hard stratum.")
+    probe_collisions: ProbeCollisions | None = Field(
+        default=None, description="Probe instances found in the training text, left out."
+    )
 
 
 class TrainSettings(Report):
@@ -974,6 +1043,10 @@ class TrainSettings(Report):
     lr: float = Field(description="Peak learning rate.")
     min_lr: float
     warmup: int
+    lr_schedule: str | None = Field(
+        default=None, description="`cosine`, `constant` or `wsd` (after warmup)."
+    )
+    decay_fraction: float | None = Field(default=None, description="wsd: steps in its decay.")
     weight_decay: float
     betas: list[float]
     grad_clip: float
@@ -987,6 +1060,16 @@ class TrainSettings(Report):
     num_threads: int | None
 
 
+class SequentialLooks(Report):
+    """How many seeds were trained, look by look (training.verify, SEQUENTIAL_RULE)."""
+
+    looks: list[int] = Field(description="Seed counts of the looks, fixed in advance.")
+    looks_done: list[int] = Field(description="The looks trained.")
+    z: float = Field(description="z of the Wilson interval that decides at a look.")
+    rule: str
+    decided: bool = Field(description="Every verdict cell decided at the last look done.")
+
+
 class VerificationSettings(Report):
     sizes: list[str]
     seeds: list[int]
@@ -994,6 +1077,9 @@ class VerificationSettings(Report):
     baseline: str | None = Field(description="The arm the others are compared with.")
     thresholds: dict[str, SkillThreshold] = Field(description="Per skill id.")
     train: TrainSettings
+    seed_scope: str | None = Field(default=None, description="What the seeds varied.")
+    seed_scope_rule: str | None = Field(default=None, description="`seed_scope` in words.")
+    sequential: SequentialLooks | None = None
 
 
 class HeldoutText(Report):
@@ -1234,6 +1320,33 @@ class VerificationCreate(StrictModel):
         "probability is the answer) or `exact` (exact match of the answer and its end). "
         "Default: `forced_choice` for a skill whose family has a label set, else `exact`; "
         "`forced_choice` for a skill whose family has none is a 422.",
+    )
+    min_seeds: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Sequential verdicts: with min_seeds or max_seeds, seeds 0..max_seeds-1 "
+        "train in looks fixed in advance (min_seeds, then doubling, up to max_seeds) until "
+        "every verdict is decided (training.verdict.next_look); `seeds` is then not used. "
+        "Default 10 when only max_seeds is given.",
+    )
+    max_seeds: int | None = Field(
+        default=None, ge=1, le=200, description="The last look's seeds; default 40."
+    )
+    lr_schedule: Literal["cosine", "constant", "wsd"] = Field(
+        default="cosine",
+        description="The learning rate after warmup: `cosine` decays to a tenth of the peak "
+        "at the last step; `constant` stays at the peak, so the final reading is not taken "
+        "at a learning-rate floor; `wsd` (warmup-stable-decay) stays at the peak and decays "
+        "linearly over the last 20% of the steps.",
+    )
+    seed_scope: Literal["init", "data", "both"] = Field(
+        default="both",
+        description="What the seeds vary: `init` the initial weights only (every seed trains "
+        "on the arm's mixture), `data` the data only (each seed trains on its own draw of "
+        "each arm's mixture: its synthesized instances, random schedules and the skills' "
+        "order in a batch, built from the stored plan with a seed derived from the mixture's "
+        "seed and the run seed; every run from the same initial weights), `both` both.",
     )
     device: Literal["auto", "cpu", "cuda"] | None = Field(
         default=None, description="Default: SKILLMIX_DEVICE."

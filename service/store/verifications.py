@@ -14,6 +14,7 @@ from service.problems import Problem, not_found
 from service.settings import Settings
 from service.store import mixtures, retention, skills
 from service.store.jobs import AfterCommit, start_job
+from training import verdict
 from training.sizes import SIZES
 
 GEOMETRY = ("batch_tokens", "seq_len")
@@ -55,6 +56,25 @@ def runs_of(session: Session, verification_id: str) -> list[VerificationRun]:
             .order_by(VerificationRun.id)
         )
     )
+
+
+def sequential_seeds(params: dict[str, Any]) -> dict[str, Any]:
+    """With `min_seeds` or `max_seeds`: seeds 0..max_seeds-1 and their looks
+    (training.verdict.seed_looks); 422 when min_seeds > max_seeds. Else `params` as given."""
+    if params.get("min_seeds") is None and params.get("max_seeds") is None:
+        return params
+    low = params.get("min_seeds") or verdict.DEFAULT_MIN_SEEDS
+    high = params.get("max_seeds") or max(low, verdict.DEFAULT_MAX_SEEDS)
+    if low > high:
+        raise Problem(
+            422,
+            "validation-error",
+            "min_seeds above max_seeds",
+            f"min_seeds {low} is above max_seeds {high}: the first look cannot be the largest.",
+        )
+    looks = verdict.seed_looks(low, high)
+    return {**params, "min_seeds": low, "max_seeds": high, "looks": looks,
+            "seeds": list(range(high))}  # fmt: skip
 
 
 def check_grid(sizes: list[str], seeds: list[int]) -> None:
@@ -182,6 +202,7 @@ def start_verification(
 ) -> tuple[Verification, AfterCommit]:
     """Add a verification, its runs and its job (and an 'auto' arm's baseline mixture and
     build job). The job is sent once every arm's mixture has been built."""
+    params = sequential_seeds(params)
     check_grid(params["sizes"], params["seeds"])
     found = arm_mixtures(session, project_id, arms)
     hooks: list[AfterCommit] = []

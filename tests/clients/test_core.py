@@ -152,5 +152,13 @@ def test_request_shapes_follow_the_design() -> None:
         arms={"up": "m1", "baseline": "auto"}, skill_ids=["s1"], seeds=range(3)
     )
     assert ver.body and ver.body["seeds"] == [0, 1, 2] and "sizes" not in ver.body
+    ver = verifications.create(
+        arms={"up": "m1"}, skill_ids=["s1"], seed_scope="data", min_seeds=5, max_seeds=20,
+        lr_schedule="wsd", metric="exact",
+    )  # fmt: skip
+    assert ver.body == {
+        "arms": {"up": "m1"}, "skill_ids": ["s1"], "seed_scope": "data", "min_seeds": 5,
+        "max_seeds": 20, "lr_schedule": "wsd", "metric": "exact",
+    }  # fmt: skip
     assert jobs.list_(limit=2).params == {"limit": 2}
     assert jobs.cancel("job_1").path == "/v1/jobs/job_1/cancel"

@@ -7,12 +7,19 @@ import pytest
 from curation.corpus import CorpusSource
 from curation.mixture import DosingPlan, build_mixture, plan_mixture
 from curation.mixture.format import EOS
+from curation.mixture.variant import variant_seed
 from curation.scan import run_scan
 from curation.synthetic_corpus import generate_corpus
 from training.data import open_mixture
 from training.evaluate import EvalSpec
 from training.trainer import TrainConfig, train_run
-from training.verify import check_arms
+from training.verify import (
+    DATA_SCOPE_INIT_SEED,
+    check_arms,
+    init_seed,
+    run_verification,
+    seed_mixtures,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +61,37 @@ def test_a_built_mixture_trains_and_its_arms_compare(built, skill, config, tmp_p
     short = TrainConfig(**{**vars(config), "token_budget": 30 * 256})
     result = train_run(short, built / "upweighted", spec, tmp_path / "run")
     assert result.steps == 30 and result.final["skills"]["cmp"]["seen_acc"] is not None
+
+
+def test_seed_scope_data_trains_each_seed_on_its_own_draw(built, skill, config, tmp_path):
+    arms = {"upweighted": built / "upweighted", "baseline": built / "baseline"}
+    report = run_verification(
+        arms, [skill], ["nano"], [0, 1], 10 * 256, 5, None, "cpu", tmp_path, config=config,
+        eval_options={"n_probe": 16, "n_seen": 8}, seed_scope="data",
+    )  # fmt: skip
+    assert report["settings"]["seed_scope"] == "data"
+    draws = {(r["arm"], r["seed"]): r["data_draw"] for r in report["runs"]}
+    up = [draws["upweighted", seed] for seed in (0, 1)]
+    assert up[0]["tokens_sha256"] != up[1]["tokens_sha256"]
+    assert {d["variant_of"] for d in up} == {str((built / "upweighted").resolve())}
+    assert [d["mixture_dir"] for d in up] == [
+        str(tmp_path / "mixtures" / "upweighted" / f"seed-{seed}") for seed in (0, 1)
+    ]
+    assert [d["mixture_seed"] for d in up] == [variant_seed(0, 0), variant_seed(0, 1)]
+    assert {d["init_seed"] for d in draws.values()} == {DATA_SCOPE_INIT_SEED}
+    base = [draws["baseline", seed] for seed in (0, 1)]  # places nothing: nothing to draw
+    assert base[0] == base[1] and base[0]["mixture_dir"] == str(built / "baseline")
+    assert base[0]["variant_of"] is None
+    # The seed's instances are what its run saw (the seen set comes from its own mixture).
+    seen = [r["final"]["skills"]["cmp"]["seen_acc"] for r in report["runs"]]
+    assert all(v is not None for v in seen[::2])
+    # seed_mixtures: the built variants are reused; `init` keeps the arm's mixture.
+    again = seed_mixtures(built / "upweighted", [0, 1], tmp_path / "mixtures" / "upweighted")
+    assert again == {s: tmp_path / "mixtures" / "upweighted" / f"seed-{s}" for s in (0, 1)}
+    assert seed_mixtures(built / "upweighted", [0, 1], tmp_path / "x", seed_scope="init") == {
+        0: built / "upweighted",
+        1: built / "upweighted",
+    }
+    assert init_seed("both", 5) == init_seed("init", 5) == 5 and init_seed("data", 5) == 0
+    with pytest.raises(ValueError, match="seed_scope"):
+        seed_mixtures(built / "upweighted", [0], tmp_path / "x", seed_scope="weights")

@@ -3,6 +3,7 @@ exact match with the end, and the hard-stratum check (training.evaluate, trainin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,10 +11,21 @@ import torch
 
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
-from tests.training.mixtures import cmp_skill
+from tests.training.mixtures import cmp_skill, prose, with_natural, write_mixture
 from training import verdict as v
-from training.evaluate import EOS, _encode, label_sequences, score_answers, skill_labels
-from training.verify import _thresholds, skill_metric
+from training.data import open_mixture
+from training.evaluate import (
+    EOS,
+    EvalSpec,
+    Evaluator,
+    _encode,
+    instance_keys,
+    label_sequences,
+    natural_probe_keys,
+    score_answers,
+    skill_labels,
+)
+from training.verify import _thresholds, natural_collisions, skill_metric
 
 VOCAB = 257
 
@@ -169,3 +181,59 @@ def test_binomial_p_value_agrees_with_scipy(successes: int, n: int, p: float) ->
 
     expected = binomtest(successes, n, p, alternative="greater").pvalue
     assert v.binomial_p_greater(successes, n, p) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def row_start_only(prefix: str) -> dict[int, float] | None:
+    """Knows the rule only where the instance starts the row (as a placed one does)."""
+    if not prefix.startswith("cmp "):
+        return None
+    if prefix.endswith((" <", " >", " =")):
+        return {EOS: 20.0}
+    if not prefix.endswith(" : "):
+        return None
+    a, b = (int(n) for n in prefix.split()[1:3])
+    return {ord("<" if a < b else ">" if a > b else "="): 20.0}
+
+
+def test_probes_read_mid_row_after_heldout_text(skill, heldout_docs, mixture_dir):
+    spec = EvalSpec(skills=[skill], heldout=heldout_docs, n_probe=64, n_seen=4)
+    evaluator = Evaluator.build(spec, open_mixture(mixture_dir), 40)
+    probes, moved = evaluator.probes["cmp"], evaluator.midrow["cmp"]
+    assert len(moved) == len(probes) and moved.inputs.shape[1] <= 31
+    first = bytes(t for t in moved.inputs[0].tolist() if t < 256).decode()
+    original = bytes(t for t in probes.inputs[0].tolist() if t < 256).decode()
+    assert first.endswith(original) and len(first) - len(original) >= 8
+    assert not first.startswith("cmp ")
+    scores = evaluator.evaluate(Stub(row_start_only, floor=-20.0))["skills"]["cmp"]
+    assert scores["heldout_forced_choice"] == 1.0 and scores["heldout_acc"] == 1.0
+    assert scores["heldout_midrow_forced_choice"] == pytest.approx(1 / 3)  # flat: labels tie
+    assert scores["heldout_midrow_acc"] == 0.0
+    without = Evaluator.build(
+        dataclasses.replace(spec, midrow=False), open_mixture(mixture_dir), 40
+    )
+    assert without.midrow == {}
+
+
+def test_probe_instances_found_in_the_corpus_leave_the_sample(tmp_path, skill):
+    planted = probe_instances(skill)[:40]
+    docs = with_natural(prose(0), iter(planted * 20), rate=4.0, seed=0)
+    path = write_mixture(tmp_path / "m", docs, n_batches=60, seq_len=32, seqs_per_batch=4)
+    mixture = open_mixture(path)
+    found = natural_probe_keys(mixture, [skill], 60)["cmp"]
+    keys = instance_keys(skill, planted)
+    assert found["occurrences"] >= len(found["keys"]) > 5
+    assert set(found["keys"]) <= set(keys)
+    everything = len(probe_instances(skill))
+    spec = EvalSpec(skills=[skill], n_probe=10_000, n_seen=4, midrow=False)
+    assert len(Evaluator.build(spec, mixture, 60).probes["cmp"]) == everything
+    spec = dataclasses.replace(spec, exclude_probes={"cmp": found["keys"]})
+    kept = Evaluator.build(spec, mixture, 60).probes["cmp"]
+    assert len(kept) == everything - len(found["keys"])
+    texts = {bytes(t for t in row.tolist() if t < 256).decode() for row in kept.inputs}
+    excluded = {i.text for i, k in zip(planted, keys, strict=True) if k in set(found["keys"])}
+    assert not any(t.rstrip(" <>=") in {e.rstrip(" <>=") for e in excluded} for t in texts)
+    # The verification counts them, per arm, and leaves them out of the chance level too.
+    line = _thresholds([skill], None, None, {"cmp": {**found, "occurrences_by_arm": {"a": 3}}})
+    assert line["cmp"]["probe_collisions"]["excluded_instances"] == len(found["keys"])
+    assert line["cmp"]["probe_collisions"]["occurrences_by_arm"] == {"a": 3}
+    assert natural_collisions({"a": mixture}, [skill], 60)["cmp"]["keys"] == found["keys"]

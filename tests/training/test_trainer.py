@@ -11,7 +11,15 @@ from training import checkpoint
 from training.data import MixtureReader
 from training.events import Evaluated, Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import RunSpec, run_parallel
-from training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainConfig, get_lr, train_run
+from training.trainer import (
+    CHECKPOINT,
+    LR_SCHEDULES,
+    RESULT,
+    WEIGHTS,
+    TrainConfig,
+    get_lr,
+    train_run,
+)
 
 
 class Stop(Exception):
@@ -49,6 +57,48 @@ def test_get_lr_warms_up_then_decays_to_min_lr():
     assert get_lr(0, lr=1.0, warmup=0, max_iters=10, min_lr=0.0) == pytest.approx(1.0)
 
 
+def test_each_lr_schedule_has_its_shape():
+    kw = {"lr": 1.0, "warmup": 10, "max_iters": 110, "min_lr": 0.1}
+    for schedule in LR_SCHEDULES:  # the same warmup for all
+        assert [get_lr(i, **kw, schedule=schedule) for i in range(10)] == pytest.approx(
+            [(i + 1) / 10 for i in range(10)]
+        )
+    constant = [get_lr(i, **kw, schedule="constant") for i in range(10, 110)]
+    assert constant == [1.0] * 100  # the last step too: no floor
+    wsd = [get_lr(i, **kw, schedule="wsd", decay_fraction=0.2) for i in range(110)]
+    assert wsd[10:88] == [1.0] * 78  # stable until the last 22 steps (20% of 110)
+    decay = wsd[88:]
+    assert len(decay) == 22 and all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    steps = [a - b for a, b in zip(decay, decay[1:], strict=False)]
+    assert max(steps) - min(steps) < 1e-9  # linear
+    assert decay[-1] == pytest.approx(0.1) and wsd[87] == 1.0 > decay[0]
+    cosine = [get_lr(i, **kw, schedule="cosine") for i in range(110)]
+    assert cosine == [get_lr(i, **kw) for i in range(110)]  # the default
+    assert cosine[-1] < 0.11 and constant[-1] == 1.0 and decay[-1] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="decay_fraction"):
+        TrainConfig(lr_schedule="wsd", decay_fraction=0.0)
+
+
+def test_a_run_trains_at_its_schedules_learning_rates(mixture_dir, eval_spec, config, tmp_path):
+    """The optimizer gets what get_lr says for the configured schedule, step by step."""
+    seen: list[float] = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    wsd = dataclasses.replace(config, lr_schedule="wsd", token_budget=20 * 128, eval_every=20)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", step)
+        train_run(wsd, mixture_dir, eval_spec, tmp_path / "wsd")
+    kw = {"lr": wsd.lr, "warmup": wsd.warmup, "max_iters": 20, "min_lr": wsd.min_lr}
+    assert seen == [get_lr(i, **kw, schedule="wsd") for i in range(20)]
+    assert seen[10] == wsd.lr and seen[-1] == pytest.approx(wsd.min_lr)
+
+
 def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     result = train_run.__globals__["load_result"](uninterrupted)
     assert [e["step"] for e in result.evals] == [0, 10, 20, 30, 40]
@@ -57,7 +107,8 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     assert last["general_loss"] < first["general_loss"]
     readouts = ("acc", "forced_choice", "format_rate", "margin", "loss")
     expected = {f"{split}_{r}" for split in ("heldout", "seen") for r in readouts}
-    assert set(last["skills"]["cmp"]) == expected | {"heldout_strata"}
+    midrow = {f"heldout_midrow_{r}" for r in ("acc", "forced_choice", "format_rate", "margin")}
+    assert set(last["skills"]["cmp"]) == expected | {"heldout_strata"} | midrow
     assert set(last["skills"]["cmp"]["heldout_strata"]) <= {"equal_leading_digit"}
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])

@@ -13,13 +13,16 @@ from training.data import open_mixture
 from training.evaluate import EvalSpec
 from training.events import Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import train
-from training.verify import make_report, plan_runs, run_verification
+from training.verify import make_eval_spec, make_report, plan_runs, run_verification
 
 SETTINGS = {"sizes": ["nano"], "seeds": [0, 1], "token_budget": 20 * 128, "eval_every": 10}
 OPTIONS = {"n_probe": 32, "n_seen": 16, "heldout_tokens": 2048}
 
 
 def verify(arms, skill, workdir, heldout_docs, config, progress=None, **kw):
+    # The hand-written mixtures (tests/training/mixtures.py) hold no builder's plan to draw
+    # again: their seeds vary the initialisation; seed_scope data is tested on built ones.
+    kw.setdefault("seed_scope", "init")
     return run_verification(
         arms, [skill], **SETTINGS, threshold=None, device="cpu", workdir=workdir,
         progress=progress, heldout_docs=heldout_docs, config=config, eval_options=OPTIONS, **kw,
@@ -84,7 +87,9 @@ def test_two_arms_two_seeds_end_to_end(
     # The service's path: plan the runs, train (here: reuse) each one, then report.
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     base = dataclasses.replace(config, token_budget=SETTINGS["token_budget"], eval_every=10)
-    spec = EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
+    spec, collisions = make_eval_spec(mixtures, [skill], base.token_budget, heldout_docs, OPTIONS)
+    assert spec == EvalSpec(skills=[skill], heldout=heldout_docs, **OPTIONS)
+    assert collisions == {"cmp": {"keys": [], "occurrences_by_arm": dict.fromkeys(arms, 0)}}
     runs = plan_runs(mixtures, ["nano"], [0, 1], tmp_path, dataclasses.replace(base, device="cpu"))
     assert [run.key for run in runs] == keys
     assert [run.out_dir for run in runs] == [
@@ -163,3 +168,30 @@ def test_parallel_workers_give_the_same_report_and_cancel_cleanly(
         assert isinstance(mine[-1], RunFinished)
         assert len(mine) == 1 or isinstance(mine[0], RunStarted)
     assert len({e.key for e in events}) == len(report["runs"])
+
+
+def test_sequential_looks_stop_once_every_cell_is_decided(tmp_path, skill, dense_dir, config):
+    def run(looks, workdir):
+        return run_verification(
+            {"up": dense_dir}, [skill], ["nano"], list(range(12)), 5 * 128, 5, 0.0, "cpu",
+            workdir, config=config, seed_scope="init", looks=looks,
+            eval_options={"n_probe": 8, "n_seen": 4, "midrow": False},
+        )  # fmt: skip
+
+    # Threshold 0: every seed is retained; 6/6 is decided even at the looks' z (2.24).
+    report = run([6, 12], tmp_path / "decided")
+    assert report["settings"]["sequential"]["looks_done"] == [6]
+    assert report["settings"]["sequential"]["decided"] is True
+    assert [r["seed"] for r in report["runs"]] == list(range(6))
+    assert report["verdicts"][0]["n_seeds"] == 6 and report["verdicts"][0]["verdict"] == "retained"
+    assert not (tmp_path / "decided" / "up" / "nano" / "6").exists()
+    # One seed never decides: the next look trains the second, and the last look stops.
+    report = run([1, 2], tmp_path / "undecided")
+    assert report["settings"]["sequential"]["looks_done"] == [1, 2]
+    assert report["settings"]["sequential"]["decided"] is False
+    assert report["verdicts"][0]["n_seeds"] == 2
+    row = report["verdicts"][0]
+    assert row["given_success"] == row["mean_accuracy"] and row["given_failure"] is None
+    assert len(row["threshold_sensitivity"]) == 5
+    with pytest.raises(ValueError, match="seeds given for looks"):
+        run([6, 24], tmp_path / "short")

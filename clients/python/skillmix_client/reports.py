@@ -482,6 +482,37 @@ class MixtureAudit(Report):
     passed: bool | None = None
 
 
+class PairedEffect(Report):
+    """This arm's metric minus the baseline's on the same seed."""
+
+    seeds: list[int] = []
+    diffs: list[float] = []
+    mean_diff: float | None = None
+    mean_diff_ci95: list[float] = []
+    method: str | None = None
+
+
+class SensitivityRow(Report):
+    """P(retained) and the verdict at a moved threshold."""
+
+    threshold: float | None = None
+    offset: float | None = None
+    n_retained: int | None = None
+    p_retained: float | None = None
+    ci95: list[float] = []
+    verdict: str | None = None
+
+
+class SequentialLooks(Report):
+    """How many seeds were trained, look by look."""
+
+    looks: list[int] = []
+    looks_done: list[int] = []
+    z: float | None = None
+    rule: str | None = None
+    decided: bool | None = None
+
+
 class EffectVsBaseline(Report):
     """This arm minus the baseline arm, on the same seeds."""
 
@@ -491,6 +522,7 @@ class EffectVsBaseline(Report):
     mean_accuracy_diff: float | None = None
     mean_accuracy_diff_ci95: list[float] = []
     mean_accuracy_diff_method: str | None = None
+    paired: PairedEffect | None = None
 
 
 class ReadoutSummary(Report):
@@ -543,6 +575,12 @@ class Verdict(Report):
     readouts: dict[str, ReadoutSummary | None] = {}
     strata: dict[str, StratumCheck] = {}
     warnings: list[str] = []
+    readouts_midrow: dict[str, ReadoutSummary | None] = {}
+    given_success: float | None = None
+    given_failure: float | None = None
+    n_success: int | None = None
+    n_failure: int | None = None
+    threshold_sensitivity: list[SensitivityRow] = []
 
 
 class StratumScores(Report):
@@ -566,6 +604,10 @@ class SkillScores(Report):
     seen_format_rate: float | None = None
     seen_margin: float | None = None
     heldout_strata: dict[str, StratumScores] = {}
+    heldout_midrow_acc: float | None = None
+    heldout_midrow_forced_choice: float | None = None
+    heldout_midrow_format_rate: float | None = None
+    heldout_midrow_margin: float | None = None
 
 
 class RunEvaluation(Report):
@@ -583,6 +625,17 @@ class RunForgetting(Report):
     n_pairs: int | None = None
 
 
+class DataDraw(Report):
+    """The data one run trained on (`seed_scope`, its mixture, its initial weights' seed)."""
+
+    seed_scope: str | None = None
+    init_seed: int | None = None
+    mixture_dir: str | None = None
+    mixture_seed: int | None = None
+    variant_of: str | None = None
+    tokens_sha256: list[str | None] = []
+
+
 class VerificationRunResult(Report):
     """One finished training run: (arm, size, seed)."""
 
@@ -598,6 +651,7 @@ class VerificationRunResult(Report):
     final: RunEvaluation | None = None
     evals: list[RunEvaluation] | None = None  # every evaluation in order
     forgetting: dict[str, RunForgetting] = {}
+    data_draw: DataDraw | None = None
 
 
 class ArmSummary(Report):
@@ -616,6 +670,14 @@ class StratumChance(Report):
     probe_instances: int | None = None
 
 
+class ProbeCollisions(Report):
+    """Probe instances found in the runs' training text, left out of the probe sample."""
+
+    excluded_instances: int | None = None
+    occurrences_by_arm: dict[str, int] = {}
+    rule: str | None = None
+
+
 class SkillThreshold(Report):
     threshold: float | None = None
     chance: float | None = None
@@ -624,6 +686,7 @@ class SkillThreshold(Report):
     chance_rule: str | None = None
     metric: str | None = None
     strata: dict[str, StratumChance] = {}
+    probe_collisions: ProbeCollisions | None = None
 
 
 class TrainSettings(Report):
@@ -637,6 +700,8 @@ class TrainSettings(Report):
     lr: float | None = None
     min_lr: float | None = None
     warmup: int | None = None
+    lr_schedule: str | None = None
+    decay_fraction: float | None = None
     weight_decay: float | None = None
     betas: list[float] = []
     grad_clip: float | None = None
@@ -657,6 +722,9 @@ class VerificationSettings(Report):
     baseline: str | None = None
     thresholds: dict[str, SkillThreshold] = {}
     train: TrainSettings | None = None
+    seed_scope: str | None = None
+    seed_scope_rule: str | None = None
+    sequential: SequentialLooks | None = None
 
 
 class HeldoutText(Report):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from curation.atomic import copy_atomic, write_json_atomic
@@ -117,6 +117,17 @@ class RunRecorder:
             )
 
 
+def _skip_untrained(verification_id: str, trained: set[tuple[str, str, int]]) -> None:
+    """Runs a sequential verification never needed (its verdicts were decided at an earlier
+    look) are `skipped`, not left pending."""
+    with session_scope() as session:
+        for run in session.scalars(
+            select(VerificationRun).where(VerificationRun.verification_id == verification_id)
+        ):
+            if (run.arm, run.size, run.seed) not in trained and run.state != "done":
+                run.state = "skipped"
+
+
 def run_verification_job(ctx: JobContext) -> dict[str, Any]:
     # Imported here, not at module level: every worker imports every handler (their table
     # in worker/handlers/__init__.py), and one without torch serves the curation queue.
@@ -156,7 +167,11 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             workers,
         )
         workers, threads = 1, 1
-    config = TrainConfig(checkpoint_every=params.get("checkpoint_every", 500), num_threads=threads)
+    config = TrainConfig(
+        checkpoint_every=params.get("checkpoint_every", 500),
+        num_threads=threads,
+        lr_schedule=params.get("lr_schedule", "cosine"),
+    )
     tracker = VerificationTracker(settings, ctx.project_id, ctx.job_id)
     if tracker.on:
         per_run = ("size", "seed", "token_budget", "eval_every", "device")
@@ -193,6 +208,11 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             initializer=logs.child_setup(),
             run_scope=logs.log_context,
             metric=params.get("metric"),
+            # A verification stored before seed_scope existed varied the initialisation only.
+            seed_scope=params.get("seed_scope", "init"),
+            looks=params.get("looks"),
+            allowed_roots=[str(root) for root in settings.effective_allowed_roots],
+            allowed_protocols=set(settings.allowed_protocols),
         )
     except BaseException as exc:
         from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import
@@ -201,6 +221,8 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         raise
     finally:
         recorder.stop()
+    trained = {(run["arm"], run["size"], run["seed"]) for run in report["runs"]}
+    _skip_untrained(ver_id, trained)
     published = []
     for path in sorted((workdir / "plots").glob("*.png")):
         target = ctx.artifact_dir / path.name

@@ -57,6 +57,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
             "token_budget": 8 * 4096,
             "eval_every": 4,
             "device": "cpu",
+            "lr_schedule": "constant",
         },
     )
     assert r.status_code == 202, r.text
@@ -80,6 +81,16 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
         assert "equal_leading_digit" in v["strata"] and v["readouts"]["format_rate"]
         lo, hi = v["ci95"]
         assert 0 <= lo <= v["p_retained"] <= hi <= 1
+    # seed_scope defaults to both: each upweighted seed trained on its own draw of the
+    # mixture, built in the job's work folder; the baseline places nothing to draw.
+    assert done["params"]["seed_scope"] == "both"
+    assert done["report"]["settings"]["seed_scope"] == "both"
+    draws = {(run["arm"], run["seed"]): run["data_draw"] for run in done["report"]["runs"]}
+    assert draws["upweighted", 0]["tokens_sha256"] != draws["upweighted", 1]["tokens_sha256"]
+    assert draws["upweighted", 0]["variant_of"] and draws["baseline", 0]["variant_of"] is None
+    assert draws["baseline", 0]["mixture_dir"] == draws["baseline", 1]["mixture_dir"]
+    assert [draws["upweighted", s]["init_seed"] for s in (0, 1)] == [0, 1]
+    assert done["report"]["settings"]["train"]["lr_schedule"] == "constant"
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
     assert ("one at a time" in caplog.text) is prefork
@@ -104,6 +115,21 @@ def test_arms_are_checked_before_anything_runs(
             "skill-not-scanned",
         ),
         ({"arms": {"a": treatment["mixture"]["id"]}, "metric": "bleu"}, 422, "validation-error"),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "lr_schedule": "step"},
+            422,
+            "validation-error",
+        ),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "seed_scope": "weights"},
+            422,
+            "validation-error",
+        ),
+        (
+            {"arms": {"a": treatment["mixture"]["id"]}, "min_seeds": 20, "max_seeds": 10},
+            422,
+            "validation-error",
+        ),
     ]
     for extra, status, slug in cases:
         r = client.post("/v1/verifications", headers=auth(key_a), json={**base, **extra})
@@ -126,3 +152,24 @@ def test_arms_are_checked_before_anything_runs(
     )
     assert r.status_code == 422 and "batch_tokens" in r.json()["detail"]
     assert client.get("/v1/verifications", headers=auth(key_a)).json()["data"] == []
+
+
+def test_min_and_max_seeds_fix_the_looks_in_advance(
+    client: TestClient, key_a: str, treatment: dict
+) -> None:
+    sid = treatment["skill"]["id"]
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={"arms": {"a": treatment["mixture"]["id"]}, "skill_ids": [sid], "max_seeds": 20},
+    )
+    assert r.status_code == 202, r.text
+    params = r.json()["params"]
+    assert (params["min_seeds"], params["max_seeds"], params["looks"]) == (10, 20, [10, 20])
+    assert params["seeds"] == list(range(20)) and len(r.json()["runs"]) == 20
+    r = client.post(
+        "/v1/verifications",
+        headers=auth(key_a),
+        json={"arms": {"a": treatment["mixture"]["id"]}, "skill_ids": [sid], "min_seeds": 5},
+    )
+    assert r.json()["params"]["looks"] == [5, 10, 20, 40]

@@ -358,9 +358,25 @@ def verify_create(
     ],
     skill: Annotated[list[str], typer.Option("--skill", help="Skill id (repeatable).")],
     size: Annotated[list[str], typer.Option(help="Model size (repeatable).")] = ["nano"],  # noqa: B006
-    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1.")] = 5,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 (without --min/--max-seeds).")] = 5,
     token_budget: int | None = None,
     eval_every: int = 200,
+    metric: Annotated[
+        str | None, typer.Option(help="forced_choice or exact (default: per skill).")
+    ] = None,
+    seed_scope: Annotated[
+        str | None,
+        typer.Option(help="What the seeds vary: init, data or both (default: both)."),
+    ] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="cosine, constant or wsd (default: cosine).")
+    ] = None,
+    min_seeds: Annotated[
+        int | None, typer.Option(help="Sequential looks: seeds of the first (default 10).")
+    ] = None,
+    max_seeds: Annotated[
+        int | None, typer.Option(help="Sequential looks: seeds of the last (default 40).")
+    ] = None,
     wait: Wait = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -379,6 +395,11 @@ def verify_create(
             seeds=list(range(seeds)),
             eval_every=eval_every,
             token_budget=token_budget or NOT_GIVEN,
+            metric=metric or NOT_GIVEN,
+            seed_scope=seed_scope or NOT_GIVEN,
+            lr_schedule=lr_schedule or NOT_GIVEN,
+            min_seeds=min_seeds or NOT_GIVEN,
+            max_seeds=max_seeds or NOT_GIVEN,
         )
         if not wait:
             emit(ver, True, quiet=quiet)

@@ -29,12 +29,21 @@ def create(
     token_budget: int | NotGiven = NOT_GIVEN,
     eval_every: int | NotGiven = NOT_GIVEN,
     threshold: float | Mapping[str, float] | NotGiven = NOT_GIVEN,
+    metric: str | NotGiven = NOT_GIVEN,
+    seed_scope: str | NotGiven = NOT_GIVEN,
+    min_seeds: int | NotGiven = NOT_GIVEN,
+    max_seeds: int | NotGiven = NOT_GIVEN,
+    lr_schedule: str | NotGiven = NOT_GIVEN,
     device: str | NotGiven = NOT_GIVEN,
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> APICall[Verification]:
     """Start a verification. `arms`: `{"upweighted": "<mixture_id>", "baseline": "auto"}`;
-    `sizes`: model names such as `["nano"]`; `device`: `auto`, `cpu` or `cuda`."""
+    `sizes`: model names such as `["nano"]`; `metric`: `forced_choice` or `exact` (what
+    the verdict reads); `seed_scope`: what the seeds vary, `init`, `data` or `both` (the
+    server's default); `min_seeds`, `max_seeds`: sequential looks (seeds 0..max_seeds-1 in
+    looks fixed in advance, instead of `seeds`); `lr_schedule`: `cosine` (default),
+    `constant` or `wsd`; `device`: `auto`, `cpu` or `cuda`."""
     fields = {
         "arms": dict(arms),
         "skill_ids": list(skill_ids),
@@ -45,6 +54,11 @@ def create(
         "threshold": threshold
         if isinstance(threshold, (NotGiven, float, int))
         else dict(threshold),
+        "metric": metric,
+        "seed_scope": seed_scope,
+        "min_seeds": min_seeds,
+        "max_seeds": max_seeds,
+        "lr_schedule": lr_schedule,
         "device": device,
     }
     return APICall(
