@@ -157,14 +157,10 @@ def run_verification(
     run, here or in the pool (training.parallel.RunScope).
     """
     started, work = time.perf_counter(), Path(workdir)
-    for skill in skills:
-        skill_metric(skill, metric)  # refuse before training
-    mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
-    check_arms(mixtures)
-    spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
-    base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
-    base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
-    runs = plan_runs(mixtures, sizes, seeds, work, base)
+    mixtures, spec, runs = plan_verification(
+        arms, skills, sizes, seeds, token_budget, eval_every, device, work, heldout_docs,
+        workers=workers, config=config, eval_options=eval_options, metric=metric,
+    )  # fmt: skip
     tracker = _Tracker(runs, progress, on_event)
     # Runs finished in an earlier attempt: reported (RunFinished), never retrained.
     results = {
@@ -191,6 +187,37 @@ def run_verification(
     write_json_atomic(work / "report.json", report, indent=1)
     tracker.progress(1.0, "verification done")
     return report
+
+
+def plan_verification(
+    arms: dict[str, str | Path],
+    skills: list[SkillSpec],
+    sizes: Sequence[str],
+    seeds: Sequence[int],
+    token_budget: int | None,
+    eval_every: int,
+    device: str,
+    workdir: str | Path,
+    heldout_docs: Sequence[str] | np.ndarray | None = None,
+    *,
+    workers: int = 1,
+    config: TrainConfig | None = None,
+    eval_options: dict[str, Any] | None = None,
+    metric: str | None = None,
+) -> tuple[dict[str, MixtureReader], EvalSpec, list[RunSpec]]:
+    """What run_verification trains, checked, without training: the arms' mixtures, the
+    evaluation and every run (plan_runs). For a caller that trains the runs elsewhere (the
+    service trains each group of seeds as a unit of work on any training worker): train
+    each with training.parallel.train, then make_report from their results. The same
+    arguments give the same runs, in the same folders, in every process."""
+    for skill in skills:
+        skill_metric(skill, metric)  # refuse before training
+    mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
+    check_arms(mixtures)
+    spec = EvalSpec(skills=list(skills), heldout=heldout_docs, **(eval_options or {}))
+    base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
+    base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
+    return mixtures, spec, plan_runs(mixtures, sizes, seeds, Path(workdir), base)
 
 
 class _Tracker:

@@ -3,14 +3,11 @@ built beside the treatment; each run is recorded; the report carries verdicts.""
 
 from __future__ import annotations
 
-import types
-
 import pytest
 from fastapi.testclient import TestClient
 
 from service.cli.embedded import refresh_settings
 from service.worker import runner
-from service.worker.handlers import verification as verification_handler
 from tests.service.api.test_mixtures import body, scanned  # noqa: F401  (fixture)
 from tests.service.conftest import auth
 
@@ -25,25 +22,13 @@ def treatment(client: TestClient, key_a: str, scanned: dict) -> dict:  # noqa: F
     return {**scanned, "mixture": r.json()}
 
 
-@pytest.mark.parametrize("prefork", [False, True], ids=["in-process", "prefork-pool-process"])
 def test_verification_with_auto_baseline_records_runs_and_verdicts(
-    client: TestClient,
-    key_a: str,
-    treatment: dict,
-    env: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    prefork: bool,
+    client: TestClient, key_a: str, treatment: dict, env: pytest.MonkeyPatch
 ) -> None:
-    """prefork: the job runs in a daemonic process (a Celery prefork pool process), which
-    may not start the training pool that SKILLMIX_TRAINING_WORKERS=2 asks for: it trains
-    the runs one at a time instead, and says so."""
-    env.setenv("SKILLMIX_TRAINING_WORKERS", "2" if prefork else "1")
-    if prefork:
-        env.setattr(
-            verification_handler.multiprocessing,
-            "current_process",
-            lambda: types.SimpleNamespace(daemon=True),
-        )
+    """The job hands its training to one unit per (arm, size, seed) and ends its attempt
+    (`detached`); the units run here one after another (runner.execute_all), and the last
+    one writes the report."""
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
     refresh_settings()
     sid = treatment["skill"]["id"]
     r = client.post(
@@ -66,9 +51,19 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     baseline = client.get(f"/v1/mixtures/{baseline_id}", headers=auth(key_a)).json()
     assert runner.execute(treatment["mixture"]["job"]["id"]) == "succeeded"
     assert runner.execute(baseline["job"]["id"]) == "succeeded"
-    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    assert runner.execute(ver["job"]["id"]) == "detached"
+    running = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
+    assert running["job"]["state"] == "running" and running["job"]["progress"]["fraction"] == 0
+    assert {run["unit"]["state"] for run in running["runs"]} == {"queued"}
+    assert len({run["unit"]["id"] for run in running["runs"]}) == 4
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
     assert {run["state"] for run in done["runs"]} == {"done"}
+    assert {run["unit"]["state"] for run in done["runs"]} == {"succeeded"}
+    for run in done["runs"]:
+        assert run["unit"]["progress"]["fraction"] == 1 and run["unit"]["seeds"] == [run["seed"]]
+        assert run["unit"]["attempts"] == 1
+        assert run["summary"]["tokens_per_second"] > 0
     verdicts = done["report"]["verdicts"]
     assert {(v["arm"], v["size"]) for v in verdicts} == {
         ("upweighted", "nano"),
@@ -82,7 +77,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
         assert 0 <= lo <= v["p_retained"] <= hi <= 1
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
-    assert ("one at a time" in caplog.text) is prefork
+    assert done["job"]["attempts"] == 1  # planned, then finished by the last unit's worker
 
 
 def test_arms_are_checked_before_anything_runs(
