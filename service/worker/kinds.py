@@ -32,6 +32,11 @@ class JobContext(Protocol):
         ...
 
 
+class JobInterrupted(Exception):
+    """The job (or training unit) was cancelled, or this worker lost its lease to another
+    attempt: raised by `progress`, and by a handler that finds its lease gone."""
+
+
 class Detached(Exception):  # noqa: N818 (not an error: how a handler ends its attempt early)
     """Raised by a handler after `ctx.detach(...)`: the attempt ends without a result and
     the job stays running while its training units work (service/store/training_runs.py);

@@ -30,7 +30,7 @@ from service.settings import Settings, get_settings
 from service.store import jobs, training_runs
 from service.worker.handlers import KINDS
 from service.worker.handlers.verification import run_training_unit
-from service.worker.kinds import Detached, JobKind
+from service.worker.kinds import Detached, JobInterrupted, JobKind
 
 log = logging.getLogger("skillmix.runner")
 
@@ -40,10 +40,6 @@ transient database errors."""
 WRITE_BACKOFF_SECONDS = 0.25
 """The wait before the second try, doubled before each next one (1.75 s in all: well inside
 a lease)."""
-
-
-class JobInterrupted(Exception):
-    """The job was cancelled, or this worker lost its lease to another attempt."""
 
 
 class ClaimUnavailable(Exception):

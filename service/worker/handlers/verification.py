@@ -28,7 +28,7 @@ from service.db import session_scope
 from service.models import Job, JobState, Mixture, Verification, VerificationRun, utcnow
 from service.settings import Settings, get_settings
 from service.store import skills, training_runs
-from service.worker.kinds import Detached, JobContext, job_kind
+from service.worker.kinds import Detached, JobContext, JobInterrupted, job_kind
 from service.worker.tracking import VerificationTracker
 from training.events import Event, RunFinished, RunKey, StepDone, describe
 
@@ -265,8 +265,6 @@ def hand_over(ctx: JobContext, s: Setup, settings: Settings, units: list[Any]) -
     done = len(units) - len(queued)
     message = f"training: {len(units)} runs on the {units[0].queue} queue ({done} done)"
     if not ctx.detach(message):
-        from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import
-
         raise JobInterrupted("lease lost before the hand-over")
     with session_scope() as session:
         sent = training_runs.send(session, queued)
@@ -366,8 +364,6 @@ def run_training_unit(ctx: UnitContext) -> None:
         for run in mine:
             train(run, spec, on_event, logs.log_context)
     except BaseException as exc:
-        from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import
-
         tracker.stop("KILLED" if isinstance(exc, JobInterrupted) else "FAILED", parent=False)
         raise
     finally:
