@@ -25,6 +25,8 @@ from service.queues import QUEUES
 from service.settings import Settings, get_settings
 
 TASK_NAME = "skillmix.run_job"
+RUN_TASK_NAME = "skillmix.run_training"
+"""The task of one training unit of a verification (service.models.TrainingRun)."""
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -96,6 +98,12 @@ def get_celery() -> Celery:
 def enqueue(job_id: str, queue: str) -> None:
     _mark_epoch(get_settings())
     get_celery().send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue)
+
+
+def enqueue_run(run_id: str, queue: str) -> None:
+    """Send one training unit (a TrainingRun's id) to `queue`."""
+    _mark_epoch(get_settings())
+    get_celery().send_task(RUN_TASK_NAME, args=[run_id], queue=queue, routing_key=queue)
 
 
 EPOCH_KEY = "skillmix:broker-epoch"

@@ -310,8 +310,53 @@ class VerificationRun(Base):
     seed: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     summary: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    # The unit (TrainingRun) that trains this seed; None before the job planned its units.
+    training_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="SET NULL"), nullable=True
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
         UniqueConstraint("verification_id", "arm", "size", "seed", name="uq_verification_run"),
     )
+
+
+class TrainingRun(Base):
+    """A unit of a verification's training: one (arm, size, group of seeds), sent on its own
+    to the verification job's queue (`training`), so that any number of training workers
+    share one verification. It has a job's lifecycle and lease (service/store/jobs.py, the
+    same functions with `table=TrainingRun`): `queued -> running -> succeeded | failed |
+    cancelled`, claimed by one worker at a time, fenced by `lease_owner`, sent again by the
+    sweeper when its lease runs out. Its seeds' results are files in their run folders
+    (training.trainer.run_dir); each seed's progress is its `VerificationRun` row.
+
+    `look`: the sequential design's look (0 for the seeds a verification was created with;
+    a later look adds seeds, see service/worker/handlers/verification.py)."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("run"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    verification_id: Mapped[str] = mapped_column(
+        ForeignKey("verifications.id", ondelete="CASCADE"), index=True
+    )
+    look: Mapped[int] = mapped_column(Integer, default=0)
+    arm: Mapped[str] = mapped_column(String(100))
+    size: Mapped[str] = mapped_column(String(40))
+    seeds: Mapped[list[Any]] = mapped_column()
+    queue: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.queued.value)
+    progress: Mapped[float] = mapped_column(default=0.0)
+    progress_message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_training_runs_state_lease", "state", "lease_expires_at"),)

@@ -75,10 +75,9 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: float = Field(
         default=86_400.0, gt=0, description="How long a POST's Idempotency-Key is remembered."
     )
-    # Training runs of one verification in parallel processes, one torch thread each (on
-    # 2 CPU cores two single-thread runs beat one two-thread run). Needs a worker whose
-    # task runs in a non-daemonic process: `skillmix worker --queues training` uses the solo
-    # pool for that reason.
+    # Processes of `skillmix worker --queues training` on CPU, each training one unit of a
+    # verification at a time, one torch thread each when there are several (on 2 CPU cores
+    # two single-thread runs beat one two-thread run). `--devices` runs one per GPU instead.
     training_workers: int = Field(default=2, ge=1)
     worker_concurrency: int = Field(default=2, ge=1)
 

@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -436,6 +436,68 @@ def _train_runs(
     for run in todo:
         if run.key not in results:
             results[run.key] = train(run, spec, tracker, run_scope)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a verification trains, checked, without training (plan_verification)."""
+
+    mixtures: dict[str, MixtureReader]
+    spec: EvalSpec
+    runs: list[RunSpec]
+    collisions: dict[str, dict[str, Any]]
+    """Natural probe collisions left out of the evaluation (make_eval_spec): pass them to
+    make_report."""
+
+
+def plan_verification(
+    arms: dict[str, str | Path],
+    skills: list[SkillSpec],
+    sizes: Sequence[str],
+    seeds: Sequence[int],
+    token_budget: int | None,
+    eval_every: int,
+    device: str,
+    workdir: str | Path,
+    heldout_docs: Sequence[str] | np.ndarray | None = None,
+    *,
+    workers: int = 1,
+    config: TrainConfig | None = None,
+    eval_options: dict[str, Any] | None = None,
+    metric: str | None = None,
+    seed_scope: str = "init",
+    allowed_roots: Sequence[str] | None = None,
+    allowed_protocols: set[str] | None = None,
+) -> Plan:
+    """What run_verification trains, checked, without training: the arms' mixtures, the
+    evaluation (natural probe collisions left out), each seed's mixture (seed_mixtures,
+    built once under `workdir/mixtures`) and every run (plan_runs). For a caller that
+    trains the runs elsewhere (the service trains each group of seeds as a unit of work on
+    any training worker): train each with training.parallel.train, then make_report from
+    their results with this plan's collisions. The same arguments give the same runs, in
+    the same folders, in every process."""
+    for skill in skills:
+        skill_metric(skill, metric)  # refuse before training
+    init_seed(seed_scope, 0)
+    work = Path(workdir)
+    mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
+    check_arms(mixtures)
+    spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
+    base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
+    base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
+    seed_paths = {
+        arm: seed_mixtures(
+            path,
+            list(seeds),
+            work / "mixtures" / arm,
+            seed_scope=seed_scope,
+            allowed_roots=allowed_roots,
+            allowed_protocols=allowed_protocols,
+        )  # fmt: skip
+        for arm, path in arms.items()
+    }
+    runs = plan_runs(mixtures, sizes, list(seeds), work, base, seed_paths, seed_scope)
+    return Plan(mixtures, spec, runs, collisions)
 
 
 class _Tracker:

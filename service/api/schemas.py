@@ -1353,12 +1353,34 @@ class VerificationCreate(StrictModel):
     )
 
 
+class TrainingRunPublic(BaseModel):
+    """The unit of work that trains a run (with the other seeds of its group, if any): one
+    training worker holds it at a time, under a lease of its own."""
+
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    seeds: list[int]
+    look: int = Field(description="The look of a sequential design it belongs to (0: first).")
+    progress: Progress
+    attempts: int
+    max_attempts: int
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class RunPublic(BaseModel):
     arm: str
     size: str
     seed: int
-    state: str
+    state: str = Field(
+        description="`pending`, `running` (summary: step, steps, tokens, tokens_per_second) "
+        "or `done` (summary: the run's RunFinished)."
+    )
     summary: dict[str, Any] | None = None
+    unit: TrainingRunPublic | None = Field(
+        default=None, description="The training unit that trains it, once the job planned it."
+    )
 
 
 class VerificationPublic(BaseModel):

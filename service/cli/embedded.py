@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -58,35 +59,64 @@ def free_port() -> int:
 
 def start_worker(
     queues: str = "curation,training",
-    concurrency: int = 1,
+    concurrency: int | None = 1,
     log_path: Path | None = None,
     *,
     watch_parent: bool = True,
+    env: dict[str, str] | None = None,
+    inherit_output: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """A `skillmix worker` child process with this process's environment, the leader of a
-    process group (and session) of its own, so that `stop_workers` can end its pool
-    processes with it and a Ctrl-C at a terminal reaches only the process that owns it.
-    With `watch_parent`, the worker stops by itself once this process is gone."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    env = dict(os.environ)
+    """A `skillmix worker` child process with this process's environment (and `env`), the
+    leader of a process group (and session) of its own, so that `stop_workers` can end its
+    pool processes with it and a Ctrl-C at a terminal reaches only the process that owns
+    it. With `watch_parent`, the worker stops by itself once this process is gone.
+    concurrency None: the worker's default (`skillmix worker`). Output: to `log_path`, or
+    this process's own with `inherit_output`, else nowhere."""
+    if log_path:
+        out: Any = open(log_path, "ab")  # noqa: SIM115
+    else:
+        out = None if inherit_output else subprocess.DEVNULL
+    child_env = {**os.environ, **(env or {})}
     if watch_parent:
-        env[PARENT_PID_ENV] = str(os.getpid())
+        child_env[PARENT_PID_ENV] = str(os.getpid())
+    argv = [sys.executable, "-m", "service.cli", "worker", "--queues", queues]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "worker",
-            "--queues",
-            queues,
-            "--concurrency",
-            str(concurrency),
-        ],
+        argv,
         stdout=out,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=child_env,
         start_new_session=True,
     )
+
+
+def run_device_workers(queues: str, devices: list[str]) -> int:
+    """`skillmix worker --devices 0,1`: one worker process per device, each seeing only its
+    own (CUDA_VISIBLE_DEVICES) and taking one task at a time, their output on this one's.
+    Runs until SIGTERM or SIGINT (then stops them: a warm shutdown, as `stop_workers`) or
+    until one of them exits (then stops the others: exit status 1, for a supervisor to
+    restart the set)."""
+    procs = [
+        start_worker(queues, 1, env={"CUDA_VISIBLE_DEVICES": device}, inherit_output=True)
+        for device in devices
+    ]
+    asked = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        asked.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        while not asked.is_set() and all(proc.poll() is None for proc in procs):
+            asked.wait(1.0)
+        if not asked.is_set():
+            log.error("a device worker exited; stopping the others")
+    finally:
+        stop_workers(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if asked.is_set() else 1
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -215,12 +245,14 @@ class Stack:
 
 
 def start_workers(log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """One worker per queue: curation (prefork) and training (solo, so a verification can
-    start its own training processes). Logs: worker-<queue>.log in `log_dir`."""
+    """One worker per queue: curation (one process) and training (SKILLMIX_TRAINING_WORKERS
+    processes, each training one unit of a verification at a time). Logs:
+    worker-<queue>.log in `log_dir`."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for queue in ("curation", "training"):
-            procs.append(start_worker(queue, log_path=log_dir / f"worker-{queue}.log"))
+        for queue, concurrency in (("curation", 1), ("training", None)):
+            log_path = log_dir / f"worker-{queue}.log"
+            procs.append(start_worker(queue, concurrency, log_path=log_path))
     except BaseException:
         stop_workers(procs)
         raise

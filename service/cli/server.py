@@ -101,21 +101,39 @@ def worker(
         str, typer.Option(help="Comma-separated queues to consume.")
     ] = "curation,training",
     concurrency: Annotated[
-        int | None, typer.Option(help="Processes (default: SKILLMIX_WORKER_CONCURRENCY).")
+        int | None,
+        typer.Option(
+            help="Processes (default: SKILLMIX_TRAINING_WORKERS for the training queue alone, "
+            "SKILLMIX_WORKER_CONCURRENCY otherwise)."
+        ),
     ] = None,
     loglevel: Annotated[
         str | None, typer.Option(help="Log level (default: SKILLMIX_LOG_LEVEL).")
     ] = None,
-    pool: Annotated[
+    pool: Annotated[str | None, typer.Option(help="Celery pool (default: prefork).")] = None,
+    devices: Annotated[
         str | None,
         typer.Option(
-            help="Celery pool (default: solo for the training queue alone, so a verification "
-            "can run its training processes; prefork otherwise)."
+            help="Comma-separated GPU indices: one worker process per device, each seeing "
+            "only its own (CUDA_VISIBLE_DEVICES) and training one unit at a time."
         ),
     ] = None,
 ) -> None:
-    """Run a Celery worker, and the sweeper that re-sends stranded jobs."""
+    """Run a Celery worker, and the sweeper that re-sends stranded jobs.
+
+    A training worker takes a verification's training units (one (arm, size, seed group)
+    each) one at a time per process: any number of them, on any number of machines,
+    share a verification."""
     require("service", *(["training"] if "training" in queues.split(",") else []))
+    if devices is not None:
+        chosen = [d.strip() for d in devices.split(",") if d.strip()]
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise typer.BadParameter(f"give distinct device indices, e.g. 0,1 (not {devices!r})")
+        from service import logs
+        from service.cli.embedded import run_device_workers
+
+        logs.setup_logging(get_settings())
+        sys.exit(run_device_workers(queues, chosen))
     from celery.signals import setup_logging, worker_ready
     from celery.utils.log import LoggingProxy
 
@@ -146,7 +164,10 @@ def worker(
         start_sweeper(settings)
 
     if pool is None:
-        pool = "solo" if queues == "training" else "prefork"
+        pool = "prefork"
+    if concurrency is None:
+        training_only = queues == "training"
+        concurrency = settings.training_workers if training_only else settings.worker_concurrency
     name = f"skillmix-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     # Celery's banner is free text on stdout: a JSON log has a line of its own instead.
     quiet = ["--quiet"] if settings.log_format == "json" else []
@@ -160,7 +181,7 @@ def worker(
         "--loglevel",
         settings.log_level,
         "--concurrency",
-        str(concurrency or settings.worker_concurrency),
+        str(concurrency),
         "-n",
         name,
     ]
@@ -173,7 +194,7 @@ def worker(
             name,
             queues,
             pool,
-            concurrency or settings.worker_concurrency,
+            concurrency,
         )
     celery = get_celery()
     # Quiet, its shutdown notices are log lines too (service/worker/celery_worker.py).

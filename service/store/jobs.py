@@ -4,6 +4,11 @@ Every transition is one conditional UPDATE, so two processes can never both move
 a worker *claims* a job by taking its lease, and only the lease holder may write progress
 or a result. A lease that runs out means the worker was lost; the job is then claimed
 again (by a redelivered message or by the sweeper) until `max_attempts` is reached.
+
+The lease functions (`claim`, `renew_lease`, `report_progress`, `finish`,
+`fail_exhausted`, `mark_enqueued`, `stranded`) take `table=`: `Job`, or `TrainingRun`
+for the units of a verification's training (service/store/training_runs.py), which follow
+the same rules with leases of their own.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -24,6 +29,7 @@ from service.models import (
     Mixture,
     Project,
     Scan,
+    TrainingRun,
     Verification,
     utcnow,
 )
@@ -40,6 +46,10 @@ ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 
 AfterCommit = Callable[[], None]
 """What a create does once its transaction committed (send the job to the broker)."""
+
+Leased = type[Job] | type[TrainingRun]
+"""A table of leased work: jobs, or the training units of verifications."""
+L = TypeVar("L", Job, TrainingRun)
 
 
 def query(project_id: str) -> Select[Job]:
@@ -176,22 +186,25 @@ def count_active_locked(session: Session, project_id: str) -> int:
     return int(count or 0)
 
 
-def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
-    """Take the job for `owner` if it is queued, or running under an expired lease."""
+def claim(
+    session: Session, job_id: str, owner: str, lease_seconds: float, table: Leased = Job
+) -> bool:
+    """Take the job (or unit) for `owner` if it is queued, or running under an expired
+    lease."""
     now = utcnow()
     result = session.execute(
-        update(Job)
+        update(table)
         .where(
-            Job.id == job_id,
-            Job.attempts < Job.max_attempts,
+            table.id == job_id,
+            table.attempts < table.max_attempts,
             or_(
-                Job.state == JobState.queued.value,
-                and_(Job.state == JobState.running.value, Job.lease_expires_at < now),
+                table.state == JobState.queued.value,
+                and_(table.state == JobState.running.value, table.lease_expires_at < now),
             ),
         )
         .values(
             state=JobState.running.value,
-            attempts=Job.attempts + 1,
+            attempts=table.attempts + 1,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=now,
@@ -204,15 +217,19 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bo
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _held(job_id: str, owner: str) -> ColumnElement[bool]:
-    return and_(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.running.value)
+def _held(job_id: str, owner: str, table: Leased = Job) -> ColumnElement[bool]:
+    return and_(
+        table.id == job_id, table.lease_owner == owner, table.state == JobState.running.value
+    )
 
 
-def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
+def renew_lease(
+    session: Session, job_id: str, owner: str, lease_seconds: float, table: Leased = Job
+) -> bool:
     now = utcnow()
     result = session.execute(
-        update(Job)
-        .where(_held(job_id, owner))
+        update(table)
+        .where(_held(job_id, owner, table))
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
@@ -227,12 +244,13 @@ def report_progress(
     fraction: float,
     message: str,
     lease_seconds: float,
+    table: Leased = Job,
 ) -> bool:
     """Write progress (and renew the lease); False when this owner no longer holds the job."""
     now = utcnow()
     result = session.execute(
-        update(Job)
-        .where(_held(job_id, owner))
+        update(table)
+        .where(_held(job_id, owner, table))
         .values(
             progress=min(max(fraction, 0.0), 1.0),
             progress_message=message[:2000],
@@ -254,8 +272,10 @@ def finish(
     result: dict[str, Any] | None = None,
     error: str | None = None,
     artifacts: list[dict[str, Any]] | None = None,
+    table: Leased = Job,
 ) -> bool:
-    """Move a held job to a final state; False when the lease was lost meanwhile."""
+    """Move a held job (or unit) to a final state; False when the lease was lost meanwhile.
+    Commits."""
     now = utcnow()
     values: dict[str, Any] = dict(
         state=state.value,
@@ -272,8 +292,8 @@ def finish(
     if artifacts is not None:
         values["artifacts"] = artifacts
     res = session.execute(
-        update(Job)
-        .where(_held(job_id, owner))
+        update(table)
+        .where(_held(job_id, owner, table))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -282,22 +302,30 @@ def finish(
 
 
 def cancel(session: Session, job: Job) -> bool:
-    """Cancel a queued or running job; a running worker notices at its next progress write.
-    Jobs waiting for this one fail; its children (`Job.parent_id`: a study's mixtures and
-    verification) are cancelled with it, after it (so it ends cancelled, not failed for
-    a lost child)."""
+    """Cancel a queued or running job and its training units; a running worker notices at
+    its next progress write (a unit stops at its next step and keeps its checkpoint), a
+    queued unit never starts. Jobs waiting for this one fail; its children
+    (`Job.parent_id`: a study's mixtures and verification) are cancelled with it, after it
+    (so it ends cancelled, not failed for a lost child)."""
     now = utcnow()
+    cancelled: dict[str, Any] = dict(
+        state=JobState.cancelled.value,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        progress_message="cancelled",
+    )
     res = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.state.in_(ACTIVE))
-        .values(
-            state=JobState.cancelled.value,
-            finished_at=now,
-            updated_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            progress_message="cancelled",
-        )
+        .values(**cancelled)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.job_id == job.id, TrainingRun.state.in_(ACTIVE))
+        .values(**cancelled)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -313,24 +341,25 @@ def cancel(session: Session, job: Job) -> bool:
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def fail_exhausted(session: Session, job_id: str) -> bool:
-    """Fail a job whose worker was lost on every one of its attempts."""
+def fail_exhausted(session: Session, job_id: str, table: Leased = Job) -> bool:
+    """Fail a job (or unit) whose worker was lost on every one of its attempts."""
     now = utcnow()
-    job = session.get(Job, job_id)
+    job = cast("Job | TrainingRun | None", session.get(table, job_id))
     if job is None:
         return False
+    what = "job" if table is Job else "training run"
     error = (
-        f"the worker running this job was lost {job.attempts} time(s) "
+        f"the worker running this {what} was lost {job.attempts} time(s) "
         f"(max_attempts={job.max_attempts}); giving up. Check the worker logs for "
         "out-of-memory kills or crashes."
     )
     res = session.execute(
-        update(Job)
+        update(table)
         .where(
-            Job.id == job_id,
-            Job.state == JobState.running.value,
-            Job.attempts >= Job.max_attempts,
-            Job.lease_expires_at < now,
+            table.id == job_id,
+            table.state == JobState.running.value,
+            table.attempts >= table.max_attempts,
+            table.lease_expires_at < now,
         )
         .values(
             state=JobState.failed.value,
@@ -346,10 +375,12 @@ def fail_exhausted(session: Session, job_id: str) -> bool:
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def mark_enqueued(session: Session, job_id: str, when: datetime | None = None) -> None:
+def mark_enqueued(
+    session: Session, job_id: str, when: datetime | None = None, table: Leased = Job
+) -> None:
     session.execute(
-        update(Job)
-        .where(Job.id == job_id)
+        update(table)
+        .where(table.id == job_id)
         .values(enqueued_at=when or utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -364,13 +395,25 @@ UNSENT_GRACE_SECONDS = 30.0
 def stranded_jobs(
     session: Session, requeue_queued_after: float, messages_lost_before: datetime | None = None
 ) -> tuple[list[Job], list[Job]]:
-    """(jobs to send again, jobs to fail): expired leases, queued jobs never sent, and
-    queued jobs nobody took.
+    """(jobs to send again, jobs to fail): see `stranded`. A job waiting for others is not
+    sent (`waiting`)."""
+    return stranded(session, Job, requeue_queued_after, messages_lost_before, ~waiting())
 
-    A job whose lease expired is sent again once (not on every sweep): when it was last
+
+def stranded(
+    session: Session,
+    table: type[L],
+    requeue_queued_after: float,
+    messages_lost_before: datetime | None = None,
+    sendable: ColumnElement[bool] | None = None,
+) -> tuple[list[L], list[L]]:
+    """(rows to send again, rows to fail): expired leases, queued rows never sent, and
+    queued rows nobody took (queued rows only where `sendable`, if given).
+
+    A row whose lease expired is sent again once (not on every sweep): when it was last
     enqueued before its lease ran out. Should that message be lost as well (or taken by a
-    worker that died before claiming it), the job is sent again once its last message is
-    `requeue_queued_after` seconds old, like a queued job nobody took. Every message sent
+    worker that died before claiming it), the row is sent again once its last message is
+    `requeue_queued_after` seconds old, like a queued row nobody took. Every message sent
     before `messages_lost_before` (the broker lost its data then) counts as lost at once.
     """
     now = utcnow()
@@ -378,7 +421,7 @@ def stranded_jobs(
     if messages_lost_before is not None:
         stale_before = max(stale_before, messages_lost_before)
     expired = session.scalars(
-        select(Job).where(Job.state == JobState.running.value, Job.lease_expires_at < now)
+        select(table).where(table.state == JobState.running.value, table.lease_expires_at < now)
     ).all()
     to_fail = [j for j in expired if j.attempts >= j.max_attempts]
     resend = [
@@ -392,20 +435,20 @@ def stranded_jobs(
             or j.enqueued_at < stale_before
         )
     ]
-    # A queued job never sent (the broker was down when it was created) goes as soon as
+    # A queued row never sent (the broker was down when it was created) goes as soon as
     # its creator has surely given up on sending it, not after `requeue_queued_after`.
     unsent_before = now - timedelta(seconds=min(UNSENT_GRACE_SECONDS, requeue_queued_after))
-    resend += session.scalars(
-        select(Job).where(
-            Job.state == JobState.queued.value,
-            ~waiting(),
-            or_(
-                (Job.enqueued_at.is_(None)) & (Job.created_at < unsent_before),
-                (Job.enqueued_at < stale_before) & (Job.created_at < stale_before),
-            ),
-        )
-    ).all()
-    return resend, to_fail
+    queued = select(table).where(
+        table.state == JobState.queued.value,
+        or_(
+            (table.enqueued_at.is_(None)) & (table.created_at < unsent_before),
+            (table.enqueued_at < stale_before) & (table.created_at < stale_before),
+        ),
+    )
+    if sendable is not None:
+        queued = queued.where(sendable)
+    resend += session.scalars(queued).all()
+    return resend, list(to_fail)
 
 
 def waiting() -> ColumnElement[bool]:

@@ -26,6 +26,22 @@ class JobContext(Protocol):
 
     def add_artifact(self, name: str, path: Path, media_type: str) -> None: ...
 
+    def detach(self, message: str) -> bool:
+        """Hand the job over to training units it has planned (the job stays running, held
+        by no worker); False if this attempt no longer held the job. Then raise Detached."""
+        ...
+
+
+class JobInterrupted(Exception):
+    """The job (or training unit) was cancelled, or this worker lost its lease to another
+    attempt: raised by `progress`, and by a handler that finds its lease gone."""
+
+
+class Detached(Exception):  # noqa: N818 (not an error: how a handler ends its attempt early)
+    """Raised by a handler after `ctx.detach(...)`: the attempt ends without a result and
+    the job stays running while its training units work (service/store/training_runs.py);
+    the last of them finishes it."""
+
 
 Handler = Callable[[JobContext], dict[str, Any]]
 

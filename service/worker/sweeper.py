@@ -12,11 +12,11 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from service.celery_app import broker_epoch, enqueue
+from service.celery_app import broker_epoch, enqueue, enqueue_run
 from service.db import session_scope
-from service.models import IdempotencyRecord, utcnow
+from service.models import IdempotencyRecord, TrainingRun, utcnow
 from service.settings import Settings
-from service.store import jobs
+from service.store import jobs, training_runs
 
 log = logging.getLogger("skillmix.sweeper")
 
@@ -37,7 +37,25 @@ def sweep_once(settings: Settings) -> dict[str, int]:
         targets = [(job.id, job.queue) for job in resend]
         # Jobs that waited for others whose end the runner did not get to settle.
         targets += [(job.id, job.queue) for job in jobs.settle_waiting(session)]
+        # Training units of verifications, by the same rules; and verifications whose
+        # units all ended without the last one's worker finishing the job.
+        units, units_to_fail = training_runs.stranded(
+            session, settings.requeue_queued_after_seconds, messages_lost_before=lost_before
+        )
+        failed += sum(training_runs.fail_exhausted(session, unit) for unit in units_to_fail)
+        unit_targets = [(unit.id, unit.queue) for unit in units]
+        targets += [(job.id, job.queue) for job in training_runs.settle_detached(session)]
     sent = 0
+    for unit_id, queue in dict(unit_targets).items():
+        try:
+            enqueue_run(unit_id, queue)
+        except Exception:
+            log.exception("could not re-enqueue training run %s", unit_id)
+            continue
+        with session_scope() as session:
+            jobs.mark_enqueued(session, unit_id, table=TrainingRun)
+        sent += 1
+        log.info("re-enqueued stranded training run %s", unit_id)
     for job_id, queue in dict(targets).items():
         try:
             enqueue(job_id, queue)

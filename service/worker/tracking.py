@@ -334,16 +334,18 @@ class VerificationTracker(Tracker):
         except Exception as exc:
             self._failed("logging the verdicts", exc)
 
-    def stop(self, status: str) -> None:
-        """End the parent run and the runs left unfinished (FAILED, KILLED) when the job
-        stops early; an attempt that resumes them sets them running again."""
+    def stop(self, status: str, *, parent: bool = True) -> None:
+        """End the runs left unfinished (FAILED, KILLED) when the job stops early, and the
+        parent run unless `parent` is False (a training unit stops its own runs only); an
+        attempt that resumes them sets them running again."""
         if not self.on or not self.parent:
             return
         try:
             client = self._connect()
             for key in self.resume_after:
                 client.set_terminated(self.children[key], status)
-            client.set_terminated(self.parent, status)
+            if parent:
+                client.set_terminated(self.parent, status)
         except Exception as exc:
             self._failed("ending the verification's runs", exc)
 

@@ -138,12 +138,12 @@ def job_row(job_id: str) -> dict[str, Any]:
 
 
 def run_again(api: TestClient, job_id: str) -> str:
-    """Retry the failed job through the API, and run it here."""
+    """Retry the failed job through the API, and run it here (with its training units)."""
     retried = api.post(f"/v1/jobs/{job_id}/retry")
     assert retried.status_code == 202, retried.text
     job = retried.json()
     assert (job["state"], job["attempts"], job["error"]) == ("queued", 0, None), job
-    return runner.execute(job_id)
+    return runner.execute_all(job_id)
 
 
 def assert_disk_full_error(error: str | None, path: Path) -> None:
@@ -398,13 +398,16 @@ def test_a_checkpoint_write_on_a_full_disk_keeps_the_last_one_and_resumes(
                     disk.fill()
 
         env.setattr(checkpoint, "save", fill_after_first_checkpoint_of_seed_1)
-        assert runner.execute(job_id) == "failed"
+        assert runner.execute_all(job_id) == "failed"
         env.setattr(checkpoint, "save", save)
 
         job = job_row(job_id)
         print(job["error"])
-        assert_disk_full_error(job["error"], runs / "1" / "checkpoint.pt")
-        assert "it needs at least " in job["error"], job["error"]
+        # The job names the training unit that failed, and why.
+        unit, _, error = job["error"].partition(" failed: ")
+        assert unit.startswith("training run upweighted/nano/seeds 1 (run_"), job["error"]
+        assert_disk_full_error(error, runs / "1" / "checkpoint.pt")
+        assert "it needs at least " in error, error
         # The finished run and the last checkpoint are kept, whole.
         assert (runs / "0" / "result.json").exists()
         assert not (runs / "1" / "result.json").exists()
@@ -418,7 +421,7 @@ def test_a_checkpoint_write_on_a_full_disk_keeps_the_last_one_and_resumes(
         assert json.loads((runs / "1" / "result.json").read_text())["resumes"] == 1
 
         clean = verify()
-        assert runner.execute(clean["job"]["id"]) == "succeeded"
+        assert runner.execute_all(clean["job"]["id"]) == "succeeded"
         a = api.get(f"/v1/verifications/{ver['id']}").json()
         b = api.get(f"/v1/verifications/{clean['id']}").json()
         finals = [(r["seed"], r["steps"], r["final"]) for r in a["report"]["runs"]]

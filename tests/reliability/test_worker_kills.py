@@ -10,6 +10,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -19,7 +20,10 @@ import pytest
 
 from curation.synthetic_corpus import Plant, generate_corpus
 from service.cli.embedded import refresh_settings
+from service.db import session_scope
+from service.models import TrainingRun
 from service.settings import get_settings
+from service.store import training_runs
 from service.worker import runner
 from tests.reliability.conftest import (
     Stack,
@@ -246,64 +250,114 @@ def trained_arms(stack: Stack) -> tuple[str, str]:
     return r.json()["id"], skill_id
 
 
-def verify(stack: Stack, mixture_id: str, skill_id: str) -> dict[str, Any]:
-    r = stack.client.post(
-        "/v1/verifications",
-        json={
-            "arms": {"upweighted": mixture_id},
-            "skill_ids": [skill_id],
-            "sizes": ["nano"],
-            "seeds": [0, 1],
-            "token_budget": 40 * 1024,
-            "eval_every": 20,
-            "checkpoint_every": 8,
-            "device": "cpu",
-        },
-    )
-    assert r.status_code == 202, r.text
-    return r.json()
+# --- training units shared by several workers -------------------------------------------
+
+SEEDS = list(range(6))
 
 
-def finals(report: dict[str, Any]) -> list[Any]:
-    return [(run["seed"], run["steps"], run["final"]) for run in report["runs"]]
+def shared_body(mixture_id: str, skill_id: str, baseline: str = "auto") -> dict[str, Any]:
+    return {
+        "arms": {"upweighted": mixture_id, "baseline": baseline},
+        "skill_ids": [skill_id],
+        "sizes": ["nano"],
+        "seeds": SEEDS,
+        "token_budget": 48 * 1024,
+        "eval_every": 24,
+        "checkpoint_every": 6,
+        "device": "cpu",
+    }
 
 
-@pytest.mark.timeout(300)
-def test_a_killed_training_worker_resumes_to_the_same_results(stack: Stack) -> None:
+def held_units(job_id: str) -> dict[str, int]:
+    """Running units of the job -> the pid that holds each (lease owners are pid@host:...)."""
+    with session_scope() as session:
+        return {
+            u.id: int(u.lease_owner.split("@")[0])
+            for u in training_runs.units_of(session, job_id)
+            if u.state == "running" and u.lease_owner
+        }
+
+
+def trained_lines(stack: Stack) -> list[str]:
+    """The run each "trained N steps" line names: one per run trained to its end."""
+    text = "".join(p.read_text(errors="replace") for p in stack.logs.glob("worker-*.log"))
+    return re.findall(r"trained \d+ steps in [\d.]+s \[.*?[ \[]run=(\S+?)[\] ]", text)
+
+
+def by_run(report: dict[str, Any]) -> dict[tuple[str, int], Any]:
+    return {(r["arm"], r["seed"]): (r["steps"], r["final"]) for r in report["runs"]}
+
+
+@pytest.mark.timeout(600)
+def test_three_training_workers_share_a_verification_and_survive_a_kill(stack: Stack) -> None:
+    """2 arms x 6 seeds, one unit each, shared by three training worker processes; one of
+    them is SIGKILLed while its unit trains: its unit's lease runs out, the sweeper sends it
+    again, another worker resumes it from its checkpoint. Every run is trained to its end
+    exactly once, and the report equals an undisturbed verification's."""
     mixture_id, skill_id = trained_arms(stack)
-    ver = verify(stack, mixture_id, skill_id)
-    job_id = ver["job"]["id"]
-    runs = get_settings().work_dir / job_id / "upweighted" / "nano"
-    first = stack.worker("training")
-    # Seed 0 is done and seed 1 has written a checkpoint: kill it there.
-    wait_for(
-        lambda: (runs / "0" / "result.json").exists() and (runs / "1" / "checkpoint.pt").exists(),
-        240,
-        "one run done, one mid-way",
-    )
-    kill_group(first)
-    hit = db_job(job_id)
-    assert hit["state"] == "running" and 0 < hit["progress"] < 1, hit
-    assert not (runs / "1" / "result.json").exists()
-    done_before = mtime(runs / "0" / "result.json")
+    r = stack.client.post("/v1/verifications", json=shared_body(mixture_id, skill_id))
+    assert r.status_code == 202, r.text
+    ver = r.json()
+    job_id, baseline_id = ver["job"]["id"], ver["arms"]["baseline"]
+    baseline = stack.client.get(f"/v1/mixtures/{baseline_id}").json()
+    assert runner.execute(baseline["job"]["id"]) == "succeeded"  # sends the verification
+    workers = [stack.worker("training") for _ in range(3)]
+    work = get_settings().work_dir / job_id
 
-    stack.worker("training")
-    resumed = stack.wait_final(job_id, timeout=240)
-    assert resumed["state"] == "succeeded", resumed
-    assert resumed["attempts"] == 2, resumed
-    # The finished run was reused, not trained again; the other resumed from a checkpoint.
-    assert mtime(runs / "0" / "result.json") == done_before
-    assert json.loads((runs / "1" / "result.json").read_text())["resumes"] >= 1
+    def checkpointed_and_held() -> dict[str, int]:
+        """Held units whose run has a checkpoint and no result yet."""
+        with session_scope() as session:
+            units = {u.id: u for u in training_runs.units_of(session, job_id)}
+        out = {}
+        for unit_id, pid in held_units(job_id).items():
+            unit = units[unit_id]
+            run = work / unit.arm / unit.size / str(unit.seeds[0])
+            if (run / "checkpoint.pt").exists() and not (run / "result.json").exists():
+                out[unit_id] = pid
+        return out
 
-    clean = verify(stack, mixture_id, skill_id)
-    assert stack.wait_final(clean["job"]["id"], timeout=240)["state"] == "succeeded"
-    a = stack.client.get(f"/v1/verifications/{ver['id']}").json()
-    b = stack.client.get(f"/v1/verifications/{clean['id']}").json()
-    assert finals(a["report"]) == finals(b["report"])
-    assert [v["accuracies"] for v in a["report"]["verdicts"]] == [
-        v["accuracies"] for v in b["report"]["verdicts"]
+    wait_for(lambda: bool(checkpointed_and_held()), 300, "a unit mid-way, checkpointed")
+    unit_id, pid = next(iter(checkpointed_and_held().items()))
+    (victim,) = [w for w in workers if os.getpgid(pid) == w.pid]
+    lost = {u for u, p in held_units(job_id).items() if os.getpgid(p) == victim.pid}
+    kill_group(victim)
+    assert unit_id in lost
+    with session_scope() as session:
+        unit = session.get(TrainingRun, unit_id)
+        assert unit is not None and unit.state == "running"
+        killed_run = work / unit.arm / unit.size / str(unit.seeds[0])
+    assert not (killed_run / "result.json").exists()
+
+    job = stack.wait_final(job_id, timeout=400)
+    assert job["state"] == "succeeded", (job, stack.log_tails())
+    done = stack.client.get(f"/v1/verifications/{ver['id']}").json()
+    units = {run["unit"]["id"]: run["unit"] for run in done["runs"]}
+    assert len(done["runs"]) == len(units) == 12
+    assert {u["state"] for u in units.values()} == {"succeeded"}
+    # The killed worker's unit ran a second attempt; any other a single one.
+    assert {u for u, unit in units.items() if unit["attempts"] > 1} == lost, units
+    assert json.loads((killed_run / "result.json").read_text())["resumes"] >= 1
+    assert {run["state"] for run in done["runs"]} == {"done"}
+    assert all(run["summary"]["tokens_per_second"] > 0 for run in done["runs"])
+    # Every run was trained to its end once: one "trained" line each, across all workers.
+    trained = trained_lines(stack)
+    expected = {f"{arm}/nano/{seed}" for arm in ("upweighted", "baseline") for seed in SEEDS}
+    assert sorted(trained) == sorted(expected), trained
+
+    # The reference: the same verification, undisturbed, by the two surviving workers.
+    clean = stack.client.post(
+        "/v1/verifications", json=shared_body(mixture_id, skill_id, baseline_id)
+    ).json()
+    assert stack.wait_final(clean["job"]["id"], timeout=400)["state"] == "succeeded"
+    reference = stack.client.get(f"/v1/verifications/{clean['id']}").json()["report"]
+    report = done["report"]
+    assert by_run(report) == by_run(reference)
+    assert [v["accuracies"] for v in report["verdicts"]] == [
+        v["accuracies"] for v in reference["verdicts"]
     ]
-    assert {run["state"] for run in a["runs"]} == {"done"}
+    assert [v["verdict"] for v in report["verdicts"]] == [
+        v["verdict"] for v in reference["verdicts"]
+    ]
 
 
 # --- a pool process alone ----------------------------------------------------------------

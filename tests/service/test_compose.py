@@ -185,3 +185,14 @@ def test_the_images_hold_what_their_services_import(images: dict[str, dockerfile
     no_training = run(cpu, "worker", "--queues", "training")
     assert no_training.returncode == 2
     assert "pip install 'skillmix[training]'" in no_training.stderr
+
+
+def test_the_training_workers_scale() -> None:
+    """`docker compose up --scale worker-training=N`: a service scales when no replica
+    claims a fixed name or host port; its replicas then share verifications unit by unit."""
+    training = COMPOSE["services"]["worker-training"]
+    assert "container_name" not in training and "ports" not in training
+    command = training["command"]
+    assert command[:2] == ["skillmix", "worker"]
+    assert command[command.index("--queues") + 1] == "training"
+    assert "--scale worker-training=N" in COMPOSE_TEXT

@@ -170,8 +170,8 @@ def test_a_verifications_training_processes_log_json_naming_the_job_and_their_ru
     env.setenv("SKILLMIX_LOG_FORMAT", "json")
     env.setenv("SKILLMIX_TRAINING_WORKERS", "2")
     refresh_settings()
-    # The deployed shape: a curation worker (prefork) and a training worker (solo), which
-    # trains a verification's runs in a pool of spawned processes.
+    # The deployed shape: a curation worker and a training worker of two processes
+    # (SKILLMIX_TRAINING_WORKERS), which share a verification's training units.
     workers = start_workers(tmp_path)
     try:
         with TestClient(create_app()) as client:
@@ -206,16 +206,18 @@ def test_a_verifications_training_processes_log_json_naming_the_job_and_their_ru
     for lines_of_a_worker in (curation, entries):
         assert [e for e in lines_of_a_worker if e["message"] == SHUTDOWN]
     job_id = job["id"]
-    [start] = [e for e in entries if e["message"].startswith(f"job {job_id} attempt")]
-    children = [e for e in entries if e["process"] != start["process"]]
-    # The runs trained in two other processes, whose lines (the trainer's, here) name the
-    # job and the run, as the worker's own do.
-    assert len({e["process"] for e in children}) == 2, children
-    assert {e["run"] for e in children} == {"upweighted/nano/0", "upweighted/nano/1"}
-    for entry in children:
+    assert [e for e in entries if e["message"].startswith(f"job {job_id} attempt 1")]
+    runs = [e for e in entries if "run" in e]
+    # The runs trained in the two processes, whose lines (the trainer's, here) name the
+    # job, the training unit and the run, as the worker's own do.
+    assert len({e["process"] for e in runs}) == 2, runs
+    assert {e["run"] for e in runs} == {"upweighted/nano/0", "upweighted/nano/1"}
+    for entry in runs:
         assert (entry["job_id"], entry["job_kind"], entry["job_attempt"]) == (
             job_id,
             "verification",
             1,
         ), entry
-    assert any(e["message"].startswith("training nano model") for e in children), children
+        assert entry["training_run"].startswith("run_"), entry
+    assert len({e["training_run"] for e in runs}) == 2
+    assert any(e["message"].startswith("training nano model") for e in runs), runs

@@ -23,6 +23,7 @@ TABLES = {
     "mixtures",
     "verifications",
     "verification_runs",
+    "training_runs",
 }
 
 

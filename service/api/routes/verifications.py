@@ -13,22 +13,40 @@ from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
 from service.api.schemas import (
     JobPublic,
+    Progress,
     RunPublic,
     SkillRef,
+    TrainingRunPublic,
     VerificationCreate,
     VerificationPublic,
     VerificationsPublic,
     problem_responses,
 )
-from service.models import JobState, Verification
-from service.store import verifications
+from service.models import JobState, TrainingRun, Verification
+from service.store import training_runs, verifications
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
+
+
+def unit_public(unit: TrainingRun) -> TrainingRunPublic:
+    return TrainingRunPublic(
+        id=unit.id,
+        state=unit.state,  # type: ignore[arg-type]
+        seeds=unit.seeds,
+        look=unit.look,
+        progress=Progress(fraction=unit.progress, message=unit.progress_message),
+        attempts=unit.attempts,
+        max_attempts=unit.max_attempts,
+        error=unit.error,
+        started_at=unit.started_at,
+        finished_at=unit.finished_at,
+    )
 
 
 def public(session: Session, ver: Verification) -> VerificationPublic:
     job = verifications.job_of(session, ver)
     runs = verifications.runs_of(session, ver.id)
+    units = {u.id: u for u in training_runs.units_of(session, job.id)}
     return VerificationPublic(
         id=ver.id,
         arms=ver.arms,
@@ -37,7 +55,14 @@ def public(session: Session, ver: Verification) -> VerificationPublic:
         skills=[SkillRef(**ref) for ref in ver.skills],
         job=JobPublic.of(job),
         runs=[
-            RunPublic(arm=r.arm, size=r.size, seed=r.seed, state=r.state, summary=r.summary)
+            RunPublic(
+                arm=r.arm,
+                size=r.size,
+                seed=r.seed,
+                state=r.state,
+                summary=r.summary,
+                unit=unit_public(units[r.training_run_id]) if r.training_run_id in units else None,
+            )
             for r in runs
         ],
         report=job.result if job.state == JobState.succeeded.value else None,

@@ -3,8 +3,6 @@ built beside the treatment; each run is recorded; the report carries verdicts.""
 
 from __future__ import annotations
 
-import types
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,26 +23,24 @@ def treatment(client: TestClient, key_a: str, scanned: dict) -> dict:  # noqa: F
     return {**scanned, "mixture": r.json()}
 
 
-@pytest.mark.parametrize("prefork", [False, True], ids=["in-process", "prefork-pool-process"])
 def test_verification_with_auto_baseline_records_runs_and_verdicts(
-    client: TestClient,
-    key_a: str,
-    treatment: dict,
-    env: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    prefork: bool,
+    client: TestClient, key_a: str, treatment: dict, env: pytest.MonkeyPatch
 ) -> None:
-    """prefork: the job runs in a daemonic process (a Celery prefork pool process), which
-    may not start the training pool that SKILLMIX_TRAINING_WORKERS=2 asks for: it trains
-    the runs one at a time instead, and says so."""
-    env.setenv("SKILLMIX_TRAINING_WORKERS", "2" if prefork else "1")
-    if prefork:
-        env.setattr(
-            verification_handler.multiprocessing,
-            "current_process",
-            lambda: types.SimpleNamespace(daemon=True),
-        )
+    """The job hands its training to one unit per (arm, size, seed) and ends its attempt
+    (`detached`); the units run here one after another (runner.execute_all), and the last
+    one writes the report. Here the sequential design's hook (`next_look`) asks for a
+    second look of one more seed after the first: its units are planned and trained as the
+    first look's were, and the report covers both."""
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
     refresh_settings()
+    looks: list[int] = []
+
+    def one_more_seed_after_the_first_look(setup: object, report: dict, look: int) -> list[int]:
+        looks.append(look)
+        assert report["settings"]["seeds"] == [0, 1][: look + 1]
+        return [1] if look == 0 else []
+
+    env.setattr(verification_handler, "next_look", one_more_seed_after_the_first_look)
     sid = treatment["skill"]["id"]
     r = client.post(
         "/v1/verifications",
@@ -53,7 +49,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
             "arms": {"upweighted": treatment["mixture"]["id"], "baseline": "auto"},
             "skill_ids": [sid],
             "sizes": ["nano"],
-            "seeds": [0, 1],
+            "seeds": [0],
             "token_budget": 8 * 4096,
             "eval_every": 4,
             "device": "cpu",
@@ -62,14 +58,29 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     )
     assert r.status_code == 202, r.text
     ver = r.json()
-    assert len(ver["runs"]) == 4 and {run["state"] for run in ver["runs"]} == {"pending"}
+    assert len(ver["runs"]) == 2 and {run["state"] for run in ver["runs"]} == {"pending"}
     baseline_id = ver["arms"]["baseline"]
     baseline = client.get(f"/v1/mixtures/{baseline_id}", headers=auth(key_a)).json()
     assert runner.execute(treatment["mixture"]["job"]["id"]) == "succeeded"
     assert runner.execute(baseline["job"]["id"]) == "succeeded"
-    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    assert runner.execute(ver["job"]["id"]) == "detached"
+    running = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
+    assert running["job"]["state"] == "running" and running["job"]["progress"]["fraction"] == 0
+    assert {run["unit"]["state"] for run in running["runs"]} == {"queued"}
+    assert len({run["unit"]["id"] for run in running["runs"]}) == 2
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
+    assert looks == [0, 1]
     done = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
+    assert sorted((run["seed"], run["unit"]["look"]) for run in done["runs"]) == [
+        (0, 0), (0, 0), (1, 1), (1, 1)
+    ]  # fmt: skip
+    assert done["report"]["settings"]["seeds"] == [0, 1] and len(done["report"]["runs"]) == 4
     assert {run["state"] for run in done["runs"]} == {"done"}
+    assert {run["unit"]["state"] for run in done["runs"]} == {"succeeded"}
+    for run in done["runs"]:
+        assert run["unit"]["progress"]["fraction"] == 1 and run["unit"]["seeds"] == [run["seed"]]
+        assert run["unit"]["attempts"] == 1
+        assert run["summary"]["tokens_per_second"] > 0
     verdicts = done["report"]["verdicts"]
     assert {(v["arm"], v["size"]) for v in verdicts} == {
         ("upweighted", "nano"),
@@ -93,7 +104,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     assert done["report"]["settings"]["train"]["lr_schedule"] == "constant"
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "report.json" in names and any(n.endswith(".png") for n in names)
-    assert ("one at a time" in caplog.text) is prefork
+    assert done["job"]["attempts"] == 1  # planned, then finished by the last unit's worker
 
 
 def test_arms_are_checked_before_anything_runs(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,57 @@ def test_study_demo_runs_a_dose_response(env: pytest.MonkeyPatch, tmp_path: Path
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "studying the dose" in r.stdout and "nano:" in r.stdout
     assert "study demo finished" in r.stdout
+
+
+def test_bad_devices_are_a_usage_error(env: pytest.MonkeyPatch) -> None:
+    r = skillmix("worker", "--queues", "training", "--devices", "0,0")
+    assert r.returncode == 2 and "distinct device indices" in r.stderr
+
+
+def children(pid: int) -> dict[int, dict[str, str]]:
+    """The processes whose parent is `pid` -> their environment (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if not entry.isdigit() or int(stat[stat.rindex(")") + 2 :].split()[1]) != pid:
+                continue
+            raw = Path(f"/proc/{entry}/environ").read_bytes()
+        except (OSError, ValueError):
+            continue
+        found[int(entry)] = dict(
+            item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
+        )
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_devices_run_one_training_worker_per_gpu(sqlite_db: str, tmp_path: Path) -> None:
+    """`skillmix worker --queues training --devices 0,1`: a worker process per device, each
+    seeing only its own; SIGTERM stops them all and the command exits 0. (No GPU here: the
+    workers start and consume all the same.)"""
+    log = tmp_path / "devices.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker", "--queues", "training",
+             "--devices", "0,1"],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            workers = children(proc.pid)
+            if len(workers) == 2 and log.read_text(errors="replace").count(" ready.") == 2:
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"two device workers did not start: {log.read_text()[-3000:]}")
+        assert sorted(env["CUDA_VISIBLE_DEVICES"] for env in workers.values()) == ["0", "1"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -74,7 +74,7 @@ def test_a_verification_and_its_mixtures_are_logged(
     baseline = client.get(f"/v1/mixtures/{arms['baseline']}", headers=auth(key_a)).json()
     assert runner.execute(treatment["mixture"]["job"]["id"]) == "succeeded"
     assert runner.execute(baseline["job"]["id"]) == "succeeded"
-    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     report = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()["report"]
 
     ml = mlflow.MlflowClient(get_settings().mlflow_tracking_uri)
