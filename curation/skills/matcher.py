@@ -33,6 +33,7 @@ from typing import NamedTuple
 import re2
 
 from curation.skills.detectors import KeywordsDetector
+from curation.skills.factors import detector_factors
 from curation.skills.instance import match_key
 from curation.skills.keywords import (
     KeywordAutomaton,
@@ -43,6 +44,7 @@ from curation.skills.keywords import (
     safe_pattern,
 )
 from curation.skills.regex import effective_pattern, re2_options
+from curation.skills.screen import FactorScreen
 from curation.skills.spec import SkillSpec
 
 SET_MAX_MEM = 512 << 20  # a budget, not an allocation: large keyword sets need room
@@ -196,9 +198,9 @@ class SkillMatcher:
         if duplicates:
             raise ValueError(f"duplicate skill ids: {', '.join(duplicates)}")
         self._skills: list[_RegexSkill | _KeywordSkill] = []  # by index in the Set
+        self._detectors = [spec.concrete_detector() for spec in specs]
         patterns: list[str] = []
-        for spec in specs:
-            detector = spec.concrete_detector()
+        for detector in self._detectors:
             if isinstance(detector, KeywordsDetector):
                 self._skills.append(_KeywordSkill(detector))
                 patterns.append(prefilter_pattern(detector))
@@ -212,9 +214,25 @@ class SkillMatcher:
         self._set = _compile_set(patterns)
         self._match = self._set._set.Match if self._set is not None else None
 
+    @cached_property
+    def screen(self) -> FactorScreen | None:
+        """The skills' factor screen (see `screen.py`); None if a skill has no known factors."""
+        factors = [detector_factors(d) for d in self._detectors]
+        if any(f is None for f in factors):
+            return None
+        return FactorScreen(f for f in factors if f is not None)
+
+    def may_match_line(self, line: bytes) -> bool:
+        """False if no skill matches the text of any string in the JSON line `line`."""
+        screen = self.screen
+        return screen is None or screen.may_match_line(line)
+
     def may_match(self, data: bytes) -> bool:
         """False if no skill matches the text whose UTF-8 is `data` (then `find` gives {})."""
         if self._match is None:
+            return False
+        screen = self.screen
+        if screen is not None and not screen.may_match_text(data):
             return False
         hits = self._match(data)
         return bool(hits) and (len(hits) > 1 or hits[0] != self._risky)
