@@ -42,8 +42,15 @@ Position = frozenset[str]
 Factor = tuple[Position, ...]
 Factors = frozenset[Factor]
 
-MAX_ALTERNATIVES = 64  # factors one node may offer (a product of alternations grows fast)
-MAX_CLASS_CHARS = 32  # a larger class is not a literal position
+MAX_PRODUCT = 256  # strings a concatenation of alternatives may multiply out to
+MAX_ALTERNATIVES = 4096  # factors one node may offer (an alternation of words)
+MAX_CLASS_CHARS = 96  # a larger class is not a literal position
+# RE2's Perl classes are ASCII-only (Python's parser reads them as Unicode categories)
+_PERL_CLASSES = {
+    sre_constants.CATEGORY_DIGIT: "0123456789",
+    sre_constants.CATEGORY_SPACE: "\t\n\f\r ",
+    sre_constants.CATEGORY_WORD: "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz",
+}
 # Spellings RE2 and Python's parser read differently: POSIX classes, and `{,n}`
 # (a repeat in Python, literal text in RE2). Patterns with them get no factors.
 _AMBIGUOUS = ("[:", "{,")
@@ -79,12 +86,16 @@ def _fold_preimages() -> dict[str, tuple[str, ...]]:
     """folded character -> the characters that fold to it (only where more than itself)."""
     found: dict[str, set[str]] = {}
     for char in _all_chars()[: 0x40000 - 0x800]:  # planes 4-16 hold no cased character
-        folded = fold(char)
+        lowered = char.lower()  # `fold` of one character, inlined: 260k of them
+        folded = lowered if len(lowered) == 1 else char
+        if folded == "ς":
+            folded = "σ"
         if folded != char:
             found.setdefault(folded, {folded}).add(char)
     return {k: tuple(v) for k, v in found.items()}
 
 
+@cache
 def fold_orbit(char: str) -> Position:
     """Every character whose `fold` equals that of `char`."""
     folded = fold(char)
@@ -98,9 +109,13 @@ class _Unknown(Exception):
     """A construct this module does not reason about: the pattern gets no factors."""
 
 
+def _weight(position: Position) -> float:
+    return 1.0 if len(position) <= 3 else 0.5 if len(position) <= 12 else 0.25
+
+
 def _score(factors: Factors) -> tuple[float, int]:
     """Higher is more selective: the weakest factor's length (wide positions count less)."""
-    weakest = min(sum(1.0 if len(p) <= 3 else 0.25 for p in f) for f in factors)
+    weakest = min(sum(map(_weight, f)) for f in factors)
     return weakest, -len(factors)
 
 
@@ -110,7 +125,7 @@ def _best(candidates: Iterable[Factors | None]) -> Factors | None:
 
 
 def _concat(left: Factors, right: Factors) -> Factors | None:
-    if len(left) * len(right) > MAX_ALTERNATIVES:
+    if len(left) * len(right) > MAX_PRODUCT:
         return None
     return frozenset(a + b for a, b in product(left, right))
 
@@ -145,6 +160,8 @@ def _class(items: Sequence[tuple[Any, Any]], icase: bool) -> Position | None:
             chars.append(chr(av))
         elif op is sre_constants.RANGE and av[1] - av[0] < MAX_CLASS_CHARS:
             chars.extend(map(chr, range(av[0], av[1] + 1)))
+        elif op is sre_constants.CATEGORY and av in _PERL_CLASSES:
+            chars.extend(_PERL_CLASSES[av])
         else:  # NEGATE, CATEGORY, a wide range
             return None
         if len(chars) > MAX_CLASS_CHARS:
@@ -227,8 +244,9 @@ def _item(op: Any, av: Any, icase: bool) -> _Node | None:
     if op in _REPEATS:
         low, high, sub = av
         inner = _sub(sub, icase)
-        if low == 0:
-            return _Node(None, None)
+        if low == 0:  # `x?` of an exact x is exact: {"", "x"}; runs go on across it
+            optional = high == 1 and inner.exact is not None and len(inner.exact) < MAX_PRODUCT
+            return _Node(inner.exact | {()} if optional else None, None)  # type: ignore[operator]
         exact = _power(inner.exact, low) if inner.exact is not None and low == high else None
         return _Node(exact, inner.required if exact is None else _best([exact, inner.required]))
     if op in (sre_constants.ANY, sre_constants.NOT_LITERAL, sre_constants.CATEGORY):
@@ -257,7 +275,7 @@ def keyword_factors(detector: KeywordsDetector) -> Factors:
     """Each keyword, position by position (its fold orbits unless case-sensitive)."""
     if detector.case_sensitive:
         return frozenset(tuple(frozenset(c) for c in k) for k in detector.keywords)
-    return frozenset(tuple(fold_orbit(c) for c in k) for k in detector.keywords)
+    return frozenset(tuple(map(fold_orbit, k)) for k in detector.keywords)
 
 
 def detector_factors(detector: RegexDetector | KeywordsDetector) -> Factors | None:
@@ -265,3 +283,15 @@ def detector_factors(detector: RegexDetector | KeywordsDetector) -> Factors | No
     if isinstance(detector, KeywordsDetector):
         return keyword_factors(detector)
     return regex_factors(detector.pattern, detector.case_sensitive)
+
+
+def factors_version() -> str:
+    """Changes whenever what this module derives could (the Python and its Unicode tables)."""
+    import sys
+    import unicodedata
+    from importlib.metadata import version
+
+    return (
+        f"factors/1 python {sys.version_info[:3]} unicode {unicodedata.unidata_version} "
+        f"re2 {version('google-re2')}"  # case orbits are RE2's
+    )

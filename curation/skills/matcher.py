@@ -23,6 +23,7 @@ Spans are character offsets into the str.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,8 +33,8 @@ from typing import NamedTuple
 
 import re2
 
-from curation.skills.detectors import KeywordsDetector
-from curation.skills.factors import detector_factors
+from curation.skills.detectors import KeywordsDetector, RegexDetector
+from curation.skills.factors import detector_factors, factors_version
 from curation.skills.instance import match_key
 from curation.skills.keywords import (
     KeywordAutomaton,
@@ -217,10 +218,16 @@ class SkillMatcher:
     @cached_property
     def screen(self) -> FactorScreen | None:
         """The skills' factor screen (see `screen.py`); None if a skill has no known factors."""
-        factors = [detector_factors(d) for d in self._detectors]
+        factors = [detector_factors(d) for d in self._detectors if isinstance(d, RegexDetector)]
         if any(f is None for f in factors):
-            return None
-        return FactorScreen(f for f in factors if f is not None)
+            return None  # keyword sets always have factors
+        digest = hashlib.sha256(factors_version().encode())
+        for detector in self._detectors:
+            digest.update(detector.model_dump_json().encode() + b"\0")
+        return FactorScreen.cached(
+            digest.hexdigest(),
+            lambda: (detector_factors(d) or frozenset() for d in self._detectors),
+        )
 
     def may_match_line(self, line: bytes) -> bool:
         """False if no skill matches the text of any string in the JSON line `line`."""

@@ -6,30 +6,44 @@ factors' UTF-8 bytes with Hyperscan (the `hyperscan` package, where it
 installs), else with one RE2 Set in Latin-1 mode (bytes as characters): the
 same byte patterns either way.
 
-On a raw JSONL line the text is JSON-encoded: a character of a factor may be
-written as an escape, which the byte search would miss. So a line is also a
-candidate when it holds an escape that could stand for a character of any
-factor: `\\uXXXX` of such a character (either case of hex digits; for a
-character beyond the BMP, its high surrogate; for U+FFFD, which a lone
-surrogate becomes when matched, any surrogate), `\\"`, `\\\\`, `\\/` and
-`\\b \\f \\n \\r \\t` when their character is in a factor. Everything else in a
-line (keys, other fields) can only add candidates, never hide one. A line the
-screen rules out still has to be parsed for its text's length and validity;
-what it saves is everything after (see `curation.sources.reader`).
+On a raw JSONL line the text is JSON-encoded, so a character of a factor may be
+written as an escape, which a plain byte search would miss:
+
+- JSON's two-character escapes (`\\"`, `\\\\`, `\\/`, `\\b \\f \\n \\r \\t`) are
+  spelt into the line patterns: a position holding `\\n` also matches the bytes
+  `\\` `n`. So an escaped newline elsewhere in a line costs nothing.
+- `\\uXXXX` can spell any character: a line holding one of a factor character
+  (either case of hex digits; beyond the BMP, its high surrogate; for U+FFFD,
+  which a lone surrogate becomes when matched, any surrogate) is a candidate.
+
+Everything else in a line (keys, other fields) can only add candidates, never
+hide one. A line the screen rules out is still parsed for its text's length and
+validity; what it saves is everything after (see `curation.sources.reader`).
+
+Compiling a large keyword set takes Hyperscan seconds, once per process; the
+compiled database is cached under `~/.cache/skillmix/screens/` (or
+`$XDG_CACHE_HOME`), keyed by its patterns, so later scans of the same skills
+only load it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Any
 
 import re2
 
-from curation.skills.factors import Factor
+from curation.atomic import atomic_file
+from curation.skills.factors import Factor, Position
 
 # JSON's two-character escapes, by the character each stands for
 _SIMPLE_ESCAPES = dict(zip('"\\/\b\f\n\r\t', '"\\/bfnrt', strict=True))
 REPLACEMENT = "\ufffd"
+CACHE_VERSION = "1"  # of the patterns made from factors: bump when that changes
 
 
 def _byte(b: int) -> str:
@@ -40,42 +54,82 @@ def _bytes(data: bytes) -> str:
     return "".join(map(_byte, data))
 
 
+@cache
+def position_pattern(position: Position) -> str:
+    """Any character of `position`, as raw UTF-8 or as a two-character JSON escape."""
+    encoded = [c.encode("utf-8") for c in position]
+    encoded += [b"\\" + _SIMPLE_ESCAPES[c].encode() for c in position if c in _SIMPLE_ESCAPES]
+    single = sorted({e[0] for e in encoded if len(e) == 1})
+    options = sorted({_bytes(e) for e in encoded if len(e) > 1})
+    if len(single) == 1:
+        options.append(_byte(single[0]))
+    elif single:
+        options.append("[" + "".join(map(_byte, single)) + "]")
+    return options[0] if len(options) == 1 else "(?:" + "|".join(sorted(options)) + ")"
+
+
+MAX_ODD = 2  # non-ASCII characters a literal position may stand for besides its ASCII ones
+
+
+@cache
+def _literal_position(position: Position) -> tuple[str, tuple[str, ...]] | None:
+    """(lowercase ASCII character, odd characters) if a caseless literal can stand for it."""
+    ascii_chars = sorted(c for c in position if c.isascii())
+    if not ascii_chars or len(position) - len(ascii_chars) > MAX_ODD:
+        return None
+    char = ascii_chars[0].lower()
+    if set(ascii_chars) not in ({ascii_chars[0]}, {char, char.upper()}) or char in _SIMPLE_ESCAPES:
+        return None
+    return char, tuple(c for c in position if not c.isascii())
+
+
+def _caseless_literal(factor: Factor, odd: set[str]) -> bytes | None:
+    """The factor as one lowercase ASCII literal, if each position is one ASCII character
+    or an ASCII letter's two cases, plus at most MAX_ODD non-ASCII characters (the
+    Kelvin sign in k's case orbit, the long s in s's): those go into `odd`, and a line
+    holding one is a candidate anyway. Else None (the factor needs a regex)."""
+    literals = list(map(_literal_position, factor))
+    if None in literals or all(len(p) == 1 for p in factor):
+        return None  # not one, or an exact literal: a regex of its bytes, matched exactly
+    for _char, extra in literals:  # type: ignore[misc]
+        if extra:
+            odd.update(extra)
+    return "".join([c for c, _ in literals]).encode("ascii")  # type: ignore[misc]
+
+
 def factor_pattern(factor: Factor) -> str:
-    """The UTF-8 bytes of a factor as a byte-level regex (Hyperscan and RE2 Latin-1 syntax)."""
-    parts = []
-    for position in factor:
-        options = sorted({_bytes(c.encode("utf-8")) for c in position})
-        parts.append(options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")")
-    return "".join(parts)
+    """The factor as a byte-level regex (Hyperscan and RE2 Latin-1 syntax)."""
+    return "".join(map(position_pattern, factor))
 
 
 def _hex_either_case(code: int) -> str:
     return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{code:04x}")
 
 
-def escape_patterns(chars: Iterable[str]) -> list[str]:
-    """Byte regexes of the JSON escapes that could stand for any of `chars` (see module doc)."""
-    backslash = _byte(0x5C)
+def unicode_escape_patterns(chars: Iterable[str]) -> list[str]:
+    """Byte regexes of the `\\uXXXX` escapes that could stand for any of `chars`."""
+    backslash_u = _byte(0x5C) + "u"
     patterns: set[str] = set()
     for char in chars:
         code = ord(char)
-        if char in _SIMPLE_ESCAPES:
-            patterns.add(backslash + _bytes(_SIMPLE_ESCAPES[char].encode()))
         if char == REPLACEMENT:
-            patterns.add(backslash + "u[dD][89a-fA-F]")  # any surrogate, lone or paired
+            patterns.add(backslash_u + "[dD][89a-fA-F]")  # any surrogate, lone or paired
         if code > 0xFFFF:
-            high = 0xD800 + ((code - 0x10000) >> 10)
-            patterns.add(backslash + "u" + _hex_either_case(high))
-        else:
-            patterns.add(backslash + "u" + _hex_either_case(code))
+            code = 0xD800 + ((code - 0x10000) >> 10)  # the high surrogate
+        patterns.add(backslash_u + _hex_either_case(code))
     return sorted(patterns)
 
 
-class _Engine:
-    """Any-match search over bytes with one of two libraries."""
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "skillmix", "screens")
 
-    def __init__(self, patterns: list[str]):
-        self.patterns = patterns
+
+class _Engine:
+    """Any-match search over bytes: caseless literals and byte regexes, in one database."""
+
+    def __init__(self, literals: list[bytes], patterns: list[str]):
+        self.literals, self.patterns = literals, patterns
         self._search: Any = None
 
     def search(self, data: bytes) -> bool:
@@ -84,19 +138,52 @@ class _Engine:
         result: bool = self._search(data)
         return result
 
+    def _expressions(self) -> tuple[list[bytes], list[int]]:
+        import hyperscan
+
+        caseless = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        expressions = [_bytes(lit).encode("ascii") for lit in self.literals]
+        expressions += [p.encode("ascii") for p in self.patterns]
+        flags = [caseless] * len(self.literals)
+        flags += [hyperscan.HS_FLAG_SINGLEMATCH] * len(self.patterns)
+        return expressions, flags
+
+    def _database(self) -> Any:
+        import hyperscan
+
+        expressions, flags = self._expressions()
+        digest = hashlib.sha256(CACHE_VERSION.encode())
+        for expression, flag in zip(expressions, flags, strict=True):
+            digest.update(b"%d\0%s\0" % (flag, expression))
+        path = os.path.join(_cache_dir(), digest.hexdigest() + ".hsdb")
+        try:
+            with open(path, "rb") as f:
+                loaded = hyperscan.loadb(f.read(), hyperscan.HS_MODE_BLOCK)
+            loaded.scratch = hyperscan.Scratch(loaded)  # a loaded database comes without one
+            return loaded
+        except (OSError, hyperscan.error):
+            pass
+        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        database.compile(
+            expressions=expressions,
+            ids=list(range(len(expressions))),  # with one id for all it compiles far slower
+            elements=len(expressions),
+            flags=flags,
+        )
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with atomic_file(path, "wb") as f:
+                f.write(hyperscan.dumpb(database))
+        except OSError:  # a read-only home: compile again next time
+            pass
+        return database
+
     def _build(self) -> Any:
         try:
             import hyperscan
         except ImportError:
             return self._re2()
-        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        database.compile(
-            expressions=[p.encode("ascii") for p in self.patterns],
-            ids=list(range(len(self.patterns))),
-            elements=len(self.patterns),
-            flags=hyperscan.HS_FLAG_SINGLEMATCH,
-        )
-        scan, terminated = database.scan, hyperscan.ScanTerminated
+        scan, terminated = self._database().scan, hyperscan.ScanTerminated
 
         def stop(*_: Any) -> bool:
             return True  # the first match settles it: stop scanning
@@ -117,6 +204,8 @@ class _Engine:
         options.max_mem = 256 << 20
         options.log_errors = False
         compiled = re2.Set.SearchSet(options)
+        for literal in self.literals:
+            compiled.Add("(?i)" + _bytes(literal))
         for pattern in self.patterns:
             compiled.Add(pattern)
         compiled.Compile()
@@ -124,25 +213,80 @@ class _Engine:
         return lambda data: bool(match(data))
 
 
+def _load_cached(key: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(_cache_dir(), key + ".json")) as f:
+            cached: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return cached if cached.get("version") == CACHE_VERSION else None
+
+
 class FactorScreen:
-    """Built from every skill's factors; None in place of a skill's factors disables it."""
+    """Built from every skill's factors (see the module doc).
+
+    `cached(key, factors)` builds it once for a key (a digest of the detectors)
+    and then loads it: 50,000 keywords cost seconds of Python to turn into patterns.
+    """
+
+    @classmethod
+    def cached(cls, key: str, factors: Callable[[], Iterable[frozenset[Factor]]]) -> FactorScreen:
+        found = _load_cached(key)
+        if found is not None:
+            screen = cls.__new__(cls)
+            screen._setup(
+                [lit.encode("latin-1") for lit in found["literals"]],
+                found["patterns"],
+                found["escape_patterns"],
+            )
+            return screen
+        screen = cls(factors())
+        try:
+            os.makedirs(_cache_dir(), exist_ok=True)
+            with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:
+                json.dump(
+                    {
+                        "version": CACHE_VERSION,
+                        "literals": [lit.decode("latin-1") for lit in screen.literals],
+                        "patterns": screen.patterns,
+                        "escape_patterns": screen.escape_patterns,
+                    },
+                    f,
+                )
+        except OSError:  # a read-only home: build again next time
+            pass
+        return screen
 
     def __init__(self, factors: Iterable[frozenset[Factor]]):
+        literals: set[bytes] = set()
         patterns: set[str] = set()
-        chars: set[str] = set()
+        positions: set[Position] = set()
+        odd: set[str] = set()  # characters whose bytes alone make a line a candidate
         for skill_factors in factors:
             for factor in skill_factors:
-                patterns.add(factor_pattern(factor))
-                chars.update(c for position in factor for c in position)
-        self.text_patterns = sorted(patterns)
-        self.escape_patterns = escape_patterns(chars)
-        self._text = _Engine(self.text_patterns)
-        self._line = _Engine(self.text_patterns + self.escape_patterns)
+                positions.update(factor)
+                literal = _caseless_literal(factor, odd)
+                if literal is not None:
+                    literals.add(literal)
+                else:
+                    patterns.add(factor_pattern(factor))
+        chars = {c for position in positions for c in position}
+        patterns.update(_bytes(c.encode("utf-8")) for c in odd)
+        self._setup(sorted(literals), sorted(patterns), unicode_escape_patterns(chars))
+
+    def _setup(self, literals: list[bytes], patterns: list[str], escapes: list[str]) -> None:
+        self.literals, self.patterns, self.escape_patterns = literals, patterns, escapes
+        self._text = _Engine(self.literals, self.patterns)
+        self._line = _Engine(self.literals, self.patterns + self.escape_patterns)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.literals or self.patterns)
 
     def may_match_text(self, utf8: bytes) -> bool:
         """False if no skill can match the text whose UTF-8 is `utf8`."""
-        return bool(self.text_patterns) and self._text.search(utf8)
+        return not self.empty and self._text.search(utf8)
 
     def may_match_line(self, line: bytes) -> bool:
         """False if no skill can match any string value of the JSON line `line`."""
-        return bool(self.text_patterns) and self._line.search(line)
+        return not self.empty and self._line.search(line)

@@ -87,7 +87,7 @@ def test_every_re2_match_contains_a_factor():
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"[[:alpha:]]+x", r"ab{,3}c", r"\pL+x", r"\x{263a}x", r"\Qa.b\E", r"ab\z", r"(?U)a+b", r"\d+"],
+    [r"[[:alpha:]]+x", r"ab{,3}c", r"\pL+x", r"\x{263a}x", r"\Qa.b\E", r"ab\z", r"(?U)a+b", r"\W+"],
 )
 def test_what_python_reads_otherwise_or_has_no_literal_gets_no_factors(pattern):
     compile_pattern(pattern)  # all valid RE2
@@ -214,8 +214,8 @@ def test_a_line_the_screen_rules_out_has_no_match():
 
 
 def test_a_skill_without_factors_makes_every_line_a_candidate():
-    digits = {"id": "digits", "name": "d", "detector": {"kind": "regex", "pattern": r"\d+"}}
-    specs = [*SPECS, SkillSpec.model_validate(digits)]
+    blanks = {"id": "blanks", "name": "b", "detector": {"kind": "regex", "pattern": r"\W+"}}
+    specs = [*SPECS, SkillSpec.model_validate(blanks)]
     matcher = SkillMatcher(specs)
     assert matcher.screen is None
     assert matcher.may_match_line(b'{"text": "nothing"}')
@@ -301,3 +301,18 @@ def test_the_reader_counts_screened_lines_without_building_them(adversarial, tmp
     built = [d for d in out if SKIPPED not in d.metadata]
     assert skipped + len(built) == 15 and skipped >= 1
     assert all(tagger.matcher.find(d.text) for d in built)
+
+
+def test_a_screen_loaded_from_the_cache_says_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    rng = random.Random(3)
+    lines = [json_line(adversarial_text(rng), rng, i).encode() for i in range(300)]
+    built = SkillMatcher(SPECS)
+    first = [built.may_match_line(line) for line in lines]
+    assert sorted(p.suffix for p in (tmp_path / "skillmix" / "screens").iterdir()) == [
+        ".hsdb",
+        ".json",
+    ]
+    loaded = SkillMatcher(SPECS)  # patterns and compiled database from the cache
+    assert [loaded.may_match_line(line) for line in lines] == first
+    assert 0 < sum(first) < len(lines)
