@@ -271,17 +271,21 @@ def regex_factors(pattern: str, case_sensitive: bool = True) -> Factors | None:
 # ---------------------------------------------------------------- keywords and skills
 
 
-def keyword_factors(detector: KeywordsDetector) -> Factors:
-    """Each keyword, position by position (its fold orbits unless case-sensitive)."""
+def keyword_factors(
+    detector: KeywordsDetector, keywords: Sequence[str] | None = None
+) -> list[Factor]:
+    """Each keyword (of `keywords`, default all), position by position (its fold orbits
+    unless case-sensitive)."""
+    chosen = detector.keywords if keywords is None else keywords
     if detector.case_sensitive:
-        return frozenset(tuple(frozenset(c) for c in k) for k in detector.keywords)
-    return frozenset(tuple(map(fold_orbit, k)) for k in detector.keywords)
+        return [tuple(frozenset(c) for c in k) for k in chosen]
+    return [tuple(map(fold_orbit, k)) for k in chosen]
 
 
 def detector_factors(detector: RegexDetector | KeywordsDetector) -> Factors | None:
     """The factors of a concrete detector (see the module doc); None if unknown."""
     if isinstance(detector, KeywordsDetector):
-        return keyword_factors(detector)
+        return frozenset(keyword_factors(detector))
     return regex_factors(detector.pattern, detector.case_sensitive)
 
 

@@ -34,18 +34,19 @@ from typing import NamedTuple
 import re2
 
 from curation.skills.detectors import KeywordsDetector, RegexDetector
-from curation.skills.factors import detector_factors, factors_version
+from curation.skills.factors import Factor, detector_factors, factors_version, keyword_factors
 from curation.skills.instance import match_key
 from curation.skills.keywords import (
     KeywordAutomaton,
     Span,
     TooManyHits,
+    is_word_char,
     prefilter_pattern,
     risky_chars,
     safe_pattern,
 )
 from curation.skills.regex import effective_pattern, re2_options
-from curation.skills.screen import FactorScreen
+from curation.skills.screen import SHORT_KEYWORD, FactorScreen
 from curation.skills.spec import SkillSpec
 
 SET_MAX_MEM = 512 << 20  # a budget, not an allocation: large keyword sets need room
@@ -224,10 +225,24 @@ class SkillMatcher:
         digest = hashlib.sha256(factors_version().encode())
         for detector in self._detectors:
             digest.update(detector.model_dump_json().encode() + b"\0")
-        return FactorScreen.cached(
-            digest.hexdigest(),
-            lambda: (detector_factors(d) or frozenset() for d in self._detectors),
-        )
+        return FactorScreen.cached(digest.hexdigest(), self._screen_factors)
+
+    def _screen_factors(self) -> tuple[list[frozenset[Factor]], list[tuple[Factor, bool, bool]]]:
+        """Every detector's factors; short keywords with word boundaries apart, with theirs."""
+        factors: list[frozenset[Factor]] = []
+        bounded: list[tuple[Factor, bool, bool]] = []
+        for detector in self._detectors:
+            if isinstance(detector, KeywordsDetector) and detector.word_boundaries:
+                short = [k for k in detector.keywords if len(k) <= SHORT_KEYWORD]
+                long = [k for k in detector.keywords if len(k) > SHORT_KEYWORD]
+                for keyword, factor in zip(short, keyword_factors(detector, short), strict=True):
+                    left, right = keyword[0], keyword[-1]
+                    left_bound = left.isascii() and is_word_char(left)
+                    bounded.append((factor, left_bound, right.isascii() and is_word_char(right)))
+                factors.append(frozenset(keyword_factors(detector, long)))
+            else:
+                factors.append(detector_factors(detector) or frozenset())
+        return factors, bounded
 
     def may_match_line(self, line: bytes) -> bool:
         """False if no skill matches the text of any string in the JSON line `line`."""

@@ -43,7 +43,14 @@ from curation.skills.factors import Factor, Position
 # JSON's two-character escapes, by the character each stands for
 _SIMPLE_ESCAPES = dict(zip('"\\/\b\f\n\r\t', '"\\/bfnrt', strict=True))
 REPLACEMENT = "\ufffd"
-CACHE_VERSION = "1"  # of the patterns made from factors: bump when that changes
+# A word boundary before a factor, on raw JSON, spelt as what the raw line holds just
+# before it: a byte that is neither an ASCII word character nor a backslash (a raw
+# non-ASCII character, a quote), or an escape of a non-word character (`\\`, `\n`,
+# `\u00a0`...), or the start. (ASCII `\b` would also let `\n` + "it" pass as "nit".)
+LEFT_BOUNDARY = "(?:^|[^0-9A-Za-z_\\x5c]|\\x5c[\\x5cbfnrt]|\\x5cu[0-9a-fA-F]{4})"
+_LEFT = "<left boundary>"  # in a stored pattern; which one depends on the engine
+SHORT_KEYWORD = 5  # keywords up to this long are searched at word boundaries
+CACHE_VERSION = "4"  # of the patterns made from factors: bump when that changes
 
 
 def _byte(b: int) -> str:
@@ -230,7 +237,13 @@ class FactorScreen:
     """
 
     @classmethod
-    def cached(cls, key: str, factors: Callable[[], Iterable[frozenset[Factor]]]) -> FactorScreen:
+    def cached(
+        cls,
+        key: str,
+        factors: Callable[
+            [], tuple[Iterable[frozenset[Factor]], Iterable[tuple[Factor, bool, bool]]]
+        ],
+    ) -> FactorScreen:
         found = _load_cached(key)
         if found is not None:
             screen = cls.__new__(cls)
@@ -240,7 +253,7 @@ class FactorScreen:
                 found["escape_patterns"],
             )
             return screen
-        screen = cls(factors())
+        screen = cls(*factors())
         try:
             os.makedirs(_cache_dir(), exist_ok=True)
             with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:
@@ -257,11 +270,22 @@ class FactorScreen:
             pass
         return screen
 
-    def __init__(self, factors: Iterable[frozenset[Factor]]):
+    def __init__(
+        self,
+        factors: Iterable[frozenset[Factor]],
+        bounded: Iterable[tuple[Factor, bool, bool]] = (),
+    ):
+        """`bounded`: factors that must also be at a word boundary on the left and/or
+        right (a short keyword with word boundaries: "is" is inside most lines)."""
         literals: set[bytes] = set()
         patterns: set[str] = set()
         positions: set[Position] = set()
         odd: set[str] = set()  # characters whose bytes alone make a line a candidate
+        for factor, left, right in bounded:
+            positions.update(factor)
+            literal = _caseless_literal(factor, odd)
+            body = factor_pattern(factor) if literal is None else "(?i:" + _bytes(literal) + ")"
+            patterns.add((_LEFT if left else "") + body + ("\\b" if right else ""))
         for skill_factors in factors:
             for factor in skill_factors:
                 positions.update(factor)
@@ -276,8 +300,11 @@ class FactorScreen:
 
     def _setup(self, literals: list[bytes], patterns: list[str], escapes: list[str]) -> None:
         self.literals, self.patterns, self.escape_patterns = literals, patterns, escapes
-        self._text = _Engine(self.literals, self.patterns)
-        self._line = _Engine(self.literals, self.patterns + self.escape_patterns)
+        # In a text, ASCII `\b` before a factor holds wherever a word boundary does.
+        in_text = [p.replace(_LEFT, "\\b") for p in self.patterns]
+        in_line = [p.replace(_LEFT, LEFT_BOUNDARY) for p in self.patterns]
+        self._text = _Engine(self.literals, in_text)
+        self._line = _Engine(self.literals, in_line + self.escape_patterns)
 
     @property
     def empty(self) -> bool:

@@ -118,7 +118,10 @@ SKILLS = [
     {"id": "café", "detector": {"kind": "regex", "pattern": r"café (?:au lait|noir)"}},
     {"id": "emoji", "detector": {"kind": "regex", "pattern": "go 😀+"}},
     {"id": "fffd", "detector": {"kind": "regex", "pattern": "x\ufffdy"}},
-    {"id": "names", "detector": {"kind": "keywords", "keywords": ["Straße", "Ægir", "Σίσυφος"]}},
+    {
+        "id": "names",
+        "detector": {"kind": "keywords", "keywords": ["Straße", "Ægir", "Σίσυφος", "nit", "OK"]},
+    },
     {
         "id": "exact",
         "detector": {
@@ -138,6 +141,7 @@ INSTANCES = [
     "12 KELVINS", "3 " + KELVIN + "elvin", "café au lait", "CAFÉ NOIR", "go 😀😀", "x\ufffdy",
     "STRASSE", "strasse", "Straße", "STRAßE", "ægir", "ΣΊΣΥΦΟΣ", "σίσυφος", "C++", "c++",
     "mass/energy", 'the "x"', "a" + LONG_S + "k", "KI" + LONG_S + "S",
+    "\nnit", "\\nit", "\u00a0nit,", "énit", "\tNIT\n", "\"ok\"", "o" + KELVIN, "\x01OK",
 ]  # fmt: skip
 FILLER = ["lorem ipsum ", "naïve ", "日本語 ", "\\", "/", '"', "\n", "\t", "\x01", "RFC-", "café "]
 
@@ -210,6 +214,8 @@ def test_a_line_the_screen_rules_out_has_no_match():
         if not matcher.may_match_line(line.encode()):
             ruled_out += 1
             assert not found, (line, found)
+        if "\ud800" not in text and not matcher.may_match(text.encode()):  # tables: on the text
+            assert not found, (text, found)
     assert ruled_out > 150 and matched > 1000  # both kinds of line were seen
 
 
