@@ -97,6 +97,29 @@ class _RankState:
             write_json_atomic(self.path, self.data)
 
 
+SCREEN_PROBE_LINES = 2000  # lines a rank screens before judging whether the screen pays
+SCREEN_MAX_PASS = 0.5  # a screen passing more than this share of them is turned off
+
+
+class _AdaptiveScreen:
+    """A line screen that turns itself off (passing every line, which is always exact)
+    when it passes most lines: then it only adds a pass over each line (skills with
+    weak factors, such as a two-letter unit or four digits, hit most lines)."""
+
+    def __init__(self, screen: LineScreen):
+        self.screen, self.seen, self.passed, self.on = screen, 0, 0, True
+
+    def __call__(self, line: bytes) -> bool:
+        if not self.on:
+            return True
+        passed = self.screen(line)
+        self.seen += 1
+        self.passed += passed
+        if self.seen == SCREEN_PROBE_LINES and self.passed > SCREEN_MAX_PASS * self.seen:
+            self.on = False
+        return passed
+
+
 class CorpusReader(PipelineStep):
     """Reads `files` (in corpus order) of one format; rank r takes files[r::world_size].
 
@@ -143,12 +166,13 @@ class CorpusReader(PipelineStep):
             yield from data
         state = _RankState(self.state_dir, rank, self.cancel_file, self.flush_interval)
         prefilter = self.prefilter
+        screen = _AdaptiveScreen(self.line_screen) if self.line_screen is not None else None
         finished_units = 0
         for path in self.files[rank::world_size]:
             self.stat_update("input_files")
             records = RecordFile(path, self.format, self.text_key, self.id_key)
             skipped_docs = skipped_bytes = skipped_sq = 0  # since the last document passed on
-            for record in records.screened(self.line_screen):
+            for record in records.screened(screen):
                 if type(record) is int:  # a valid line the screen ruled out: count it only
                     state.data["docs"] += 1
                     state.tick(finished_units + records.done)

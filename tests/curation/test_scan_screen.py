@@ -22,7 +22,7 @@ from curation.skills.matcher import SkillMatcher
 from curation.skills.regex import PatternError, compile_pattern, effective_pattern
 from curation.skills.screen import FactorScreen
 from curation.skills.spec import SkillSpec
-from curation.sources.reader import SKIPPED, CorpusReader
+from curation.sources.reader import SCREEN_PROBE_LINES, SKIPPED, CorpusReader
 from curation.steps.tagger import SkillTagger
 
 KELVIN, LONG_S = "\u212a", "\u017f"
@@ -322,3 +322,17 @@ def test_a_screen_loaded_from_the_cache_says_the_same(tmp_path, monkeypatch):
     loaded = SkillMatcher(SPECS)  # patterns and compiled database from the cache
     assert [loaded.may_match_line(line) for line in lines] == first
     assert 0 < sum(first) < len(lines)
+
+
+def test_a_screen_that_passes_most_lines_is_turned_off(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(2500)))
+    calls = []
+
+    def screen(line: bytes) -> bool:
+        calls.append(line)
+        return True
+
+    reader = CorpusReader([str(path)], "jsonl", prefilter=lambda data: True, line_screen=screen)
+    assert sum(1 for _ in reader()) == 2500  # every document still comes through
+    assert len(calls) == SCREEN_PROBE_LINES
