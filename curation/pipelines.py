@@ -42,7 +42,9 @@ def scan_pipeline(
     Token counting is done by SkillFrequencyStats itself (UTF-8 bytes per
     document), so no separate counting step is needed. A tagger with a
     `may_match(utf8) -> bool` method (SkillTagger has one) becomes the reader's
-    prefilter: documents it rules out are only counted, never built.
+    prefilter: documents it rules out are only counted, never built. One with a
+    `may_match_line(raw_line) -> bool` method too (SkillTagger) screens raw JSONL
+    lines before they are parsed for more than their text's length.
     """
     tagger = tagger if tagger is not None else skill_tagger(skills)
     reader = CorpusReader(
@@ -54,6 +56,7 @@ def scan_pipeline(
         state_dir=state_dir,
         cancel_file=cancel_file,
         prefilter=getattr(tagger, "may_match", None),
+        line_screen=getattr(tagger, "may_match_line", None),
     )
     return [
         reader,

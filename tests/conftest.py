@@ -6,8 +6,11 @@ so a green CI run always means those tests ran.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,13 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("SKILLMIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 # Session fixtures `ray_engine` and `slurm_engine`: real clusters (tests/clusters.py).
 pytest_plugins = ["tests.clusters"]
+
+# The scan's line screen caches compiled patterns (curation/skills/screen.py): in a folder
+# of the test session's, removed after it, never the user's ~/.cache. Set here, before any
+# test starts a worker process, so every process of the session inherits it.
+if "SKILLMIX_SCREEN_CACHE" not in os.environ:
+    os.environ["SKILLMIX_SCREEN_CACHE"] = tempfile.mkdtemp(prefix="skillmix-screens-")
+    atexit.register(shutil.rmtree, os.environ["SKILLMIX_SCREEN_CACHE"], True)
 
 
 def missing(message: str) -> NoReturn:

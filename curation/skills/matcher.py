@@ -23,6 +23,7 @@ Spans are character offsets into the str.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,17 +33,20 @@ from typing import NamedTuple
 
 import re2
 
-from curation.skills.detectors import KeywordsDetector
+from curation.skills.detectors import KeywordsDetector, RegexDetector
+from curation.skills.factors import Factor, detector_factors, factors_version, keyword_factors
 from curation.skills.instance import match_key
 from curation.skills.keywords import (
     KeywordAutomaton,
     Span,
     TooManyHits,
+    is_word_char,
     prefilter_pattern,
     risky_chars,
     safe_pattern,
 )
 from curation.skills.regex import effective_pattern, re2_options
+from curation.skills.screen import SHORT_KEYWORD, FactorScreen
 from curation.skills.spec import SkillSpec
 
 SET_MAX_MEM = 512 << 20  # a budget, not an allocation: large keyword sets need room
@@ -196,9 +200,9 @@ class SkillMatcher:
         if duplicates:
             raise ValueError(f"duplicate skill ids: {', '.join(duplicates)}")
         self._skills: list[_RegexSkill | _KeywordSkill] = []  # by index in the Set
+        self._detectors = [spec.concrete_detector() for spec in specs]
         patterns: list[str] = []
-        for spec in specs:
-            detector = spec.concrete_detector()
+        for detector in self._detectors:
             if isinstance(detector, KeywordsDetector):
                 self._skills.append(_KeywordSkill(detector))
                 patterns.append(prefilter_pattern(detector))
@@ -212,9 +216,45 @@ class SkillMatcher:
         self._set = _compile_set(patterns)
         self._match = self._set._set.Match if self._set is not None else None
 
+    @cached_property
+    def screen(self) -> FactorScreen | None:
+        """The skills' factor screen (see `screen.py`); None if a skill has no known factors."""
+        factors = [detector_factors(d) for d in self._detectors if isinstance(d, RegexDetector)]
+        if any(f is None for f in factors):
+            return None  # keyword sets always have factors
+        digest = hashlib.sha256(factors_version().encode())
+        for detector in self._detectors:
+            digest.update(detector.model_dump_json().encode() + b"\0")
+        return FactorScreen.cached(digest.hexdigest(), self._screen_factors)
+
+    def _screen_factors(self) -> tuple[list[frozenset[Factor]], list[tuple[Factor, bool, bool]]]:
+        """Every detector's factors; short keywords with word boundaries apart, with theirs."""
+        factors: list[frozenset[Factor]] = []
+        bounded: list[tuple[Factor, bool, bool]] = []
+        for detector in self._detectors:
+            if isinstance(detector, KeywordsDetector) and detector.word_boundaries:
+                short = [k for k in detector.keywords if len(k) <= SHORT_KEYWORD]
+                long = [k for k in detector.keywords if len(k) > SHORT_KEYWORD]
+                for keyword, factor in zip(short, keyword_factors(detector, short), strict=True):
+                    left, right = keyword[0], keyword[-1]
+                    left_bound = left.isascii() and is_word_char(left)
+                    bounded.append((factor, left_bound, right.isascii() and is_word_char(right)))
+                factors.append(frozenset(keyword_factors(detector, long)))
+            else:
+                factors.append(detector_factors(detector) or frozenset())
+        return factors, bounded
+
+    def may_match_line(self, line: bytes) -> bool:
+        """False if no skill matches the text of any string in the JSON line `line`."""
+        screen = self.screen
+        return screen is None or screen.may_match_line(line)
+
     def may_match(self, data: bytes) -> bool:
         """False if no skill matches the text whose UTF-8 is `data` (then `find` gives {})."""
         if self._match is None:
+            return False
+        screen = self.screen
+        if screen is not None and not screen.may_match_text(data):
             return False
         hits = self._match(data)
         return bool(hits) and (len(hits) > 1 or hits[0] != self._risky)

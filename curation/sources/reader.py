@@ -31,7 +31,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from curation.atomic import write_json_atomic
-from curation.sources.records import BadRecord, RecordFile, ScanInputError
+from curation.sources.records import BadRecord, LineScreen, Record, RecordFile, ScanInputError
 
 BadRecordPolicy = Literal["fail", "skip"]
 MAX_BAD_EXAMPLES = 20
@@ -97,6 +97,29 @@ class _RankState:
             write_json_atomic(self.path, self.data)
 
 
+SCREEN_PROBE_LINES = 2000  # lines a rank screens before judging whether the screen pays
+SCREEN_MAX_PASS = 0.5  # a screen passing more than this share of them is turned off
+
+
+class _AdaptiveScreen:
+    """A line screen that turns itself off (passing every line, which is always exact)
+    when it passes most lines: then it only adds a pass over each line (skills with
+    weak factors, such as a two-letter unit or four digits, hit most lines)."""
+
+    def __init__(self, screen: LineScreen):
+        self.screen, self.seen, self.passed, self.on = screen, 0, 0, True
+
+    def __call__(self, line: bytes) -> bool:
+        if not self.on:
+            return True
+        passed = self.screen(line)
+        self.seen += 1
+        self.passed += passed
+        if self.seen == SCREEN_PROBE_LINES and self.passed > SCREEN_MAX_PASS * self.seen:
+            self.on = False
+        return passed
+
+
 class CorpusReader(PipelineStep):
     """Reads `files` (in corpus order) of one format; rank r takes files[r::world_size].
 
@@ -104,6 +127,9 @@ class CorpusReader(PipelineStep):
     "skip" drops the record and counts it in the rank state file.
     prefilter: given a text's UTF-8, False if the document cannot matter
         downstream; such documents only go into summaries (see the module doc).
+    line_screen: given a raw JSONL line, False if no string in it can matter
+        (`SkillTagger.may_match_line`); such a line is parsed for its text's
+        length only and goes into a summary. Used with a prefilter, for JSONL.
     """
 
     name = "skillmix corpus"
@@ -120,6 +146,7 @@ class CorpusReader(PipelineStep):
         cancel_file: str | None = None,
         flush_interval: float = 0.5,
         prefilter: Callable[[bytes], bool] | None = None,
+        line_screen: LineScreen | None = None,
     ):
         super().__init__()
         if on_bad_record not in ("fail", "skip"):
@@ -130,6 +157,7 @@ class CorpusReader(PipelineStep):
         self.state_dir, self.cancel_file = state_dir, cancel_file
         self.flush_interval = flush_interval
         self.prefilter = prefilter
+        self.line_screen = line_screen if prefilter is not None else None
 
     def run(
         self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1
@@ -138,12 +166,20 @@ class CorpusReader(PipelineStep):
             yield from data
         state = _RankState(self.state_dir, rank, self.cancel_file, self.flush_interval)
         prefilter = self.prefilter
+        screen = _AdaptiveScreen(self.line_screen) if self.line_screen is not None else None
         finished_units = 0
         for path in self.files[rank::world_size]:
             self.stat_update("input_files")
             records = RecordFile(path, self.format, self.text_key, self.id_key)
             skipped_docs = skipped_bytes = skipped_sq = 0  # since the last document passed on
-            for record in records:
+            for record in records.screened(screen):
+                if type(record) is int:  # a valid line the screen ruled out: count it only
+                    state.data["docs"] += 1
+                    state.tick(finished_units + records.done)
+                    skipped_docs += 1
+                    skipped_bytes += record
+                    skipped_sq += record * record
+                    continue
                 if isinstance(record, BadRecord):
                     if self.on_bad_record == "fail":
                         raise ScanInputError(
@@ -152,6 +188,7 @@ class CorpusReader(PipelineStep):
                     self.stat_update("bad_records")
                     state.bad(path, record)
                     continue
+                assert isinstance(record, Record)
                 state.data["docs"] += 1
                 state.tick(finished_units + records.done)
                 if prefilter is not None:

@@ -12,7 +12,7 @@ import gzip
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -20,6 +20,7 @@ import orjson
 
 FORMATS = ("jsonl", "jsonl.gz", "parquet", "hf_disk")
 TABLE_FORMATS = ("parquet", "hf_disk")
+LineScreen = Callable[[bytes], bool]  # False: no skill in this raw JSONL line (see screen.py)
 
 
 class ScanInputError(RuntimeError):
@@ -96,9 +97,19 @@ class RecordFile:
         if self.fmt in TABLE_FORMATS:
             yield from self._tables()
         else:
-            yield from self._jsonl()
+            yield from self._jsonl()  # type: ignore[misc]  # no screen: never an int
 
-    def _jsonl(self) -> Iterator[Record | BadRecord]:
+    def screened(self, screen: LineScreen | None) -> Iterator[Record | BadRecord | int]:
+        """The records, except that a JSONL line `screen` rules out comes as an int: the
+        UTF-8 length of its text, when the line is a valid record (else as usual).
+
+        For table formats there is no raw line, and the screen is not used.
+        """
+        if self.fmt in TABLE_FORMATS or screen is None:
+            return iter(self)
+        return self._jsonl(screen)
+
+    def _jsonl(self, screen: LineScreen | None = None) -> Iterator[Record | BadRecord | int]:
         index = -1
         gz = self.fmt == "jsonl.gz"
         with open_binary(self.path) as raw:
@@ -110,6 +121,11 @@ class RecordFile:
                     else:
                         self.done += len(line)
                     if not line.isspace():
+                        if screen is not None and not screen(line):
+                            size = self._text_bytes(line)
+                            if size is not None:
+                                yield size
+                                continue
                         yield self._parse(line, index)
                 if gz:
                     self.done = raw.tell()  # the whole file, trailer included
@@ -119,6 +135,25 @@ class RecordFile:
                     f"line {index + 2}",
                     f"unreadable from here on: truncated or corrupt file ({e})",
                 )
+
+    def _text_bytes(self, line: bytes) -> int | None:
+        """The UTF-8 length of the line's text if `_parse` would give a Record, else None.
+
+        Only orjson's answer is trusted (it refuses lone surrogates, so the text
+        encodes strictly); a line it refuses, or no plain record, goes to `_parse`.
+        """
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict:
+            return None
+        text = data.get(self.text_key)
+        if type(text) is not str or (
+            self.id_key is not None and type(data.get(self.id_key)) is float
+        ):
+            return None
+        return len(text) if text.isascii() else len(text.encode("utf-8"))
 
     def _parse(self, line: bytes, index: int) -> Record | BadRecord:
         """The line's record, exactly as with `json.loads`, in about half the time.

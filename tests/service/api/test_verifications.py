@@ -8,7 +8,6 @@ from fastapi.testclient import TestClient
 
 from service.cli.embedded import refresh_settings
 from service.worker import runner
-from service.worker.handlers import verification as verification_handler
 from tests.service.api.test_mixtures import body, scanned  # noqa: F401  (fixture)
 from tests.service.conftest import auth
 
@@ -28,19 +27,12 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
 ) -> None:
     """The job hands its training to one unit per (arm, size, seed) and ends its attempt
     (`detached`); the units run here one after another (runner.execute_all), and the last
-    one writes the report. Here the sequential design's hook (`next_look`) asks for a
-    second look of one more seed after the first: its units are planned and trained as the
-    first look's were, and the report covers both."""
+    one writes the report. The design is sequential (min_seeds 1, max_seeds 2: looks at 1
+    and 2 seeds): one seed cannot decide a verdict (its interval spans 0.5), so
+    training.verdict.next_look asks for the second look, whose units are planned and
+    trained as the first look's were, and the report covers both."""
     env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
     refresh_settings()
-    looks: list[int] = []
-
-    def one_more_seed_after_the_first_look(setup: object, report: dict, look: int) -> list[int]:
-        looks.append(look)
-        assert report["settings"]["seeds"] == [0, 1][: look + 1]
-        return [1] if look == 0 else []
-
-    env.setattr(verification_handler, "next_look", one_more_seed_after_the_first_look)
     sid = treatment["skill"]["id"]
     r = client.post(
         "/v1/verifications",
@@ -49,7 +41,8 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
             "arms": {"upweighted": treatment["mixture"]["id"], "baseline": "auto"},
             "skill_ids": [sid],
             "sizes": ["nano"],
-            "seeds": [0],
+            "min_seeds": 1,
+            "max_seeds": 2,
             "token_budget": 8 * 4096,
             "eval_every": 4,
             "device": "cpu",
@@ -58,7 +51,8 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     )
     assert r.status_code == 202, r.text
     ver = r.json()
-    assert len(ver["runs"]) == 2 and {run["state"] for run in ver["runs"]} == {"pending"}
+    # a run row for every seed up to max_seeds; the first look's units are seed 0's
+    assert len(ver["runs"]) == 4 and {run["state"] for run in ver["runs"]} == {"pending"}
     baseline_id = ver["arms"]["baseline"]
     baseline = client.get(f"/v1/mixtures/{baseline_id}", headers=auth(key_a)).json()
     assert runner.execute(treatment["mixture"]["job"]["id"]) == "succeeded"
@@ -66,15 +60,16 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     assert runner.execute(ver["job"]["id"]) == "detached"
     running = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
     assert running["job"]["state"] == "running" and running["job"]["progress"]["fraction"] == 0
-    assert {run["unit"]["state"] for run in running["runs"]} == {"queued"}
-    assert len({run["unit"]["id"] for run in running["runs"]}) == 2
+    first = [run for run in running["runs"] if run["unit"]]
+    assert {run["seed"] for run in first} == {0} and len(first) == 2
+    assert {run["unit"]["state"] for run in first} == {"queued"}
     assert runner.execute_all(ver["job"]["id"]) == "succeeded"
-    assert looks == [0, 1]
     done = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
     assert sorted((run["seed"], run["unit"]["look"]) for run in done["runs"]) == [
         (0, 0), (0, 0), (1, 1), (1, 1)
     ]  # fmt: skip
     assert done["report"]["settings"]["seeds"] == [0, 1] and len(done["report"]["runs"]) == 4
+    assert done["report"]["settings"]["sequential"]["looks"] == [1, 2]
     assert {run["state"] for run in done["runs"]} == {"done"}
     assert {run["unit"]["state"] for run in done["runs"]} == {"succeeded"}
     for run in done["runs"]:
