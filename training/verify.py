@@ -32,7 +32,7 @@ from training import verdict
 from training.data import MixtureReader, open_mixture
 from training.evaluate import READOUTS, EvalSpec
 from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
-from training.parallel import RunScope, RunSpec, run_parallel, train
+from training.parallel import RunScope, RunSpec, train, train_runs
 from training.report import plot_verification
 from training.trainer import RESULT, RunResult, TrainConfig, run_dir
 
@@ -142,6 +142,7 @@ def run_verification(
     initializer: Callable[[], None] | None = None,
     run_scope: RunScope | None = None,
     metric: str | None = None,
+    seed_group: int | None = 1,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
@@ -154,7 +155,9 @@ def run_verification(
     config: base training settings; size, seed, token_budget, eval_every, device are set
     per run. eval_options: EvalSpec fields (n_probe, n_seen, ...). initializer: called
     first in each pool process (e.g. to set up its logging); run_scope: entered around each
-    run, here or in the pool (training.parallel.RunScope).
+    run, here or in the pool (training.parallel.RunScope). seed_group: seeds of one arm
+    and size trained together as one grouped model, at most this many (1: each alone;
+    None: automatic; training.parallel.plan_groups).
     """
     started, work = time.perf_counter(), Path(workdir)
     for skill in skills:
@@ -173,18 +176,10 @@ def run_verification(
         if (Path(run.out_dir) / RESULT).exists()
     }
     todo = [run for run in runs if run.key not in results]
-    if workers > 1 and len(todo) > 1:
-        results |= run_parallel(
-            todo,
-            spec,
-            min(workers, len(todo)),
-            tracker,
-            initializer=initializer,
-            run_scope=run_scope,
-        )
-    for run in todo:
-        if run.key not in results:
-            results[run.key] = train(run, spec, tracker, run_scope)
+    results |= train_runs(
+        todo, spec, workers, tracker,
+        seed_group=seed_group, initializer=initializer, run_scope=run_scope,
+    )  # fmt: skip
     in_order = [(run, results[run.key]) for run in runs]
     report = make_report(in_order, mixtures, spec.skills, threshold, baseline, work, metric)
     report["seconds"] = round(time.perf_counter() - started, 1)
