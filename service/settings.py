@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # task runs in a non-daemonic process: `skillmix worker --queues training` uses the solo
     # pool for that reason.
     training_workers: int = Field(default=2, ge=1)
+    seed_group: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seeds of one arm and size that train together as one grouped model "
+        "(training.batched), at most this many (1: every run alone). Unset: automatic, "
+        "from the device and the model size (training.batched.auto_seed_group).",
+    )
     worker_concurrency: int = Field(default=2, ge=1)
 
     # API limits.

@@ -193,6 +193,7 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
             initializer=logs.child_setup(),
             run_scope=logs.log_context,
             metric=params.get("metric"),
+            seed_group=settings.seed_group,
         )
     except BaseException as exc:
         from service.worker.runner import JobInterrupted  # loaded by now; a cycle at import
