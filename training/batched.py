@@ -84,9 +84,9 @@ log = logging.getLogger(__name__)
 
 PREVIOUS = "checkpoint.prev.pt"
 
-AUTO_PARAMS = {"cpu": 1_000_000, "cuda": 100_000_000}
+AUTO_PARAMS = {"cpu": 1, "cuda": 100_000_000}
 """Automatic group size: members x parameters per group at most this, per device kind."""
-AUTO_MAX = {"cpu": 8, "cuda": 64}
+AUTO_MAX = {"cpu": 1, "cuda": 64}
 """... and at most this many members."""
 
 
@@ -94,12 +94,15 @@ def auto_seed_group(size: str, device: str) -> int:
     """The automatic number of seeds per group for a model size on a device.
 
     The rule: as many members as keep members x parameters within AUTO_PARAMS of the
-    device kind, at most AUTO_MAX of it, at least 1. On CPU the gain comes from paying
-    per-operation overhead once for K runs: it is large for `nano` (0.12M parameters,
-    8 seeds a group) and shrinks as the arithmetic grows (`micro`, 0.82M: 1; on CPU larger
-    models gain nothing). On a GPU one small run uses a sliver of the device: up to
-    64 members for nano, 64 for micro (53M), 20 for tiny, 3 for small, 1 for base.
-    See benchmarks/RESULTS.md ("Seed-batched training")."""
+    device kind, at most AUTO_MAX of it, at least 1.
+    - CPU: 1 (each run alone). Measured here (benchmarks/RESULTS.md, "Seed-batched
+      training"), a CPU training step of `nano` on 16 x 64 tokens is arithmetic, not
+      per-operation overhead: a group trains about as many member-steps per CPU second
+      as single runs do, so grouping buys nothing there and a single-thread worker per
+      run keeps both cores busy with the least coordination. SKILLMIX_SEED_GROUP sets it.
+    - CUDA: one small run uses a sliver of a GPU, so groups fill it up to about 100M
+      member-parameters: 64 members for nano and micro, 20 for tiny, 3 for small, 1 for
+      base (not measured here: no GPU; see the benchmark's --device cuda)."""
     kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     n_embd, n_layer, _ = SIZES[size]
     # Parameters of a size without building it: 12 d^2 per block plus the 264-token embedding.
