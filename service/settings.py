@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     # verification at a time, one torch thread each when there are several (on 2 CPU cores
     # two single-thread runs beat one two-thread run). `--devices` runs one per GPU instead.
     training_workers: int = Field(default=2, ge=1)
+    seed_group: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seeds of one arm and size that train together as one grouped model "
+        "(training.batched), at most this many (1: every run alone). Unset: automatic, "
+        "from the device and the model size (training.batched.auto_seed_group).",
+    )
     worker_concurrency: int = Field(default=2, ge=1)
 
     # API limits.

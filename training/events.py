@@ -35,6 +35,8 @@ class RunStarted:
     step: int
     """0, or the step of the checkpoint the run resumes from."""
     steps: int
+    group: str | None = None
+    """The seed group training this run with others (training.batched), None alone."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class StepDone:
     """Tokens trained on so far (step x batch tokens)."""
     tokens_per_second: int
     """Recent throughput: over the steps since the previous StepDone, evaluations included."""
+    group: str | None = None
+    """The seed group training this run with others (training.batched), None alone."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class RunFinished:
     key: RunKey
     summary: dict[str, Any]
     """steps, tokens, seconds, final (the last evaluation), resumes, tokens_per_second (over
-    the run's whole training time, evaluations included)."""
+    the run's whole training time, evaluations included), and group (the seed group that
+    trained it, training.batched) when it trained in one."""
 
 
 Event = RunStarted | StepDone | Evaluated | RunFinished

@@ -142,6 +142,8 @@ class RunResult:
     evals: list[dict[str, Any]]
     retention: dict[str, dict[str, Any]]
     resumes: int = 0
+    group: str | None = None
+    """The seed group that trained this run with others (training.batched); None: alone."""
     final: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,8 @@ class RunResult:
         }  # fmt: skip
         if self.tokens and self.seconds:
             summary["tokens_per_second"] = round(self.tokens / self.seconds)
+        if self.group is not None:
+            summary["group"] = self.group
         return summary
 
 

@@ -40,7 +40,7 @@ from training import verdict
 from training.data import MixtureReader, open_mixture
 from training.evaluate import READOUTS, EvalSpec, natural_probe_keys, probe_keys
 from training.events import Event, OnEvent, RunFinished, RunKey, StepDone, describe
-from training.parallel import RunScope, RunSpec, run_parallel, train
+from training.parallel import RunScope, RunSpec, train, train_runs
 from training.report import plot_verification
 from training.trainer import RESULT, RunResult, TrainConfig, run_dir
 
@@ -299,6 +299,7 @@ def run_verification(
     allowed_roots: Sequence[str] | None = None,
     allowed_protocols: set[str] | None = None,
     looks: Sequence[int] | None = None,
+    seed_group: int | None = 1,
 ) -> dict[str, Any]:
     """Train every (arm, size, seed), judge each skill x size x arm, plot; returns the report.
 
@@ -318,6 +319,8 @@ def run_verification(
     looks: sequential verdicts (verdict.seed_looks): train the first looks[0] of `seeds`,
     then more, look by look, until verdict.next_look says every cell is decided or the
     last look is done (SEQUENTIAL_RULE); None trains every seed at once.
+    seed_group: seeds of one arm and size trained together as one grouped model, at most
+    this many (1: each alone; None: automatic; training.parallel.plan_groups).
     """
     started, work = time.perf_counter(), Path(workdir)
     for skill in skills:
@@ -356,7 +359,7 @@ def run_verification(
             for arm, path in arms.items()
         }
         runs = plan_runs(mixtures, sizes, current, work, base, seed_paths, seed_scope)
-        _train_runs(runs, spec, tracker, results, workers, initializer, run_scope)
+        _train_runs(runs, spec, tracker, results, workers, initializer, run_scope, seed_group)
         done_looks.append(target)
         if looks is None:
             break
@@ -421,21 +424,18 @@ def _train_runs(
     workers: int,
     initializer: Callable[[], None] | None,
     run_scope: RunScope | None,
+    seed_group: int | None = 1,
 ) -> None:
-    """Train the runs not in `results` into it; a run finished in an earlier attempt is
-    reported (RunFinished), never retrained."""
+    """Train the runs not in `results` into it, in seed groups (training.parallel.train_runs);
+    a run finished in an earlier attempt is reported (RunFinished), never retrained."""
     for run in runs:
         if run.key not in results and (Path(run.out_dir) / RESULT).exists():
             results[run.key] = train(run, spec, tracker, run_scope)
     todo = [run for run in runs if run.key not in results]
-    if workers > 1 and len(todo) > 1:
-        results |= run_parallel(
-            todo, spec, min(workers, len(todo)), tracker,
-            initializer=initializer, run_scope=run_scope,
-        )  # fmt: skip
-    for run in todo:
-        if run.key not in results:
-            results[run.key] = train(run, spec, tracker, run_scope)
+    results |= train_runs(
+        todo, spec, workers, tracker,
+        seed_group=seed_group, initializer=initializer, run_scope=run_scope,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -241,11 +241,16 @@ def setup(verification_id: str, settings: Settings) -> Setup:
     )  # fmt: skip
 
 
-def seed_groups(runs: list[RunSpec]) -> list[training_runs.Group]:
-    """The units that train `runs` (training.verify.plan_runs): one per (arm, size, seed)
-    for now, in the plan's order. A unit holds a list of seeds, so that seeds trained
-    together as one batched model make one unit."""
-    return [(run.key.arm, run.key.size, [run.key.seed]) for run in runs]
+def seed_groups(runs: list[RunSpec], seed_group: int | None = 1) -> list[training_runs.Group]:
+    """The units that train `runs` (training.verify.plan_runs): one per seed group of an
+    (arm, size) (training.parallel.plan_groups; SKILLMIX_SEED_GROUP, automatic: 1 on a
+    CPU), in the plan's order; a unit's seeds train together as one grouped model."""
+    from training.parallel import plan_groups
+
+    return [
+        (group[0].key.arm, group[0].key.size, [run.key.seed for run in group])
+        for group in plan_groups(runs, seed_group)
+    ]
 
 
 def next_look(setup: Setup, results: list[tuple[Any, Any]], lines: dict[str, Any]) -> list[int]:
@@ -287,7 +292,11 @@ def run_verification_job(ctx: JobContext) -> dict[str, Any]:
         job = session.get(Job, ctx.job_id)
         assert job is not None
         training_runs.plan(
-            session, job, s.verification_id, seed_groups(runs), max_attempts=settings.max_attempts
+            session,
+            job,
+            s.verification_id,
+            seed_groups(runs, settings.seed_group),
+            max_attempts=settings.max_attempts,
         )
         units = training_runs.units_of(session, ctx.job_id)
     if all(u.state == JobState.succeeded.value for u in units):
@@ -326,7 +335,7 @@ def finish(ctx: JobContext, s: Setup, settings: Settings, units: list[Any]) -> d
     )  # fmt: skip
     look = max(u.look for u in units)
     if more := next_look(s, results, report["settings"]["thresholds"]):
-        groups = seed_groups(s.plan(more).runs)
+        groups = seed_groups(s.plan(more).runs, settings.seed_group)
         with session_scope() as session:
             job = session.get(Job, ctx.job_id)
             assert job is not None
@@ -379,7 +388,7 @@ class UnitContext(Protocol):
 def run_training_unit(ctx: UnitContext) -> None:
     """Train the unit's seeds (resuming each from its checkpoint, skipping those finished),
     recording each run's events; ctx.progress raises to stop (a cancel, a lost lease)."""
-    from training.parallel import train
+    from training.parallel import train_seed_group
 
     settings = get_settings()
     s = setup(ctx.verification_id, settings)
@@ -402,8 +411,8 @@ def run_training_unit(ctx: UnitContext) -> None:
         ctx.progress(sum(done.values()) / len(done), describe(event))
 
     try:
-        for run in mine:
-            train(run, spec, on_event, logs.log_context)
+        # The unit's seeds as one grouped model (a group of one: a single run).
+        train_seed_group(mine, spec, on_event, logs.log_context)
     except BaseException as exc:
         tracker.stop("KILLED" if isinstance(exc, JobInterrupted) else "FAILED", parent=False)
         raise
