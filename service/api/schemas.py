@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from curation.mixture.models import DosingPlan, SkillDose
+from curation.mixture.models import DosingPlan, Every, SkillDose
 from curation.mixture.tokenizer import TokenizerSpec
 from curation.skills.preview import MAX_PREVIEW_MATCHES
 from curation.skills.spec import SkillDefinition as SkillDefinition  # a skill create's body
@@ -1401,11 +1401,6 @@ class VerificationsPublic(BaseModel):
     data: list[VerificationPublic]
     has_more: bool
     next_after: str | None = None
-
-
-class Every(StrictModel):
-    n: int = Field(ge=1, description="Instances in each dosed batch.")
-    k: int = Field(ge=1, description="A dose every k-th batch.")
 
 
 class StudyDesign(StrictModel):
