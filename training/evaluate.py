@@ -64,7 +64,7 @@ import functools
 import random
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -439,27 +439,32 @@ MIDROW_CONTEXT = 32
 """Bytes of held-out text (at most) before a probe instance read mid-row."""
 
 
+SPACE = ord(" ")
+
+
 def _midrow(answers: AnswerSet, heldout: torch.Tensor, max_len: int) -> AnswerSet | None:
     """The probe rows shifted right behind a fixed stretch of held-out text (the start of
     the longest EOS-free run of its first row, cut after a space), as a natural instance
-    sits; None when no stretch of at least 8 bytes fits the context."""
-    room = max_len - int((answers.inputs != EOS).sum(1).max()) - 1
+    sits; None when no stretch of at least 8 tokens fits the context. In a byte mixture the
+    stretch is cut after a space; a tokenizer's tokens already end where words do."""
+    eos = answers.pad  # the mixture's EOS (bytes: 256; an hf tokenizer's own)
+    room = max_len - int((answers.inputs != eos).sum(1).max()) - 1
     size = min(MIDROW_CONTEXT, room)
     runs: list[list[int]] = [[]]
     for token in heldout[0].tolist():
-        if token == EOS:
+        if token == eos:
             runs.append([])
         else:
             runs[-1].append(token)
-    stretch = bytes(max(runs, key=len)[: max(0, size)])
-    if b" " in stretch:
-        stretch = stretch[: stretch.rindex(b" ") + 1]
+    stretch = max(runs, key=len)[: max(0, size)]
+    if eos == EOS and SPACE in stretch:
+        stretch = stretch[: len(stretch) - stretch[::-1].index(SPACE)]
     if len(stretch) < 8:
         return None
-    head = torch.tensor(list(stretch), dtype=torch.long).expand(len(answers), -1)
+    head = torch.tensor(stretch, dtype=torch.long).expand(len(answers), -1)
     inputs = torch.cat([head, answers.inputs], 1)
     targets = torch.cat([torch.full_like(head, IGNORE), answers.targets], 1)
-    return AnswerSet(inputs, targets, answers.label_index, answers.strata)
+    return replace(answers, inputs=inputs, targets=targets)
 
 
 def instance_keys(skill: SkillSpec, instances: Sequence[Any]) -> list[str | None]:

@@ -310,6 +310,7 @@ def test_the_reader_counts_screened_lines_without_building_them(adversarial, tmp
 
 
 def test_a_screen_loaded_from_the_cache_says_the_same(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKILLMIX_SCREEN_CACHE")  # the default place, under XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     rng = random.Random(3)
     lines = [json_line(adversarial_text(rng), rng, i).encode() for i in range(300)]

@@ -323,7 +323,7 @@ def finish(ctx: JobContext, s: Setup, settings: Settings, units: list[Any]) -> d
     """Every unit succeeded: the report from the runs' stored results (or another look)."""
     from training import verdict
     from training.trainer import load_result
-    from training.verify import SEQUENTIAL_RULE, make_report
+    from training.verify import SEQUENTIAL_RULE, look_counts, make_report
 
     seeds = list(dict.fromkeys(seed for u in units for seed in u.seeds))
     plan = s.plan(seeds)
@@ -346,9 +346,14 @@ def finish(ctx: JobContext, s: Setup, settings: Settings, units: list[Any]) -> d
         return hand_over(ctx, s, settings, units)
     if looks := s.params.get("looks"):
         z = verdict.looks_z(len(looks))
+        counts = look_counts(results, report["settings"]["thresholds"])
         report["settings"]["sequential"] = {
             "looks": looks, "looks_done": [n for n in looks if n <= len(seeds)] or [len(seeds)],
             "z": z, "rule": SEQUENTIAL_RULE,
+            "decided": all(
+                verdict.decide(verdict.wilson_interval(k, n, z)) != "inconclusive"
+                for k, n in counts.values()
+            ),
         }  # fmt: skip
         _skip_untrained(s.verification_id, {run.key.seed for run in plan.runs})
     started = min((u.started_at for u in units if u.started_at), default=utcnow())

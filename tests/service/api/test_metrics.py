@@ -191,6 +191,7 @@ def test_training_throughput_as_the_verification_handler_records_it(
             "steps": 400,
             "tokens": 30 * 1024,
             "tokens_per_second": 10240,
+            "group": None,  # trained alone, not in a seed group (training.batched)
         }
 
     # The run finishes: its summary is recorded with its overall throughput.

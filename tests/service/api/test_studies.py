@@ -56,7 +56,7 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
         assert runner.execute(mixture["job"]["id"]) == "succeeded"
     ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
     assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
-    assert runner.execute(ver["job"]["id"]) == "succeeded"
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     assert runner.execute(study["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
     body = done["report"]["skills"][scanned["skill"]["id"]]

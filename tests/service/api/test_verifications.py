@@ -65,6 +65,7 @@ def test_verification_with_auto_baseline_records_runs_and_verdicts(
     assert {run["unit"]["state"] for run in first} == {"queued"}
     assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/verifications/{ver['id']}", headers=auth(key_a)).json()
+    assert "runs" in done, done
     assert sorted((run["seed"], run["unit"]["look"]) for run in done["runs"]) == [
         (0, 0), (0, 0), (1, 1), (1, 1)
     ]  # fmt: skip
