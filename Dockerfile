@@ -22,6 +22,7 @@ COPY clients/python clients/python
 COPY service service
 COPY curation curation
 COPY training training
+COPY analysis analysis
 COPY migrations migrations
 RUN uv pip install --no-deps ./clients/python . && uv pip check
 USER skillmix
@@ -38,6 +39,7 @@ COPY clients/python clients/python
 COPY service service
 COPY curation curation
 COPY training training
+COPY analysis analysis
 COPY migrations migrations
 RUN uv pip install --no-deps ./clients/python . && uv pip check
 USER skillmix

@@ -18,11 +18,18 @@ if DELAY > 0:
     from curation.sources.records import RecordFile
 
     read = RecordFile.__iter__
+    screened = RecordFile.screened  # the scan's path: lines a screen rules out come as ints
 
     def slow_read(self: RecordFile) -> Iterator[Any]:
         for record in read(self):
             time.sleep(DELAY)
             yield record
 
+    def slow_screened(self: RecordFile, screen: Any) -> Iterator[Any]:
+        for record in screened(self, screen):
+            time.sleep(DELAY)
+            yield record
+
     RecordFile.__iter__ = slow_read  # type: ignore[method-assign]
+    RecordFile.screened = slow_screened  # type: ignore[method-assign]
     print(f"tests/reliability: corpus reads slowed by {DELAY}s a record", file=sys.stderr)
