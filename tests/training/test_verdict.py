@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import need_module
 from training import verdict as v
 
 
@@ -78,7 +79,7 @@ def test_seed_looks_are_fixed_by_min_and_max_seeds():
 
 
 def test_looks_z_splits_alpha_over_the_looks():
-    stats = pytest.importorskip("scipy.stats")
+    stats = need_module("scipy.stats", "make install (scipy: the analysis extra)")
     assert v.looks_z(1) == pytest.approx(v.Z95, abs=1e-9)
     assert v.looks_z(3) == pytest.approx(stats.norm.ppf(1 - 0.05 / 6), abs=1e-9)
 
