@@ -110,16 +110,16 @@ STUDY_DOSES = [0.5, 1, 2, 3, 4, 6, 8]
 
 
 def run_dose_study(client: Skillmix, corpus: Any, scan: Any, target: Any, seeds: int,
-                   steps: int) -> int:  # fmt: skip
+                   steps: int, doses: list[float] = STUDY_DOSES) -> int:  # fmt: skip
     """`skillmix demo --study dose`: the dose-response of the demo skill, its fit and the
     recommendation (protocol (a); `seeds` per dose)."""
     console.print(
-        f"4. studying the dose: {target.name} at {', '.join(f'{d:g}' for d in STUDY_DOSES)} "
+        f"4. studying the dose: {target.name} at {', '.join(f'{d:g}' for d in doses)} "
         f"per batch and the natural baseline, {seeds} seeds each, nano, {steps} steps"
     )
     study = client.studies.create(
         kind="dose_response", skill_ids=[target.id], corpus_id=corpus.id, scan_id=scan.id,
-        design={"doses": STUDY_DOSES}, sizes=["nano"], seeds_per_point=seeds,
+        design={"doses": doses}, sizes=["nano"], seeds_per_point=seeds,
         batch_tokens=BATCH_TOKENS, seq_len=SEQ_LEN, token_budget=steps * BATCH_TOKENS,
         max_batches=steps + HELDOUT_BATCHES, eval_every=max(steps // 20, 1),
     )  # fmt: skip
@@ -138,7 +138,11 @@ def run_dose_study(client: Skillmix, corpus: Any, scan: Any, target: Any, seeds:
 
 
 def run_demo(
-    data_dir: Path, seeds: int = DEMO_SEEDS, steps: int = DEMO_STEPS, study: str | None = None
+    data_dir: Path,
+    seeds: int = DEMO_SEEDS,
+    steps: int = DEMO_STEPS,
+    study: str | None = None,
+    doses: list[float] | None = None,
 ) -> int:
     console.print(f"skillmix demo: embedded service under {data_dir.resolve()}")
     with embedded_stack(data_dir) as stack:
@@ -165,7 +169,7 @@ def run_demo(
 
         target = skills[0]
         if study == "dose":
-            return run_dose_study(client, corpus, scan, target, seeds, steps)
+            return run_dose_study(client, corpus, scan, target, seeds, steps, doses or STUDY_DOSES)
         console.print(
             f"4. mixing: {target.name} upweighted to {DOSE_PER_BATCH} per batch of "
             f"{BATCH_TOKENS} tokens, uniformly spaced, fresh train-split instances"

@@ -248,16 +248,28 @@ def demo(
             "verification (seeds per dose; `make study-demo`)."
         ),
     ] = None,
+    doses: Annotated[
+        str | None,
+        typer.Option(
+            help="With --study dose: the doses per batch, comma-separated "
+            "(default 0.5,1,2,3,4,6,8; the natural baseline is always added)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop on the embedded default: skills, corpus, scan, mix, verify."""
     if study not in (None, "dose"):
         raise typer.BadParameter("--study takes 'dose'")
+    from skillmix_client.cli._common import parse_doses
+
+    dose_list = parse_doses(doses) if doses else None
+    if dose_list and study != "dose":
+        raise typer.BadParameter("--doses needs --study dose")
     require("service", "training")
     from service.cli.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     target = data_dir or Path(os.environ.get("SKILLMIX_DATA_DIR", ".skillmix")) / "demo"
-    sys.exit(run_demo(target, seeds=seeds, steps=steps, study=study))
+    sys.exit(run_demo(target, seeds=seeds, steps=steps, study=study, doses=dose_list))
 
 
 def register(app: typer.Typer) -> None:

@@ -48,6 +48,7 @@ def test_unknown_queue_is_a_usage_error(env: pytest.MonkeyPatch) -> None:
     assert "unknown queue" in r.stderr
 
 
+@pytest.mark.timeout(900)  # the subprocess' own limit; the suite's default is 300 s
 def test_demo_runs_the_whole_loop(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The demo at a small scale (the full one, 5 seeds x 4000 steps, is `make demo`)."""
     r = skillmix(
@@ -62,16 +63,24 @@ def test_demo_runs_the_whole_loop(env: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert "demo finished" in r.stdout
 
 
+@pytest.mark.timeout(900)
 def test_study_demo_runs_a_dose_response(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`make study-demo` at a small scale (2 seeds per dose, 40 steps): a study over HTTP
-    with real workers, from the design to the printed answer."""
+    """`make study-demo` at a small scale (two doses and the baseline, 2 seeds each, 40
+    steps): a study over HTTP with real workers, from the design to the printed answer."""
     r = skillmix(
-        "demo", "--data-dir", str(tmp_path / "demo"), "--study", "dose", "--seeds", "2",
-        "--steps", "40", timeout=900,
+        "demo", "--data-dir", str(tmp_path / "demo"), "--study", "dose", "--doses", "1,8",
+        "--seeds", "2", "--steps", "40", timeout=900,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "studying the dose" in r.stdout and "nano:" in r.stdout
     assert "study demo finished" in r.stdout
+
+
+def test_bad_demo_doses_are_a_usage_error(env: pytest.MonkeyPatch) -> None:
+    r = skillmix("demo", "--study", "dose", "--doses", "1,two")
+    assert r.returncode == 2 and "numbers separated by commas" in r.stderr
+    r = skillmix("demo", "--doses", "1,2")
+    assert r.returncode == 2 and "--doses needs --study dose" in r.stderr
 
 
 def test_bad_devices_are_a_usage_error(env: pytest.MonkeyPatch) -> None:

@@ -105,6 +105,19 @@ def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return t
 
 
+def parse_doses(text: str, option: str = "--doses") -> list[float]:
+    """'0.5,1,2' -> [0.5, 1.0, 2.0]; a usage error naming the option for anything else."""
+    try:
+        doses = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{option} takes numbers separated by commas, e.g. 0.5,1,2,4,8 (got {text!r})"
+        ) from None
+    if not doses or any(d <= 0 for d in doses):
+        raise typer.BadParameter(f"{option} takes positive doses per batch (got {text!r})")
+    return doses
+
+
 def read_definition(path: Path) -> dict[str, Any]:
     """A skill file in YAML or JSON (`-` reads standard input)."""
     text = sys.stdin.read() if str(path) == "-" else path.read_text()

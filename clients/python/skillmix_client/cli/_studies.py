@@ -17,6 +17,7 @@ from skillmix_client.cli._common import (
     client,
     emit,
     finish_job,
+    parse_doses,
     rows_table,
 )
 from skillmix_client.cli._runs import resolve_skills
@@ -88,7 +89,7 @@ def study_create(
     else:
         if not doses:
             raise typer.BadParameter("give --doses, e.g. 0.5,1,2,4,8")
-        design = {"doses": [float(d) for d in doses.split(",")]}
+        design = {"doses": parse_doses(doses)}
     with client(base_url, api_key, as_json) as c:
         study = c.studies.create(
             kind=kind, skill_ids=resolve_skills(c, skill), corpus_id=corpus, scan_id=scan,
