@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
@@ -325,17 +326,23 @@ def _create(session: Session, make: Callable[[], tuple[Row, Callable[[], None] |
     return row
 
 
-@router.get("/scans")
-def scans_page(
-    request: Request, viewer: ViewerDep, session: SessionDep, after: str | None = None
-) -> Response:
-    return _scans_page(request, viewer, session, after)
+@dataclass(frozen=True)
+class Listing:
+    """A resource's listing page: its rows (newest first, paged like the API), shown as the
+    API's JSON without its large parts, with the create form and its choices."""
+
+    name: str  # the template's variable; its template is `{name}.html`
+    query: Callable[[str], Select[Any]]
+    id_column: Any
+    public: Callable[[Session, Any], Any]  # the API route's public view of a row
+    trim: Callable[[dict[str, Any]], None]  # drops what the listing does not show
 
 
-def _scans_page(
+def _listing_page(
     request: Request,
     viewer: Viewer,
     session: Session,
+    listing: Listing,
     after: str | None = None,
     *,
     error: str | None = None,
@@ -344,23 +351,50 @@ def _scans_page(
 ) -> Response:
     listed = _page(
         session,
-        scans.query(viewer.project.id),
-        Scan.id,
-        lambda s: _json(scans_routes.public(session, s)),
+        listing.query(viewer.project.id),
+        listing.id_column,
+        lambda row: _json(listing.public(session, row)),
         after,
     )
-    for scan in listed["data"]:
-        scan.pop("report", None)
+    for item in listed["data"]:
+        listing.trim(item)
     return render(
         request,
-        "scans.html",
+        f"{listing.name}.html",
         viewer,
         status_code=status_code,
-        scans=listed,
         choices=_choices(session, viewer),
         error=error,
         form=form or {},
+        **{listing.name: listed},
     )
+
+
+def _refused(
+    request: Request, viewer: Viewer, session: Session, listing: Listing, exc: Exception,
+    fields: dict[str, Any],
+) -> Response:  # fmt: skip
+    """The listing page again, with the form as filled and why the API would refuse it: a
+    validation error (422) or a store's Problem (its status), nothing stored."""
+    if isinstance(exc, ValidationError):
+        return _listing_page(request, viewer, session, listing, error=_errors(exc),
+                             status_code=422, form=fields)  # fmt: skip
+    assert isinstance(exc, Problem)
+    session.rollback()
+    return _listing_page(request, viewer, session, listing, error=f"{exc.title}: {exc.detail}",
+                         status_code=exc.status, form=fields)  # fmt: skip
+
+
+SCANS = Listing(
+    "scans", scans.query, Scan.id, scans_routes.public, lambda scan: scan.pop("report", None)
+)
+
+
+@router.get("/scans")
+def scans_page(
+    request: Request, viewer: ViewerDep, session: SessionDep, after: str | None = None
+) -> Response:
+    return _listing_page(request, viewer, session, SCANS, after)
 
 
 @router.post("/scans")
@@ -384,15 +418,8 @@ def create_scan(
             session,
             lambda: scans.start_scan(session, viewer.project.id, settings, **body.model_dump()),
         )
-    except ValidationError as exc:
-        return _scans_page(request, viewer, session, error=_errors(exc), status_code=422,
-                           form=fields)  # fmt: skip
-    except Problem as exc:
-        session.rollback()
-        if exc.status == 404:
-            raise
-        return _scans_page(request, viewer, session, error=f"{exc.title}: {exc.detail}",
-                           status_code=exc.status, form=fields)  # fmt: skip
+    except (ValidationError, Problem) as exc:
+        return _refused(request, viewer, session, SCANS, exc, fields)
     return RedirectResponse(f"{PREFIX}/scans/{scan.id}", status_code=303)
 
 
@@ -405,42 +432,20 @@ def scan_page(request: Request, scan_id: str, viewer: ViewerDep, session: Sessio
 # --- mixtures -------------------------------------------------------------------------------
 
 
+MIXTURES = Listing(
+    "mixtures",
+    mixtures.query,
+    Mixture.id,
+    mixtures_routes.public,
+    lambda mixture: mixture.pop("manifest", None),
+)
+
+
 @router.get("/mixtures")
 def mixtures_page(
     request: Request, viewer: ViewerDep, session: SessionDep, after: str | None = None
 ) -> Response:
-    return _mixtures_page(request, viewer, session, after)
-
-
-def _mixtures_page(
-    request: Request,
-    viewer: Viewer,
-    session: Session,
-    after: str | None = None,
-    *,
-    error: str | None = None,
-    status_code: int = 200,
-    form: dict[str, Any] | None = None,
-) -> Response:
-    listed = _page(
-        session,
-        mixtures.query(viewer.project.id),
-        Mixture.id,
-        lambda m: _json(mixtures_routes.public(session, m)),
-        after,
-    )
-    for mixture in listed["data"]:
-        mixture.pop("manifest", None)
-    return render(
-        request,
-        "mixtures.html",
-        viewer,
-        status_code=status_code,
-        mixtures=listed,
-        choices=_choices(session, viewer),
-        error=error,
-        form=form or {},
-    )
+    return _listing_page(request, viewer, session, MIXTURES, after)
 
 
 MIXTURE_FIELDS = (
@@ -507,13 +512,8 @@ def create_mixture(
     try:
         body = mixture_body(fields, dry_run=not build)
         mixture = _start_mixture(session, viewer, settings, body)
-    except ValidationError as exc:
-        return _mixtures_page(request, viewer, session, error=_errors(exc), status_code=422,
-                              form=fields)  # fmt: skip
-    except Problem as exc:
-        session.rollback()
-        return _mixtures_page(request, viewer, session, error=f"{exc.title}: {exc.detail}",
-                              status_code=exc.status, form=fields)  # fmt: skip
+    except (ValidationError, Problem) as exc:
+        return _refused(request, viewer, session, MIXTURES, exc, fields)
     if build:
         return RedirectResponse(f"{PREFIX}/mixtures/{mixture.id}", status_code=303)
     planned = _json(mixtures_routes.public(session, mixture))
@@ -596,46 +596,27 @@ async def mixture_composition(mixture_id: str, viewer: ViewerDep, session: Sessi
 # --- verifications --------------------------------------------------------------------------
 
 
+def _verdicts_only(ver: dict[str, Any]) -> None:
+    verdicts = (ver.pop("report", None) or {}).get("verdicts", [])
+    ver["verdicts"] = [
+        {k: v[k] for k in ("skill_id", "size", "arm", "verdict", "p_retained")} for v in verdicts
+    ]
+
+
+VERIFICATIONS = Listing(
+    "verifications",
+    verifications.query,
+    Verification.id,
+    verifications_routes.public,
+    _verdicts_only,
+)
+
+
 @router.get("/verifications")
 def verifications_page(
     request: Request, viewer: ViewerDep, session: SessionDep, after: str | None = None
 ) -> Response:
-    return _verifications_page(request, viewer, session, after)
-
-
-def _verifications_page(
-    request: Request,
-    viewer: Viewer,
-    session: Session,
-    after: str | None = None,
-    *,
-    error: str | None = None,
-    status_code: int = 200,
-    form: dict[str, Any] | None = None,
-) -> Response:
-    listed = _page(
-        session,
-        verifications.query(viewer.project.id),
-        Verification.id,
-        lambda v: _json(verifications_routes.public(session, v)),
-        after,
-    )
-    for ver in listed["data"]:
-        verdicts = (ver.pop("report", None) or {}).get("verdicts", [])
-        ver["verdicts"] = [
-            {k: v[k] for k in ("skill_id", "size", "arm", "verdict", "p_retained")}
-            for v in verdicts
-        ]
-    return render(
-        request,
-        "verifications.html",
-        viewer,
-        status_code=status_code,
-        verifications=listed,
-        choices=_choices(session, viewer),
-        error=error,
-        form=form or {},
-    )
+    return _listing_page(request, viewer, session, VERIFICATIONS, after)
 
 
 def _ints(text: str) -> list[str]:
@@ -677,13 +658,8 @@ def create_verification(
                 params=body.model_dump(exclude={"arms", "skill_ids"}),
             ),
         )
-    except ValidationError as exc:
-        return _verifications_page(request, viewer, session, error=_errors(exc),
-                                   status_code=422, form=fields)  # fmt: skip
-    except Problem as exc:
-        session.rollback()
-        return _verifications_page(request, viewer, session, error=f"{exc.title}: {exc.detail}",
-                                   status_code=exc.status, form=fields)  # fmt: skip
+    except (ValidationError, Problem) as exc:
+        return _refused(request, viewer, session, VERIFICATIONS, exc, fields)
     return RedirectResponse(f"{PREFIX}/verifications/{ver.id}", status_code=303)
 
 
