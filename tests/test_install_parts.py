@@ -4,9 +4,11 @@ heavier, and works: `pip install skillmix` (the curation library), `skillmix[tra
 pydantic only) with and without its command (`skillmix-client[cli]`).
 
 Each part is resolved from its own declared dependencies (not `--no-deps`), so a missing
-one fails here; versions are held to the lock's pins. uv installs them from its cache,
-which `make install` filled (nothing new is fetched when the lock has not changed); torch
-comes from pip, as in `make install`, which on our machines takes the CPU wheel on disk.
+one fails here; versions are held to the lock's pins. uv takes the wheels from its cache,
+which `make install` filled, but resolving needs each package's metadata, which
+`make install` (hash-checked, --no-deps) never asked for: uv fetches that from the
+registry (not --offline: a fresh machine's cache does not hold it). torch comes from pip,
+as in `make install`, which on our machines takes the CPU wheel on disk.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def new_venv(tmp_path: Path, source: Path, *requirements: str, torch: bool = Fal
     pins = str(source / "pins.txt")
     if torch:
         venv.run(str(venv.path / "bin" / "pip"), "install", "--quiet", "-c", pins, "torch==2.13.0")
-    venv.run(UV, "pip", "install", "--quiet", "--offline", "-c", pins, *requirements)
+    venv.run(UV, "pip", "install", "--quiet", "-c", pins, *requirements)
     return venv
 
 
@@ -147,7 +149,6 @@ def test_the_sdk_with_its_command(tmp_path: Path, source: Path) -> None:
         "pip",
         "install",
         "--quiet",
-        "--offline",
         "-c",
         str(source / "pins.txt"),
         f"{client}[cli]",
