@@ -10,6 +10,7 @@ and a resumed run sees exactly what an uninterrupted one saw.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -113,6 +114,25 @@ class MixtureReader:
         if [row["batch"] for row in rows] != list(range(len(rows))):
             raise ValueError(f"{self.path}: {COMPOSITION} must list batches 0, 1, 2... in order")
         return rows
+
+    @cached_property
+    def dosing_periods(self) -> dict[str, int]:
+        """Skill id -> `k` of each skill the builder's plan doses `every {n, k}` (none for a
+        mixture without such a plan, or dosed otherwise)."""
+        skills = (self.manifest.get("plan") or {}).get("skills") or {}
+        periods = {}
+        for sid, skill in skills.items():
+            every = (skill.get("target") or {}).get("every") if isinstance(skill, dict) else None
+            if every:
+                periods[sid] = int(every["k"])
+        return periods
+
+    @property
+    def dosing_period(self) -> int | None:
+        """The period every `every` dose of the mixture repeats with (the lcm of their `k`);
+        None when no skill is dosed `every`."""
+        periods = list(self.dosing_periods.values())
+        return math.lcm(*periods) if periods else None
 
     def exposure_batches(self, skill_id: str) -> list[int]:
         """Batches holding at least one placed instance of the skill, ascending."""

@@ -544,11 +544,15 @@ class Evaluator:
     pairs: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
     labels: dict[str, list[list[int]] | None] = field(default_factory=dict)
     midrow: dict[str, AnswerSet] = field(default_factory=dict)
+    exposures: dict[str, list[int]] = field(default_factory=dict)
+    """Per skill: the batches holding a placement of it, ascending."""
+    periods: dict[str, int] = field(default_factory=dict)
+    """Per skill dosed `every {n, k}`: k (MixtureReader.dosing_periods)."""
 
     @classmethod
     def build(cls, spec: EvalSpec, mixture: MixtureReader, n_steps: int) -> Evaluator:
         ctx = mixture.seq_len - 1
-        probes, seen, pairs, labels = {}, {}, {}, {}
+        probes, seen, pairs, labels, exposed = {}, {}, {}, {}, {}
         for skill in spec.skills:
             rng = random.Random(SAMPLE_SEED)
             held = probe_instances(skill)
@@ -575,7 +579,7 @@ class Evaluator:
                     skill, [(r["text"], r["answer"]) for r in placed], ctx, ends,
                     tokenizer=mixture.tokenizer,
                 )  # fmt: skip
-            exposures = mixture.exposure_batches(skill.id)
+            exposures = exposed[skill.id] = mixture.exposure_batches(skill.id)
             if skill.id in probes:
                 pairs[skill.id] = retention_pairs(exposures, n_steps, spec.max_exposure_pairs)
         heldout = None
@@ -593,7 +597,29 @@ class Evaluator:
                 moved = _midrow(answers, heldout, ctx)
                 if moved is not None:
                     midrow[skill_id] = moved
-        return cls(spec, probes, seen, heldout, pairs, labels, midrow)
+        return cls(
+            spec, probes, seen, heldout, pairs, labels, midrow, exposed, mixture.dosing_periods
+        )
+
+    def exposure_at(self, step: int) -> dict[str, dict[str, Any]]:
+        """Per skill, where a reading after `step` steps (batches 0 .. step-1 trained) sits
+        in its dosing: `period` (k of an `every {n, k}` dose, else None), `phase` (step mod
+        k: 0 is one whole period after a dose, just before the next), `last_dose_batch` and
+        `batches_since_dose`, the batches trained after the last batch holding a placement
+        (0: the reading comes right after a dose; None: no dose yet)."""
+        out = {}
+        for skill in self.spec.skills:
+            period = self.periods.get(skill.id)
+            doses = self.exposures.get(skill.id, [])
+            i = bisect_right(doses, step - 1)
+            last = doses[i - 1] if i else None
+            out[skill.id] = {
+                "period": period,
+                "phase": None if period is None else step % period,
+                "last_dose_batch": last,
+                "batches_since_dose": None if last is None else step - 1 - last,
+            }
+        return out
 
     def retention_steps(self) -> dict[int, list[str]]:
         """step -> skills whose probe loss is measured after that step."""

@@ -24,6 +24,7 @@ message)` gets the whole verification's progress.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -172,6 +173,40 @@ def check_arms(mixtures: dict[str, MixtureReader]) -> None:
                     f"({ref.manifest.get(key)!r} vs {mixture.manifest.get(key)!r}); a verification "
                     "compares mixtures of the same corpus, tokenizer and batch shape"
                 )
+
+
+PHASE_RULE = (
+    "arms dosed `every {n, k}` are read at multiples of their dosing period (the multiple "
+    "nearest eval_every): one whole period after a dose, just before the next; every run's "
+    "steps are cut to a whole number of periods (the lcm over the arms) so that the final "
+    "reading sits one period after the last dose"
+)
+
+
+def align_budget(
+    mixtures: dict[str, MixtureReader], token_budget: int | None
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The token budget cut to a whole number of the arms' dosing periods (their lcm), and
+    what was done (None when no arm is dosed `every`: the budget is unchanged). A budget
+    already whole is returned as given. ValueError when not one period fits."""
+    periods = {arm: m.dosing_period for arm, m in mixtures.items()}
+    given = [p for p in periods.values() if p]
+    if not given:
+        return token_budget, None
+    period = math.lcm(*given)
+    steps = {arm: m.steps_for(token_budget) for arm, m in mixtures.items()}
+    fewest = min(steps.values())
+    aligned = fewest // period * period
+    if aligned == 0:
+        raise ValueError(
+            f"the runs' {fewest} steps do not hold one dosing period of {period} batches; "
+            "give a larger token_budget"
+        )
+    info = {"period": period, "periods": periods, "steps_asked": fewest, "steps": aligned,
+            "rule": PHASE_RULE}  # fmt: skip
+    if all(n == aligned for n in steps.values()):
+        return token_budget, info
+    return aligned * next(iter(mixtures.values())).batch_tokens, info
 
 
 def skill_metric(skill: SkillSpec, metric: str | None) -> str:
@@ -335,6 +370,7 @@ def run_verification(
         verdict.next_look({}, looks)  # increasing, else a ValueError
         if len(pool) < looks[-1]:
             raise ValueError(f"{len(pool)} seeds given for looks up to {looks[-1]} seeds")
+    token_budget, _ = align_budget(mixtures, token_budget)
     say(0.0, "finding probe instances in the corpus text")
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     lines = _thresholds(list(spec.skills), threshold, metric, collisions)
@@ -482,6 +518,7 @@ def plan_verification(
     work = Path(workdir)
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
+    token_budget, _ = align_budget(mixtures, token_budget)
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
@@ -566,6 +603,12 @@ def make_report(
     runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
     first = results[0][0].config if results else TrainConfig()
+    settings: dict[str, Any] = {}
+    periods = {arm: m.dosing_period for arm, m in mixtures.items()}
+    if any(periods.values()):
+        period = math.lcm(*(p for p in periods.values() if p))
+        settings["phase"] = {"periods": periods, "period": period,
+                             "aligned": steps % period == 0, "rule": PHASE_RULE}  # fmt: skip
     return {
         "verdicts": verdicts,
         "runs": [_run_summary(j, r, seed_scope) for j, r in results],
@@ -576,6 +619,7 @@ def make_report(
             "steps": steps, "baseline": baseline, "thresholds": lines,
             "seed_scope": seed_scope, "seed_scope_rule": SEED_SCOPES[seed_scope],
             "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
+            **settings,
         },
         "plots": plot_verification(runs, verdicts, lines, workdir / "plots"),
     }  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training import checkpoint
-from training.data import MixtureReader
+from training.data import MixtureReader, open_mixture
 from training.events import Evaluated, Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import RunSpec, run_parallel
 from training.trainer import (
@@ -17,6 +17,7 @@ from training.trainer import (
     RESULT,
     WEIGHTS,
     TrainConfig,
+    eval_steps,
     get_lr,
     train_run,
 )
@@ -113,6 +114,38 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
     assert not (uninterrupted / CHECKPOINT).exists() and (uninterrupted / RESULT).exists()
+
+
+def test_eval_steps_sit_at_one_phase_of_the_dosing_period():
+    assert eval_steps(40, 10) == [10, 20, 30, 40]  # no period: as before
+    assert eval_steps(45, 10) == [10, 20, 30, 40, 45]
+    # The multiple of the period nearest eval_every (10 / 4 = 2.5 -> 2 periods).
+    assert eval_steps(40, 10, period=4) == [8, 16, 24, 32, 40]
+    assert eval_steps(40, 3, period=4) == list(range(4, 41, 4))  # at least one period
+    assert eval_steps(40, 100, period=4) == [40]
+    assert eval_steps(42, 10, period=4)[-1] == 42  # unaligned budget: the last step as it is
+
+
+def test_an_every_plan_is_read_one_period_after_its_doses(
+    tmp_path, config, every_dir, dense_dir, eval_spec
+):
+    result = train_run(config, every_dir, eval_spec, tmp_path / "every")
+    doses = open_mixture(every_dir).exposure_batches("cmp")
+    assert doses == list(range(0, 40, 4))
+    steps = [e["step"] for e in result.evals]
+    assert steps == [0, 8, 16, 24, 32, 40]
+    assert steps[-1] == doses[-1] + 4  # the final reading: one period after the last dose
+    assert result.evals[0]["exposure"]["cmp"]["batches_since_dose"] is None
+    for reading in result.evals[1:]:
+        assert reading["exposure"]["cmp"] == {
+            "period": 4, "phase": 0, "last_dose_batch": reading["step"] - 4,
+            "batches_since_dose": 3,
+        }  # fmt: skip
+    uniform = train_run(config, dense_dir, eval_spec, tmp_path / "uniform")
+    assert [e["step"] for e in uniform.evals] == [0, 10, 20, 30, 40]  # unchanged
+    for reading in uniform.evals[1:]:
+        assert reading["exposure"]["cmp"]["period"] is None
+        assert reading["exposure"]["cmp"]["batches_since_dose"] == 0  # a dose every batch
 
 
 def test_the_same_seed_in_another_process_gives_the_same_run(
