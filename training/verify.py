@@ -140,6 +140,50 @@ def seed_mixtures(
     return paths
 
 
+AUDIT = "audit.json"
+"""A built mixture's audit, in its folder (curation.mixture.audit.audit_mixture)."""
+
+
+def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
+    """The audit of the mixture in `mixture_dir`, covering `skills` (a verification's): its
+    audit.json when that audits every one of them, else the mixture audited again
+    (curation.mixture.audit.audit_mixture, at the stored audit's tolerance) for its own
+    skills and these, which rewrites audit.json. A baseline is audited like any mixture:
+    skills it does not dose are audited for their natural instances. None for a mixture
+    without a builder's plan (nothing to audit against)."""
+    from curation.mixture.audit import DEFAULT_TOLERANCE, audit_mixture
+    from curation.mixture.manifest import read_manifest
+
+    path = Path(mixture_dir)
+    manifest = read_manifest(str(path))
+    if not isinstance(manifest.get("plan"), dict) or "skills" not in manifest["plan"]:
+        return None
+    stored = json.loads((path / AUDIT).read_text()) if (path / AUDIT).exists() else None
+    if stored is not None and all(s.id in stored.get("skills", {}) for s in skills):
+        return dict(stored)
+    own = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
+    extra = [s for s in skills if s.id not in manifest.get("skills", {})]
+    tolerance = (stored or {}).get("tolerance", DEFAULT_TOLERANCE)
+    return audit_mixture(str(path), [*own, *extra], tolerance, plots=False)
+
+
+def audit_summary(mixture: MixtureReader, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
+    """What the report shows of an arm's audit (every arm alike, the baseline too): whether
+    it passed, and per skill of the verification its audit row (placed against planned,
+    natural instances, gaps); None when the mixture has no audit (no builder's plan)."""
+    path = mixture.path / AUDIT
+    if not path.exists():
+        return None
+    audit = json.loads(path.read_text())
+    rows = audit.get("skills", {})
+    return {
+        "passed": audit.get("passed"),
+        "tolerance": audit.get("tolerance"),
+        "rule": audit.get("rule"),
+        "skills": {s.id: rows[s.id] for s in skills if s.id in rows},
+    }
+
+
 def data_draw(mixture_dir: str | Path, seed_scope: str, init: int) -> dict[str, Any]:
     """What one run trained on, for the report: the mixture folder, its seed, the mixture it
     is a variant of (None: the arm's own), its token shards' sha256 and the weights' seed."""
@@ -371,6 +415,8 @@ def run_verification(
         if len(pool) < looks[-1]:
             raise ValueError(f"{len(pool)} seeds given for looks up to {looks[-1]} seeds")
     token_budget, _ = align_budget(mixtures, token_budget)
+    for path in arms.values():
+        arm_audit(path, skills)  # the baseline's too: audited for its natural instances
     say(0.0, "finding probe instances in the corpus text")
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     lines = _thresholds(list(spec.skills), threshold, metric, collisions)
@@ -519,6 +565,8 @@ def plan_verification(
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
     token_budget, _ = align_budget(mixtures, token_budget)
+    for path in arms.values():
+        arm_audit(path, skills)  # the baseline's too: audited for its natural instances
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
@@ -732,4 +780,5 @@ def _arm_summary(mixture: MixtureReader, skills: list[SkillSpec], steps: int) ->
         "placed_instances": {sid: sum(c) for sid, c in counts.items()},
         "placed_per_batch": {sid: sum(c) / max(1, len(c)) for sid, c in counts.items()},
         "exposure_batches": {sid: sum(1 for x in c if x) for sid, c in counts.items()},
+        "audit": audit_summary(mixture, skills),
     }

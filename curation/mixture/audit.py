@@ -16,6 +16,11 @@ n_batches batches have a verified count different from the schedule, and
 (3) no placed instance is a probe instance. The mixture passes when every skill
 and every shard checksum does.
 
+Every skill the audit is given is audited, the plan's and the others: a skill the plan
+does not dose (all of them in a natural-frequency baseline) gets the same report with
+nothing planned or placed (`dosed` false, its `target` empty, its `source` "natural"), so
+a baseline arm is audited like any mixture and its natural instances are counted.
+
 A mixture built with a Hugging Face tokenizer is audited in that tokenizer: each
 document piece's tokens are decoded back to text (`decode_batch`) and matched there, and
 a match's position is its first token's, found by re-tokenizing the piece's text.
@@ -215,7 +220,7 @@ def _check_shards(out_dir: str, manifest: dict[str, Any]) -> dict[str, Any]:
 def _skill_report(
     sid: str, tally: _Tally, manifest: dict[str, Any], tolerance: float
 ) -> dict[str, Any]:
-    plan = manifest["plan"]["skills"][sid]
+    plan = manifest["plan"].get("skills", {}).get(sid)
     n, batch_tokens = manifest["n_batches"], manifest["batch_tokens"]
     planned, verified = int(tally.planned.sum()), int(tally.verified.sum())
     off = np.flatnonzero(tally.planned != tally.verified)
@@ -233,9 +238,10 @@ def _skill_report(
     target_tokens, target_batches = stats.gap_stats(targets, batch_tokens)
     all_tokens, all_batches = stats.gap_stats(np.concatenate([placed, natural]), batch_tokens)
     return {
-        "target": plan["target"],
-        "source": plan["source"],
-        "spacing": plan["spacing"],
+        "dosed": plan is not None,
+        "target": plan["target"] if plan else {},
+        "source": plan["source"] if plan else "natural",
+        "spacing": plan["spacing"] if plan else "none",
         "planned": {"placements": planned, "per_batch": planned / n},
         "placed": {
             "placements": verified,
@@ -262,7 +268,7 @@ def _skill_report(
         "natural": {
             "instances": int(natural.size),
             "per_batch": natural.size / n,
-            "scan_per_batch": plan["natural"]["per_batch"],
+            "scan_per_batch": plan["natural"]["per_batch"] if plan else None,
             "probe_collisions": tally.natural_probes,
         },
         "per_batch_total": (placed.size + natural.size) / n,
@@ -291,8 +297,9 @@ def audit_mixture(
 ) -> dict[str, Any]:
     """Re-scan the mixture in `out_dir`; returns the audit (also written to audit.json).
 
-    `skills` must include every skill of the manifest (extra ones are ignored).
-    Never raises for a miss: read `passed` (build_mixture raises AuditFailed).
+    `skills` must include every skill of the manifest; the others given are audited for
+    their natural instances (after the manifest's, in the order given). Never raises for
+    a miss: read `passed` (build_mixture raises AuditFailed).
     """
     manifest = read_manifest(out_dir)
     given = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}
@@ -300,7 +307,8 @@ def audit_mixture(
     if missing:
         raise ValueError(f"the audit needs the mixture's skills; missing: {', '.join(missing)}")
     tokenizer = mixture_tokenizer(out_dir, manifest)
-    scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]], tokenizer)
+    order = [*manifest["skills"], *(sid for sid in given if sid not in manifest["skills"])]
+    scanner = _Scanner(manifest, [given[sid] for sid in order], tokenizer)
     lo, hi = progress_range
     n = manifest["n_batches"]
     with open(os.path.join(out_dir, COMPOSITION), encoding="utf-8") as composition:

@@ -737,7 +737,9 @@ class AuditSchedule(Report):
 class AuditNatural(Report):
     instances: int = Field(description="Matches outside the skill's own placements.")
     per_batch: float
-    scan_per_batch: float = Field(description="What the plan expected from the scan.")
+    scan_per_batch: float | None = Field(
+        description="What the plan expected from the scan; null for a skill it does not dose."
+    )
     probe_collisions: int
 
 
@@ -746,6 +748,11 @@ class SkillAudit(Report):
     of the packed mixture, counted only inside one sequence."""
 
     name: str | None = None
+    dosed: bool | None = Field(
+        default=None,
+        description="Whether the plan doses the skill; false: audited for its natural "
+        "instances only (a baseline's skills), with an empty target and source `natural`.",
+    )
     target: DoseTarget
     source: str
     spacing: str
@@ -947,6 +954,19 @@ class SkillScores(Report):
     heldout_midrow_margin: float | None = None
 
 
+class ReadingExposure(Report):
+    """Where one reading sits in a skill's dosing (training.evaluate.Evaluator.exposure_at)."""
+
+    period: int | None = Field(description="k of an `every {n, k}` dose; null otherwise.")
+    phase: int | None = Field(
+        description="The reading's step mod k: 0 is one whole period after a dose."
+    )
+    last_dose_batch: int | None = Field(description="The last batch with a placement before it.")
+    batches_since_dose: int | None = Field(
+        description="Batches trained after that batch (0: right after a dose); null: no dose."
+    )
+
+
 class RunEvaluation(Report):
     """One evaluation of a run (training.trainer); a run's `final` is its last."""
 
@@ -955,6 +975,9 @@ class RunEvaluation(Report):
     train_loss: float | None = None
     general_loss: float | None = None
     skills: dict[str, SkillScores] = {}
+    exposure: dict[str, ReadingExposure] | None = Field(
+        default=None, description="Per skill id: where the reading sits in its dosing."
+    )
 
 
 class RunForgetting(Report):
@@ -995,6 +1018,15 @@ class VerificationRunResult(Report):
     data_draw: DataDraw | None = Field(default=None, description="What the run trained on.")
 
 
+class ArmAudit(Report):
+    """An arm's mixture audit, for the verification's skills (training.verify.audit_summary)."""
+
+    passed: bool | None = Field(description="The whole audit passed (shards included).")
+    tolerance: float | None
+    rule: str | None = Field(description="When a skill passes, in words.")
+    skills: dict[str, SkillAudit] = Field(description="Per skill id of the verification.")
+
+
 class ArmSummary(Report):
     """What the runs of one arm saw of their mixture (its first `steps` batches)."""
 
@@ -1004,6 +1036,11 @@ class ArmSummary(Report):
     placed_instances: dict[str, int] = Field(description="Per skill id.")
     placed_per_batch: dict[str, float]
     exposure_batches: dict[str, int] = Field(description="Batches with a placement.")
+    audit: ArmAudit | None = Field(
+        default=None,
+        description="The arm's mixture audit (every arm alike, a baseline too: a skill it "
+        "does not dose is audited for its natural instances); null without a builder's plan.",
+    )
 
 
 class StratumChance(Report):
@@ -1070,6 +1107,15 @@ class SequentialLooks(Report):
     decided: bool = Field(description="Every verdict cell decided at the last look done.")
 
 
+class PhaseAlignment(Report):
+    """How the readings of arms dosed `every {n, k}` are placed (training.verify.PHASE_RULE)."""
+
+    periods: dict[str, int | None] = Field(description="Per arm: its dosing period, if any.")
+    period: int = Field(description="Their lcm: the runs' steps are a multiple of it.")
+    aligned: bool = Field(description="The runs' steps are a whole number of periods.")
+    rule: str
+
+
 class VerificationSettings(Report):
     sizes: list[str]
     seeds: list[int]
@@ -1080,6 +1126,9 @@ class VerificationSettings(Report):
     seed_scope: str | None = Field(default=None, description="What the seeds varied.")
     seed_scope_rule: str | None = Field(default=None, description="`seed_scope` in words.")
     sequential: SequentialLooks | None = None
+    phase: PhaseAlignment | None = Field(
+        default=None, description="Only when an arm is dosed `every {n, k}`."
+    )
 
 
 class HeldoutText(Report):
