@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from curation.mixture.format import (
+    AUDIT,
     COMPOSITION,
     FORMAT_VERSION,
     INSTANCES,
@@ -141,6 +142,20 @@ class MixtureReader:
             for row in self.composition()
             if row["skills"].get(skill_id, {}).get("count", 0) > 0
         ]
+
+    @cached_property
+    def audit(self) -> dict[str, Any] | None:
+        """audit.json (curation.mixture.audit), if the mixture has one."""
+        path = self.path / AUDIT
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def natural_batches(self, skill_id: str) -> list[int] | None:
+        """Batches holding a natural (not placed) instance of the skill, ascending, as the
+        mixture's audit located them; None when the audit did not (no audit, or one that
+        did not audit the skill or list its natural locations)."""
+        row = ((self.audit or {}).get("skills") or {}).get(skill_id) or {}
+        batches = (row.get("natural") or {}).get("batches")
+        return None if batches is None else [int(b) for b in batches]
 
     def instances(self, skill_id: str | None = None) -> list[dict[str, Any]]:
         """instances.jsonl records (every placed instance), optionally of one skill."""

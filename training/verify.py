@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from curation.atomic import write_json_atomic
+from curation.mixture.format import AUDIT
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training import verdict
@@ -140,13 +141,10 @@ def seed_mixtures(
     return paths
 
 
-AUDIT = "audit.json"
-"""A built mixture's audit, in its folder (curation.mixture.audit.audit_mixture)."""
-
-
 def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
     """The audit of the mixture in `mixture_dir`, covering `skills` (a verification's): its
-    audit.json when that audits every one of them, else the mixture audited again
+    audit.json when that audits every one of them and lists where their natural instances
+    lie (which a run's forgetting readout reads), else the mixture audited again
     (curation.mixture.audit.audit_mixture, at the stored audit's tolerance) for its own
     skills and these, which rewrites audit.json. A baseline is audited like any mixture:
     skills it does not dose are audited for their natural instances. None for a mixture
@@ -156,15 +154,29 @@ def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str,
 
     path = Path(mixture_dir)
     manifest = read_manifest(str(path))
-    if not isinstance(manifest.get("plan"), dict) or "skills" not in manifest["plan"]:
-        return None
+    plan = manifest.get("plan")
+    if not isinstance(plan, dict) or not {"skills", "n_batches"} <= set(plan):
+        return None  # (the test of curation.mixture.variant.plan_from_manifest)
     stored = json.loads((path / AUDIT).read_text()) if (path / AUDIT).exists() else None
-    if stored is not None and all(s.id in stored.get("skills", {}) for s in skills):
-        return dict(stored)
+    rows = (stored or {}).get("skills", {})
+    located = all("batches" in rows.get(s.id, {}).get("natural", {}) for s in skills)
+    if stored is not None and located:
+        return dict(stored)  # audits every skill, its natural instances located
     own = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
     extra = [s for s in skills if s.id not in manifest.get("skills", {})]
     tolerance = (stored or {}).get("tolerance", DEFAULT_TOLERANCE)
     return audit_mixture(str(path), [*own, *extra], tolerance, plots=False)
+
+
+NATURAL_LOCATIONS = ("batches", "sequences")
+"""The audit's lists of where natural instances lie: in its audit.json, not in the report."""
+
+
+def _without_locations(row: dict[str, Any]) -> dict[str, Any]:
+    natural = row.get("natural", {})
+    batches = len(natural.get("batches") or [])
+    kept = {k: v for k, v in natural.items() if k not in NATURAL_LOCATIONS}
+    return {**row, "natural": {**kept, "exposure_batches": batches}}
 
 
 def audit_summary(mixture: MixtureReader, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
@@ -180,8 +192,15 @@ def audit_summary(mixture: MixtureReader, skills: Sequence[SkillSpec]) -> dict[s
         "passed": audit.get("passed"),
         "tolerance": audit.get("tolerance"),
         "rule": audit.get("rule"),
-        "skills": {s.id: rows[s.id] for s in skills if s.id in rows},
+        "skills": {s.id: _without_locations(rows[s.id]) for s in skills if s.id in rows},
     }
+
+
+def _audit_draws(seed_paths: dict[str, dict[int, Path]], skills: Sequence[SkillSpec]) -> None:
+    """arm_audit of every seed's mixture (a variant is audited for its own skills when
+    built): the runs read their natural instances' batches from it."""
+    for path in dict.fromkeys(p for paths in seed_paths.values() for p in paths.values()):
+        arm_audit(path, skills)
 
 
 def data_draw(mixture_dir: str | Path, seed_scope: str, init: int) -> dict[str, Any]:
@@ -440,6 +459,7 @@ def run_verification(
             )  # fmt: skip
             for arm, path in arms.items()
         }
+        _audit_draws(seed_paths, skills)
         runs = plan_runs(mixtures, sizes, current, work, base, seed_paths, seed_scope)
         _train_runs(runs, spec, tracker, results, workers, initializer, run_scope, seed_group)
         done_looks.append(target)
@@ -581,6 +601,7 @@ def plan_verification(
         )  # fmt: skip
         for arm, path in arms.items()
     }
+    _audit_draws(seed_paths, skills)
     runs = plan_runs(mixtures, sizes, list(seeds), work, base, seed_paths, seed_scope)
     return Plan(mixtures, spec, runs, collisions)
 
@@ -762,7 +783,8 @@ def _run_summary(run: RunSpec, result: RunResult, seed_scope: str) -> dict[str, 
         "final": result.final,
         "evals": result.evals,  # readouts over training (the dashboard's curves)
         "forgetting": {
-            sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
+            sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"],
+                  "exposures": r.get("exposures")}  # fmt: skip
             for sid, r in result.retention.items()
         },
         "data_draw": data_draw(run.mixture_dir, seed_scope, run.config.seed),

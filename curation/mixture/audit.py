@@ -10,8 +10,9 @@ the mixture, so gaps are measured exactly as the model meets them.
 A match inside a placement of its own skill (the span from the placement's
 sequence start to its EOS, as listed in composition.jsonl) is *placed*; a
 placement with at least one such match is *verified*. Every other match is
-*natural*. A skill passes when (1) its verified placements differ from the
-planned total by at most `tolerance` x planned, (2) at most `tolerance` x
+*natural*; the audit lists the batches and sequences natural instances lie in, so a
+trainer can tell how long ago a run last met one. A skill passes when (1) its verified
+placements differ from the planned total by at most `tolerance` x planned, (2) at most `tolerance` x
 n_batches batches have a verified count different from the schedule, and
 (3) no placed instance is a probe instance. The mixture passes when every skill
 and every shard checksum does.
@@ -39,7 +40,7 @@ import numpy as np
 
 from curation import stats
 from curation.mixture.danger import skill_label
-from curation.mixture.format import COMPOSITION, manifest_dtype, manifest_eos
+from curation.mixture.format import AUDIT, COMPOSITION, manifest_dtype, manifest_eos
 from curation.mixture.manifest import read_manifest
 from curation.mixture.schedule import target_positions
 from curation.mixture.shards import sha256_file
@@ -53,6 +54,9 @@ from curation.text import char_to_byte_offsets
 
 DEFAULT_TOLERANCE = 0.05
 MAX_EXAMPLES = 10
+MAX_NATURAL_SEQUENCES = 10_000
+"""Natural-instance sequences listed per skill at most (the first ones; `sequences_complete`
+says whether that is all). The batches are always all listed (at most one per batch)."""
 RULE = (
     "a skill passes when its verified placements differ from the planned total by at most "
     "tolerance x planned, at most tolerance x n_batches batches have a verified count that "
@@ -217,6 +221,19 @@ def _check_shards(out_dir: str, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"checked": len(manifest["shards"]), "ok": not problems, "problems": problems}
 
 
+def _natural_locations(natural: np.ndarray, batch_tokens: int, seq_len: int) -> dict[str, Any]:
+    """Where the natural instances are: the batches (all) and sequences (the first
+    MAX_NATURAL_SEQUENCES) holding at least one, ascending, by their first token; what a
+    trainer needs to measure forgetting since the last natural exposure."""
+    positions = natural.astype(np.int64)
+    sequences = np.unique(positions // seq_len)
+    return {
+        "batches": np.unique(positions // batch_tokens).tolist(),
+        "sequences": sequences[:MAX_NATURAL_SEQUENCES].tolist(),
+        "sequences_complete": bool(sequences.size <= MAX_NATURAL_SEQUENCES),
+    }
+
+
 def _skill_report(
     sid: str, tally: _Tally, manifest: dict[str, Any], tolerance: float
 ) -> dict[str, Any]:
@@ -270,6 +287,7 @@ def _skill_report(
             "per_batch": natural.size / n,
             "scan_per_batch": plan["natural"]["per_batch"] if plan else None,
             "probe_collisions": tally.natural_probes,
+            **_natural_locations(natural, batch_tokens, manifest["seq_len"]),
         },
         "per_batch_total": (placed.size + natural.size) / n,
         "token_fraction": tally.placed_tokens / manifest["tokens"],
@@ -343,5 +361,5 @@ def audit_mixture(
             "composition.png": plot_composition(report, per_batch, out_dir),
             "gaps.png": plot_gaps(report, manifest, out_dir),
         }
-    write_json(os.path.join(out_dir, "audit.json"), report, indent=1)
+    write_json(os.path.join(out_dir, AUDIT), report, indent=1)
     return report

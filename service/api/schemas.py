@@ -741,6 +741,18 @@ class AuditNatural(Report):
         description="What the plan expected from the scan; null for a skill it does not dose."
     )
     probe_collisions: int
+    batches: list[int] | None = Field(
+        default=None, description="Batches holding a natural instance, ascending (all)."
+    )
+    sequences: list[int] | None = Field(
+        default=None,
+        description="Sequences holding one, ascending (the first 10,000: `sequences_complete`).",
+    )
+    sequences_complete: bool | None = None
+    exposure_batches: int | None = Field(
+        default=None,
+        description="In a verification's report, which leaves the lists out: their batches.",
+    )
 
 
 class SkillAudit(Report):
@@ -965,6 +977,15 @@ class ReadingExposure(Report):
     batches_since_dose: int | None = Field(
         description="Batches trained after that batch (0: right after a dose); null: no dose."
     )
+    natural_located: bool | None = Field(
+        default=None, description="The mixture's audit located the natural instances."
+    )
+    last_natural_batch: int | None = Field(
+        default=None, description="The last batch with a natural instance before it."
+    )
+    batches_since_natural: int | None = Field(
+        default=None, description="Batches trained after that one; null: none (or not located)."
+    )
 
 
 class RunEvaluation(Report):
@@ -983,6 +1004,10 @@ class RunEvaluation(Report):
 class RunForgetting(Report):
     forgetting: float | None = Field(description="Mean probe loss rise between exposures.")
     n_pairs: int
+    exposures: str | None = Field(
+        default=None,
+        description="`placed`, or `placed+natural` when the audit located natural instances.",
+    )
 
 
 class DataDraw(Report):

@@ -114,6 +114,11 @@ def test_the_baseline_arm_is_audited_and_reported_like_the_upweighted_one(
     assert row["dosed"] is False and row["source"] == "natural"
     assert row["planned"]["placements"] == row["placed"]["placements"] == 0
     assert set(row) == set(up["skills"]["cmp"])  # the same audit row, field for field
+    # The report counts the natural exposure batches; their list stays in audit.json.
+    assert "batches" not in row["natural"] and row["natural"]["exposure_batches"] >= 0
+    runs = {r["arm"]: r for r in report["runs"]}
+    assert runs["baseline"]["final"]["exposure"]["cmp"]["natural_located"] is True
+    assert runs["baseline"]["forgetting"]["cmp"]["exposures"] == "placed+natural"
     # A skill the stored audit lacks is audited on demand (the audit.json rewritten).
     other = skill.model_copy(update={"id": "cmp2"})
     again = arm_audit(built / "baseline", [skill, other])

@@ -153,9 +153,9 @@ def test_an_every_arm_cuts_the_budget_to_whole_periods_and_reads_after_the_last_
     assert report["settings"]["phase"]["aligned"] is True
     every = runs["every"]["evals"]
     assert [e["step"] for e in every] == [0, 8, 16, 20]
-    assert every[-1]["exposure"]["cmp"] == {
+    assert every[-1]["exposure"]["cmp"].items() >= {
         "period": 4, "phase": 0, "last_dose_batch": 16, "batches_since_dose": 3,
-    }  # fmt: skip
+    }.items()  # fmt: skip
     assert [e["step"] for e in runs["baseline"]["evals"]] == [0, 10, 20]
     assert runs["baseline"]["final"]["exposure"]["cmp"]["batches_since_dose"] is None
 

@@ -261,6 +261,15 @@ def test_baseline_mixture_has_no_placements_and_is_audited_like_any(scanned):
     assert cmp["natural"]["instances"] > 0 and cmp["natural"]["scan_per_batch"] is None
     assert cmp["gap_batches_all"] is not None and cmp["passed"]
     assert json.loads(Path(f"{out}/audit.json").read_text())["skills"]["cmp"] == cmp
+    # Where the natural instances lie: the sequences holding a planted text whole.
+    tokens = np.fromfile(f"{out}/tokens-00000.bin", dtype="<u2").reshape(-1, SEQ)
+    texts = [t.encode() for t in CMP_TEXTS]
+    known = [
+        s for s, row in enumerate(tokens)
+        if any(t in (row % 256).astype("u1").tobytes() for t in texts)
+    ]  # fmt: skip
+    assert cmp["natural"]["sequences"] == known and cmp["natural"]["sequences_complete"]
+    assert cmp["natural"]["batches"] == sorted({s // (BATCH // SEQ) for s in known})
     assert all(line["skills"] == {} for line in composition(out))
     assert result["manifest"]["totals"]["inserted_tokens"] == 0
     assert result["manifest"]["totals"]["corpus_tokens_used"] == 78 * BATCH
