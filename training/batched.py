@@ -76,6 +76,7 @@ from training.trainer import (
     WEIGHTS,
     RunResult,
     TrainConfig,
+    eval_steps,
     get_lr,
     load_result,
 )
@@ -281,6 +282,13 @@ class _Group:
                     f"({_shape(m.mixture, m.config)} vs {shape}): they cannot train as a group"
                 )
         self.n_steps = shape[-1]
+        periods = {m.mixture.dosing_period for m in members}
+        if len(periods) > 1:
+            raise ValueError(
+                "the members' mixtures differ in their dosing periods "
+                f"({', '.join(sorted(map(str, periods)))}): a group is read at one phase of one "
+                "period (trainer.eval_steps)"
+            )
         self.batch_tokens = first.mixture.batch_tokens
         self.model_config = self.config.model_config(
             first.mixture.vocab_size, first.mixture.seq_len
@@ -431,7 +439,8 @@ class _Group:
             model.train()
             train_loss = self.running[k].item() / count if count else None
             results = {"step": step, "tokens": step * self.batch_tokens,
-                       "train_loss": train_loss, **measured}  # fmt: skip
+                       "train_loss": train_loss, **measured,
+                       "exposure": m.evaluator.exposure_at(step)}  # fmt: skip
             self.states[k]["evals"].append(results)
             self.states[k]["train_loss_steps"] = 0
             self.emit(Evaluated(m.key, step, results))
@@ -473,6 +482,8 @@ class _Group:
         if start == 0 and not self.states[0]["evals"]:
             self.evaluate(0)
         retention_at = [m.evaluator.retention_steps() for m in self.members]
+        period = self.members[0].mixture.dosing_period  # the members' one period (__init__)
+        eval_at = set(eval_steps(n_steps, config.eval_every, period))
         report_every = max(1, n_steps // 100)
         check_grouped(self.plain, self.params, self.batch(start).to(self.device))
         since = (time.perf_counter(), start)
@@ -503,7 +514,7 @@ class _Group:
             for state in self.states:
                 state["step"] = state["data_position"] = done
             self.probe(done, retention_at)
-            if done % config.eval_every == 0 or done == n_steps:
+            if done in eval_at:
                 self.evaluate(done)
             if done % config.checkpoint_every == 0 and done < n_steps:
                 self.save()

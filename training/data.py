@@ -10,6 +10,7 @@ and a resumed run sees exactly what an uninterrupted one saw.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from curation.mixture.format import (
+    AUDIT,
     COMPOSITION,
     FORMAT_VERSION,
     INSTANCES,
@@ -114,6 +116,25 @@ class MixtureReader:
             raise ValueError(f"{self.path}: {COMPOSITION} must list batches 0, 1, 2... in order")
         return rows
 
+    @cached_property
+    def dosing_periods(self) -> dict[str, int]:
+        """Skill id -> `k` of each skill the builder's plan doses `every {n, k}` (none for a
+        mixture without such a plan, or dosed otherwise)."""
+        skills = (self.manifest.get("plan") or {}).get("skills") or {}
+        periods = {}
+        for sid, skill in skills.items():
+            every = (skill.get("target") or {}).get("every") if isinstance(skill, dict) else None
+            if every:
+                periods[sid] = int(every["k"])
+        return periods
+
+    @property
+    def dosing_period(self) -> int | None:
+        """The period every `every` dose of the mixture repeats with (the lcm of their `k`);
+        None when no skill is dosed `every`."""
+        periods = list(self.dosing_periods.values())
+        return math.lcm(*periods) if periods else None
+
     def exposure_batches(self, skill_id: str) -> list[int]:
         """Batches holding at least one placed instance of the skill, ascending."""
         return [
@@ -121,6 +142,20 @@ class MixtureReader:
             for row in self.composition()
             if row["skills"].get(skill_id, {}).get("count", 0) > 0
         ]
+
+    @cached_property
+    def audit(self) -> dict[str, Any] | None:
+        """audit.json (curation.mixture.audit), if the mixture has one."""
+        path = self.path / AUDIT
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def natural_batches(self, skill_id: str) -> list[int] | None:
+        """Batches holding a natural (not placed) instance of the skill, ascending, as the
+        mixture's audit located them; None when the audit did not (no audit, or one that
+        did not audit the skill or list its natural locations)."""
+        row = ((self.audit or {}).get("skills") or {}).get(skill_id) or {}
+        batches = (row.get("natural") or {}).get("batches")
+        return None if batches is None else [int(b) for b in batches]
 
     def instances(self, skill_id: str | None = None) -> list[dict[str, Any]]:
         """instances.jsonl records (every placed instance), optionally of one skill."""

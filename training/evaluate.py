@@ -55,7 +55,10 @@ are left out of the label readouts. Readouts are also given per hard stratum
 - general loss: next-token loss on held-out base-corpus text no arm trained on;
 - forgetting (SCIENCE.md section 1): for consecutive exposure batches e < e' with a
   gap (e' > e + 1), the probe answer loss just after training on batch e (step
-  e + 1) and just before batch e' (step e'); forgetting = mean(before - after).
+  e + 1) and just before batch e' (step e'); forgetting = mean(before - after). An
+  exposure is a batch holding a placement or, where the mixture's audit located them
+  (its `natural.batches`), a natural instance: so forgetting is measured for a
+  natural-frequency baseline too (`exposures` says which were used).
 """
 
 from __future__ import annotations
@@ -533,6 +536,12 @@ def _readouts(prefix: str, scores: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _last_before(batches: Sequence[int], step: int) -> int | None:
+    """The last of the ascending `batches` that a run has trained after `step` steps."""
+    i = bisect_right(batches, step - 1)
+    return batches[i - 1] if i else None
+
+
 @dataclass
 class Evaluator:
     """A run's eval sets, built once from the spec and the mixture."""
@@ -544,11 +553,18 @@ class Evaluator:
     pairs: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
     labels: dict[str, list[list[int]] | None] = field(default_factory=dict)
     midrow: dict[str, AnswerSet] = field(default_factory=dict)
+    exposures: dict[str, list[int]] = field(default_factory=dict)
+    """Per skill: the batches holding a placement of it, ascending."""
+    periods: dict[str, int] = field(default_factory=dict)
+    """Per skill dosed `every {n, k}`: k (MixtureReader.dosing_periods)."""
+    natural: dict[str, list[int] | None] = field(default_factory=dict)
+    """Per skill: the batches holding a natural instance of it, as the mixture's audit
+    located them (MixtureReader.natural_batches); None where it did not."""
 
     @classmethod
     def build(cls, spec: EvalSpec, mixture: MixtureReader, n_steps: int) -> Evaluator:
         ctx = mixture.seq_len - 1
-        probes, seen, pairs, labels = {}, {}, {}, {}
+        probes, seen, pairs, labels, exposed, natural = {}, {}, {}, {}, {}, {}
         for skill in spec.skills:
             rng = random.Random(SAMPLE_SEED)
             held = probe_instances(skill)
@@ -575,7 +591,10 @@ class Evaluator:
                     skill, [(r["text"], r["answer"]) for r in placed], ctx, ends,
                     tokenizer=mixture.tokenizer,
                 )  # fmt: skip
-            exposures = mixture.exposure_batches(skill.id)
+            exposures = exposed[skill.id] = mixture.exposure_batches(skill.id)
+            found = natural[skill.id] = mixture.natural_batches(skill.id)
+            if found:  # any exposure ends a gap, a natural one too (a baseline has only those)
+                exposures = sorted(set(exposures) | set(found))
             if skill.id in probes:
                 pairs[skill.id] = retention_pairs(exposures, n_steps, spec.max_exposure_pairs)
         heldout = None
@@ -593,7 +612,35 @@ class Evaluator:
                 moved = _midrow(answers, heldout, ctx)
                 if moved is not None:
                     midrow[skill_id] = moved
-        return cls(spec, probes, seen, heldout, pairs, labels, midrow)
+        return cls(
+            spec, probes, seen, heldout, pairs, labels, midrow, exposed, mixture.dosing_periods,
+            natural,
+        )  # fmt: skip
+
+    def exposure_at(self, step: int) -> dict[str, dict[str, Any]]:
+        """Per skill, where a reading after `step` steps (batches 0 .. step-1 trained) sits
+        in its dosing: `period` (k of an `every {n, k}` dose, else None), `phase` (step mod
+        k: 0 is one whole period after a dose, just before the next), `last_dose_batch` and
+        `batches_since_dose`, the batches trained after the last batch holding a placement
+        (0: the reading comes right after a dose; None: no dose yet); the same for the last
+        natural instance the audit located (`last_natural_batch`, `batches_since_natural`),
+        and `natural_located`: whether it located them (if not, both are None)."""
+        out = {}
+        for skill in self.spec.skills:
+            period = self.periods.get(skill.id)
+            last = _last_before(self.exposures.get(skill.id, []), step)
+            natural = self.natural.get(skill.id)
+            last_natural = None if natural is None else _last_before(natural, step)
+            out[skill.id] = {
+                "period": period,
+                "phase": None if period is None else step % period,
+                "last_dose_batch": last,
+                "batches_since_dose": None if last is None else step - 1 - last,
+                "natural_located": natural is not None,
+                "last_natural_batch": last_natural,
+                "batches_since_natural": None if last_natural is None else step - 1 - last_natural,
+            }
+        return out
 
     def retention_steps(self) -> dict[int, list[str]]:
         """step -> skills whose probe loss is measured after that step."""
@@ -649,6 +696,7 @@ class Evaluator:
             ]
             diffs = [r["loss_before"] - r["loss_after"] for r in rows]
             out[skill_id] = {
+                "exposures": "placed" if self.natural.get(skill_id) is None else "placed+natural",
                 "n_pairs": len(rows),
                 "forgetting": sum(diffs) / len(diffs) if diffs else None,
                 "pairs": rows,

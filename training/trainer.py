@@ -1,8 +1,9 @@
 """Train one model on one mixture, resumably, and measure its skills as it learns.
 
 `train_run` is the unit of work: one (mixture, model size, seed). It reads the
-mixture in order (batch b at step b), evaluates at every `eval_every` steps and at
-the exposure boundaries the mixture's composition implies, and checkpoints to
+mixture in order (batch b at step b), evaluates at every `eval_every` steps (phase-aligned
+to the dosing period of an `every` mixture: eval_steps) and at the exposure boundaries the
+mixture's composition implies, and checkpoints to
 `out_dir/checkpoint.pt`. Called again on the same `out_dir`, it resumes from the
 checkpoint; once finished it writes `result.json` and `model.pt`, and a later call
 returns the stored result without training. It reports what it does as typed events
@@ -90,7 +91,8 @@ class TrainConfig:
     shuffle_within_batch: bool = False
     """Permute sequences inside each batch (seeded by seed and batch); never across batches."""
     eval_every: int = 250
-    """Full evaluation every this many steps (and at step 0 and the last step)."""
+    """Full evaluation every this many steps (and at step 0 and the last step); on a mixture
+    dosed `every {n, k}`, every multiple of the period nearest this (eval_steps)."""
     checkpoint_every: int = 1000
     """Checkpoint every this many steps."""
     device: str = "auto"
@@ -194,6 +196,24 @@ def get_lr(
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+def eval_steps(n_steps: int, eval_every: int, period: int | None = None) -> list[int]:
+    """The steps after which a run takes a full evaluation (besides step 0), ascending.
+
+    Without a dosing period: every `eval_every` steps, and the last step. With one (a
+    mixture dosed `every {n, k}`: MixtureReader.dosing_period), every multiple of the period
+    nearest `eval_every` (at least one period), and the last step: each reading during
+    training then sits at the same phase of the period, one whole period after a dose and
+    just before the next one, so the forgetting between exposures shows in the readings.
+    The last reading is one period after the last dose when `n_steps` is a multiple of the
+    period (training.verify.align_budget makes it so); otherwise it is recorded with the
+    phase it has (Evaluator.exposure_at)."""
+    every = eval_every if not period else period * max(1, round(eval_every / period))
+    steps = list(range(every, n_steps + 1, every))
+    if not steps or steps[-1] != n_steps:
+        steps.append(n_steps)
+    return steps
+
+
 def train_run(
     config: TrainConfig,
     mixture_dir: str | Path,
@@ -293,7 +313,8 @@ class _Run:
         running.zero_()
         self.state["train_loss_steps"] = 0
         tokens = step * self.mixture.batch_tokens
-        results = {"step": step, "tokens": tokens, "train_loss": train_loss, **measured}
+        results = {"step": step, "tokens": tokens, "train_loss": train_loss, **measured,
+                   "exposure": self.evaluator.exposure_at(step)}  # fmt: skip
         self.state["evals"].append(results)
         self.emit(Evaluated(self.key, step, results))
 
@@ -310,6 +331,7 @@ class _Run:
         if config.compile and self.device.type == "cuda":
             forward = torch.compile(self.model)  # type: ignore[assignment]
         retention_at = self.evaluator.retention_steps()
+        eval_at = set(eval_steps(n_steps, config.eval_every, mixture.dosing_period))
         shuffle_seed = config.seed if config.shuffle_within_batch else None
         report_every = max(1, n_steps // 100)
         start = self.state["step"]
@@ -353,7 +375,7 @@ class _Run:
                     for skill_id in retention_at[done]:
                         probe = self.evaluator.probe_loss(self.model, skill_id)
                         self.state["retention_losses"].setdefault(skill_id, {})[done] = probe
-            if done % config.eval_every == 0 or done == n_steps:
+            if done in eval_at:
                 self.evaluate(done)
             if done % config.checkpoint_every == 0 and done < n_steps:
                 self.save()

@@ -24,6 +24,7 @@ message)` gets the whole verification's progress.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from curation.atomic import write_json_atomic
+from curation.mixture.format import AUDIT
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
 from training import verdict
@@ -139,6 +141,68 @@ def seed_mixtures(
     return paths
 
 
+def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
+    """The audit of the mixture in `mixture_dir`, covering `skills` (a verification's): its
+    audit.json when that audits every one of them and lists where their natural instances
+    lie (which a run's forgetting readout reads), else the mixture audited again
+    (curation.mixture.audit.audit_mixture, at the stored audit's tolerance) for its own
+    skills and these, which rewrites audit.json. A baseline is audited like any mixture:
+    skills it does not dose are audited for their natural instances. None for a mixture
+    without a builder's plan (nothing to audit against)."""
+    from curation.mixture.audit import DEFAULT_TOLERANCE, audit_mixture
+    from curation.mixture.manifest import read_manifest
+
+    path = Path(mixture_dir)
+    manifest = read_manifest(str(path))
+    plan = manifest.get("plan")
+    if not isinstance(plan, dict) or not {"skills", "n_batches"} <= set(plan):
+        return None  # (the test of curation.mixture.variant.plan_from_manifest)
+    stored = json.loads((path / AUDIT).read_text()) if (path / AUDIT).exists() else None
+    rows = (stored or {}).get("skills", {})
+    located = all("batches" in rows.get(s.id, {}).get("natural", {}) for s in skills)
+    if stored is not None and located:
+        return dict(stored)  # audits every skill, its natural instances located
+    own = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
+    extra = [s for s in skills if s.id not in manifest.get("skills", {})]
+    tolerance = (stored or {}).get("tolerance", DEFAULT_TOLERANCE)
+    return audit_mixture(str(path), [*own, *extra], tolerance, plots=False)
+
+
+NATURAL_LOCATIONS = ("batches", "sequences")
+"""The audit's lists of where natural instances lie: in its audit.json, not in the report."""
+
+
+def _without_locations(row: dict[str, Any]) -> dict[str, Any]:
+    natural = row.get("natural", {})
+    batches = len(natural.get("batches") or [])
+    kept = {k: v for k, v in natural.items() if k not in NATURAL_LOCATIONS}
+    return {**row, "natural": {**kept, "exposure_batches": batches}}
+
+
+def audit_summary(mixture: MixtureReader, skills: Sequence[SkillSpec]) -> dict[str, Any] | None:
+    """What the report shows of an arm's audit (every arm alike, the baseline too): whether
+    it passed, and per skill of the verification its audit row (placed against planned,
+    natural instances, gaps); None when the mixture has no audit (no builder's plan)."""
+    path = mixture.path / AUDIT
+    if not path.exists():
+        return None
+    audit = json.loads(path.read_text())
+    rows = audit.get("skills", {})
+    return {
+        "passed": audit.get("passed"),
+        "tolerance": audit.get("tolerance"),
+        "rule": audit.get("rule"),
+        "skills": {s.id: _without_locations(rows[s.id]) for s in skills if s.id in rows},
+    }
+
+
+def _audit_draws(seed_paths: dict[str, dict[int, Path]], skills: Sequence[SkillSpec]) -> None:
+    """arm_audit of every seed's mixture (a variant is audited for its own skills when
+    built): the runs read their natural instances' batches from it."""
+    for path in dict.fromkeys(p for paths in seed_paths.values() for p in paths.values()):
+        arm_audit(path, skills)
+
+
 def data_draw(mixture_dir: str | Path, seed_scope: str, init: int) -> dict[str, Any]:
     """What one run trained on, for the report: the mixture folder, its seed, the mixture it
     is a variant of (None: the arm's own), its token shards' sha256 and the weights' seed."""
@@ -172,6 +236,40 @@ def check_arms(mixtures: dict[str, MixtureReader]) -> None:
                     f"({ref.manifest.get(key)!r} vs {mixture.manifest.get(key)!r}); a verification "
                     "compares mixtures of the same corpus, tokenizer and batch shape"
                 )
+
+
+PHASE_RULE = (
+    "arms dosed `every {n, k}` are read at multiples of their dosing period (the multiple "
+    "nearest eval_every): one whole period after a dose, just before the next; every run's "
+    "steps are cut to a whole number of periods (the lcm over the arms) so that the final "
+    "reading sits one period after the last dose"
+)
+
+
+def align_budget(
+    mixtures: dict[str, MixtureReader], token_budget: int | None
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The token budget cut to a whole number of the arms' dosing periods (their lcm), and
+    what was done (None when no arm is dosed `every`: the budget is unchanged). A budget
+    already whole is returned as given. ValueError when not one period fits."""
+    periods = {arm: m.dosing_period for arm, m in mixtures.items()}
+    given = [p for p in periods.values() if p]
+    if not given:
+        return token_budget, None
+    period = math.lcm(*given)
+    steps = {arm: m.steps_for(token_budget) for arm, m in mixtures.items()}
+    fewest = min(steps.values())
+    aligned = fewest // period * period
+    if aligned == 0:
+        raise ValueError(
+            f"the runs' {fewest} steps do not hold one dosing period of {period} batches; "
+            "give a larger token_budget"
+        )
+    info = {"period": period, "periods": periods, "steps_asked": fewest, "steps": aligned,
+            "rule": PHASE_RULE}  # fmt: skip
+    if all(n == aligned for n in steps.values()):
+        return token_budget, info
+    return aligned * next(iter(mixtures.values())).batch_tokens, info
 
 
 def skill_metric(skill: SkillSpec, metric: str | None) -> str:
@@ -335,6 +433,9 @@ def run_verification(
         verdict.next_look({}, looks)  # increasing, else a ValueError
         if len(pool) < looks[-1]:
             raise ValueError(f"{len(pool)} seeds given for looks up to {looks[-1]} seeds")
+    token_budget, _ = align_budget(mixtures, token_budget)
+    for path in arms.values():
+        arm_audit(path, skills)  # the baseline's too: audited for its natural instances
     say(0.0, "finding probe instances in the corpus text")
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     lines = _thresholds(list(spec.skills), threshold, metric, collisions)
@@ -358,6 +459,7 @@ def run_verification(
             )  # fmt: skip
             for arm, path in arms.items()
         }
+        _audit_draws(seed_paths, skills)
         runs = plan_runs(mixtures, sizes, current, work, base, seed_paths, seed_scope)
         _train_runs(runs, spec, tracker, results, workers, initializer, run_scope, seed_group)
         done_looks.append(target)
@@ -482,6 +584,9 @@ def plan_verification(
     work = Path(workdir)
     mixtures = {arm: open_mixture(path) for arm, path in arms.items()}
     check_arms(mixtures)
+    token_budget, _ = align_budget(mixtures, token_budget)
+    for path in arms.values():
+        arm_audit(path, skills)  # the baseline's too: audited for its natural instances
     spec, collisions = make_eval_spec(mixtures, skills, token_budget, heldout_docs, eval_options)
     base = replace(config or TrainConfig(), token_budget=token_budget, eval_every=eval_every)
     base = replace(base, device=device, num_threads=1 if workers > 1 else base.num_threads)
@@ -496,6 +601,7 @@ def plan_verification(
         )  # fmt: skip
         for arm, path in arms.items()
     }
+    _audit_draws(seed_paths, skills)
     runs = plan_runs(mixtures, sizes, list(seeds), work, base, seed_paths, seed_scope)
     return Plan(mixtures, spec, runs, collisions)
 
@@ -566,6 +672,12 @@ def make_report(
     runs = [(run.key.arm, run.key.size, run.key.seed, r) for run, r in results]
     steps = results[0][1].steps if results else 0
     first = results[0][0].config if results else TrainConfig()
+    settings: dict[str, Any] = {}
+    periods = {arm: m.dosing_period for arm, m in mixtures.items()}
+    if any(periods.values()):
+        period = math.lcm(*(p for p in periods.values() if p))
+        settings["phase"] = {"periods": periods, "period": period,
+                             "aligned": steps % period == 0, "rule": PHASE_RULE}  # fmt: skip
     return {
         "verdicts": verdicts,
         "runs": [_run_summary(j, r, seed_scope) for j, r in results],
@@ -576,6 +688,7 @@ def make_report(
             "steps": steps, "baseline": baseline, "thresholds": lines,
             "seed_scope": seed_scope, "seed_scope_rule": SEED_SCOPES[seed_scope],
             "train": {k: v for k, v in vars(first).items() if k not in ("size", "seed")},
+            **settings,
         },
         "plots": plot_verification(runs, verdicts, lines, workdir / "plots"),
     }  # fmt: skip
@@ -670,7 +783,8 @@ def _run_summary(run: RunSpec, result: RunResult, seed_scope: str) -> dict[str, 
         "final": result.final,
         "evals": result.evals,  # readouts over training (the dashboard's curves)
         "forgetting": {
-            sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"]}
+            sid: {"forgetting": r["forgetting"], "n_pairs": r["n_pairs"],
+                  "exposures": r.get("exposures")}  # fmt: skip
             for sid, r in result.retention.items()
         },
         "data_draw": data_draw(run.mixture_dir, seed_scope, run.config.seed),
@@ -688,4 +802,5 @@ def _arm_summary(mixture: MixtureReader, skills: list[SkillSpec], steps: int) ->
         "placed_instances": {sid: sum(c) for sid, c in counts.items()},
         "placed_per_batch": {sid: sum(c) / max(1, len(c)) for sid, c in counts.items()},
         "exposure_batches": {sid: sum(1 for x in c if x) for sid, c in counts.items()},
+        "audit": audit_summary(mixture, skills),
     }

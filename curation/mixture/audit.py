@@ -10,11 +10,17 @@ the mixture, so gaps are measured exactly as the model meets them.
 A match inside a placement of its own skill (the span from the placement's
 sequence start to its EOS, as listed in composition.jsonl) is *placed*; a
 placement with at least one such match is *verified*. Every other match is
-*natural*. A skill passes when (1) its verified placements differ from the
-planned total by at most `tolerance` x planned, (2) at most `tolerance` x
+*natural*; the audit lists the batches and sequences natural instances lie in, so a
+trainer can tell how long ago a run last met one. A skill passes when (1) its verified
+placements differ from the planned total by at most `tolerance` x planned, (2) at most `tolerance` x
 n_batches batches have a verified count different from the schedule, and
 (3) no placed instance is a probe instance. The mixture passes when every skill
 and every shard checksum does.
+
+Every skill the audit is given is audited, the plan's and the others: a skill the plan
+does not dose (all of them in a natural-frequency baseline) gets the same report with
+nothing planned or placed (`dosed` false, its `target` empty, its `source` "natural"), so
+a baseline arm is audited like any mixture and its natural instances are counted.
 
 A mixture built with a Hugging Face tokenizer is audited in that tokenizer: each
 document piece's tokens are decoded back to text (`decode_batch`) and matched there, and
@@ -34,7 +40,7 @@ import numpy as np
 
 from curation import stats
 from curation.mixture.danger import skill_label
-from curation.mixture.format import COMPOSITION, manifest_dtype, manifest_eos
+from curation.mixture.format import AUDIT, COMPOSITION, manifest_dtype, manifest_eos
 from curation.mixture.manifest import read_manifest
 from curation.mixture.schedule import target_positions
 from curation.mixture.shards import sha256_file
@@ -48,6 +54,9 @@ from curation.text import char_to_byte_offsets
 
 DEFAULT_TOLERANCE = 0.05
 MAX_EXAMPLES = 10
+MAX_NATURAL_SEQUENCES = 10_000
+"""Natural-instance sequences listed per skill at most (the first ones; `sequences_complete`
+says whether that is all). The batches are always all listed (at most one per batch)."""
 RULE = (
     "a skill passes when its verified placements differ from the planned total by at most "
     "tolerance x planned, at most tolerance x n_batches batches have a verified count that "
@@ -212,10 +221,23 @@ def _check_shards(out_dir: str, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"checked": len(manifest["shards"]), "ok": not problems, "problems": problems}
 
 
+def _natural_locations(natural: np.ndarray, batch_tokens: int, seq_len: int) -> dict[str, Any]:
+    """Where the natural instances are: the batches (all) and sequences (the first
+    MAX_NATURAL_SEQUENCES) holding at least one, ascending, by their first token; what a
+    trainer needs to measure forgetting since the last natural exposure."""
+    positions = natural.astype(np.int64)
+    sequences = np.unique(positions // seq_len)
+    return {
+        "batches": np.unique(positions // batch_tokens).tolist(),
+        "sequences": sequences[:MAX_NATURAL_SEQUENCES].tolist(),
+        "sequences_complete": bool(sequences.size <= MAX_NATURAL_SEQUENCES),
+    }
+
+
 def _skill_report(
     sid: str, tally: _Tally, manifest: dict[str, Any], tolerance: float
 ) -> dict[str, Any]:
-    plan = manifest["plan"]["skills"][sid]
+    plan = manifest["plan"].get("skills", {}).get(sid)
     n, batch_tokens = manifest["n_batches"], manifest["batch_tokens"]
     planned, verified = int(tally.planned.sum()), int(tally.verified.sum())
     off = np.flatnonzero(tally.planned != tally.verified)
@@ -233,9 +255,10 @@ def _skill_report(
     target_tokens, target_batches = stats.gap_stats(targets, batch_tokens)
     all_tokens, all_batches = stats.gap_stats(np.concatenate([placed, natural]), batch_tokens)
     return {
-        "target": plan["target"],
-        "source": plan["source"],
-        "spacing": plan["spacing"],
+        "dosed": plan is not None,
+        "target": plan["target"] if plan else {},
+        "source": plan["source"] if plan else "natural",
+        "spacing": plan["spacing"] if plan else "none",
         "planned": {"placements": planned, "per_batch": planned / n},
         "placed": {
             "placements": verified,
@@ -262,8 +285,9 @@ def _skill_report(
         "natural": {
             "instances": int(natural.size),
             "per_batch": natural.size / n,
-            "scan_per_batch": plan["natural"]["per_batch"],
+            "scan_per_batch": plan["natural"]["per_batch"] if plan else None,
             "probe_collisions": tally.natural_probes,
+            **_natural_locations(natural, batch_tokens, manifest["seq_len"]),
         },
         "per_batch_total": (placed.size + natural.size) / n,
         "token_fraction": tally.placed_tokens / manifest["tokens"],
@@ -291,8 +315,9 @@ def audit_mixture(
 ) -> dict[str, Any]:
     """Re-scan the mixture in `out_dir`; returns the audit (also written to audit.json).
 
-    `skills` must include every skill of the manifest (extra ones are ignored).
-    Never raises for a miss: read `passed` (build_mixture raises AuditFailed).
+    `skills` must include every skill of the manifest; the others given are audited for
+    their natural instances (after the manifest's, in the order given). Never raises for
+    a miss: read `passed` (build_mixture raises AuditFailed).
     """
     manifest = read_manifest(out_dir)
     given = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}
@@ -300,7 +325,8 @@ def audit_mixture(
     if missing:
         raise ValueError(f"the audit needs the mixture's skills; missing: {', '.join(missing)}")
     tokenizer = mixture_tokenizer(out_dir, manifest)
-    scanner = _Scanner(manifest, [given[sid] for sid in manifest["skills"]], tokenizer)
+    order = [*manifest["skills"], *(sid for sid in given if sid not in manifest["skills"])]
+    scanner = _Scanner(manifest, [given[sid] for sid in order], tokenizer)
     lo, hi = progress_range
     n = manifest["n_batches"]
     with open(os.path.join(out_dir, COMPOSITION), encoding="utf-8") as composition:
@@ -335,5 +361,5 @@ def audit_mixture(
             "composition.png": plot_composition(report, per_batch, out_dir),
             "gaps.png": plot_gaps(report, manifest, out_dir),
         }
-    write_json(os.path.join(out_dir, "audit.json"), report, indent=1)
+    write_json(os.path.join(out_dir, AUDIT), report, indent=1)
     return report

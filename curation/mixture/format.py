@@ -42,6 +42,9 @@ COMPOSITION = "composition.jsonl"
 """One line per batch, in training order."""
 INSTANCES = "instances.jsonl"
 """Every synthesized or repeated instance the mixture places."""
+AUDIT = "audit.json"
+"""The build's audit (curation.mixture.audit): not part of the mixture's contract, but what
+a trainer reads to locate natural instances."""
 
 
 def token_dtype_name(vocab_size: int) -> str:

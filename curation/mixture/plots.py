@@ -28,6 +28,8 @@ def _label(skill_id: str, skill: dict[str, Any]) -> str:
 
 
 def _target(target: dict[str, Any]) -> str:
+    if not target:
+        return "not dosed"
     if "every" in target:
         return f"{target['every']['n']} every {target['every']['k']} batches"
     if "fraction" in target:
@@ -37,7 +39,7 @@ def _target(target: dict[str, Any]) -> str:
 
 def _title(sid: str, skill: dict[str, Any]) -> str:
     state = "audit passed" if skill["passed"] else "AUDIT FAILED"
-    spacing = "" if skill["spacing"] == "every" else f", {skill['spacing']}"
+    spacing = "" if skill["spacing"] in ("every", "none") else f", {skill['spacing']}"
     return (
         f"{_label(sid, skill)}: {_target(skill['target'])} ({skill['source']}{spacing}) — "
         f"{skill['placed']['placements']:,} of {skill['planned']['placements']:,} placed, "
@@ -88,6 +90,8 @@ def plot_composition(
 def _rate(skill: dict[str, Any]) -> float:
     """The target's nominal instances per batch (per_batch, or n/k for `every`)."""
     target = skill["target"]
+    if not target:  # a skill the plan does not dose, audited for its natural instances
+        return 0.0
     if "every" in target:
         return target["every"]["n"] / target["every"]["k"]
     return skill["planned"]["per_batch"] if "fraction" in target else target["per_batch"]
@@ -107,7 +111,8 @@ def plot_gaps(report: dict[str, Any], manifest: dict[str, Any], out_dir: str) ->
             ax.set_axis_off()
             continue
         skill = report["skills"][sid]
-        natural = manifest["plan"]["skills"][sid]["natural"]
+        # A skill the plan does not dose has no scan numbers in it: the mixture's gaps alone.
+        natural = manifest["plan"].get("skills", {}).get(sid, {}).get("natural", {})
         pairs = (
             (natural.get("gap_histogram"), natural.get("gap_tokens"), "corpus (scan)", True),
             (skill["gap_histogram"], skill["gap_tokens_all"], "mixture (audit, all)", False),

@@ -737,8 +737,22 @@ class AuditSchedule(Report):
 class AuditNatural(Report):
     instances: int = Field(description="Matches outside the skill's own placements.")
     per_batch: float
-    scan_per_batch: float = Field(description="What the plan expected from the scan.")
+    scan_per_batch: float | None = Field(
+        description="What the plan expected from the scan; null for a skill it does not dose."
+    )
     probe_collisions: int
+    batches: list[int] | None = Field(
+        default=None, description="Batches holding a natural instance, ascending (all)."
+    )
+    sequences: list[int] | None = Field(
+        default=None,
+        description="Sequences holding one, ascending (the first 10,000: `sequences_complete`).",
+    )
+    sequences_complete: bool | None = None
+    exposure_batches: int | None = Field(
+        default=None,
+        description="In a verification's report, which leaves the lists out: their batches.",
+    )
 
 
 class SkillAudit(Report):
@@ -746,6 +760,11 @@ class SkillAudit(Report):
     of the packed mixture, counted only inside one sequence."""
 
     name: str | None = None
+    dosed: bool | None = Field(
+        default=None,
+        description="Whether the plan doses the skill; false: audited for its natural "
+        "instances only (a baseline's skills), with an empty target and source `natural`.",
+    )
     target: DoseTarget
     source: str
     spacing: str
@@ -947,6 +966,28 @@ class SkillScores(Report):
     heldout_midrow_margin: float | None = None
 
 
+class ReadingExposure(Report):
+    """Where one reading sits in a skill's dosing (training.evaluate.Evaluator.exposure_at)."""
+
+    period: int | None = Field(description="k of an `every {n, k}` dose; null otherwise.")
+    phase: int | None = Field(
+        description="The reading's step mod k: 0 is one whole period after a dose."
+    )
+    last_dose_batch: int | None = Field(description="The last batch with a placement before it.")
+    batches_since_dose: int | None = Field(
+        description="Batches trained after that batch (0: right after a dose); null: no dose."
+    )
+    natural_located: bool | None = Field(
+        default=None, description="The mixture's audit located the natural instances."
+    )
+    last_natural_batch: int | None = Field(
+        default=None, description="The last batch with a natural instance before it."
+    )
+    batches_since_natural: int | None = Field(
+        default=None, description="Batches trained after that one; null: none (or not located)."
+    )
+
+
 class RunEvaluation(Report):
     """One evaluation of a run (training.trainer); a run's `final` is its last."""
 
@@ -955,11 +996,18 @@ class RunEvaluation(Report):
     train_loss: float | None = None
     general_loss: float | None = None
     skills: dict[str, SkillScores] = {}
+    exposure: dict[str, ReadingExposure] | None = Field(
+        default=None, description="Per skill id: where the reading sits in its dosing."
+    )
 
 
 class RunForgetting(Report):
     forgetting: float | None = Field(description="Mean probe loss rise between exposures.")
     n_pairs: int
+    exposures: str | None = Field(
+        default=None,
+        description="`placed`, or `placed+natural` when the audit located natural instances.",
+    )
 
 
 class DataDraw(Report):
@@ -995,6 +1043,15 @@ class VerificationRunResult(Report):
     data_draw: DataDraw | None = Field(default=None, description="What the run trained on.")
 
 
+class ArmAudit(Report):
+    """An arm's mixture audit, for the verification's skills (training.verify.audit_summary)."""
+
+    passed: bool | None = Field(description="The whole audit passed (shards included).")
+    tolerance: float | None
+    rule: str | None = Field(description="When a skill passes, in words.")
+    skills: dict[str, SkillAudit] = Field(description="Per skill id of the verification.")
+
+
 class ArmSummary(Report):
     """What the runs of one arm saw of their mixture (its first `steps` batches)."""
 
@@ -1004,6 +1061,11 @@ class ArmSummary(Report):
     placed_instances: dict[str, int] = Field(description="Per skill id.")
     placed_per_batch: dict[str, float]
     exposure_batches: dict[str, int] = Field(description="Batches with a placement.")
+    audit: ArmAudit | None = Field(
+        default=None,
+        description="The arm's mixture audit (every arm alike, a baseline too: a skill it "
+        "does not dose is audited for its natural instances); null without a builder's plan.",
+    )
 
 
 class StratumChance(Report):
@@ -1070,6 +1132,15 @@ class SequentialLooks(Report):
     decided: bool = Field(description="Every verdict cell decided at the last look done.")
 
 
+class PhaseAlignment(Report):
+    """How the readings of arms dosed `every {n, k}` are placed (training.verify.PHASE_RULE)."""
+
+    periods: dict[str, int | None] = Field(description="Per arm: its dosing period, if any.")
+    period: int = Field(description="Their lcm: the runs' steps are a multiple of it.")
+    aligned: bool = Field(description="The runs' steps are a whole number of periods.")
+    rule: str
+
+
 class VerificationSettings(Report):
     sizes: list[str]
     seeds: list[int]
@@ -1080,6 +1151,9 @@ class VerificationSettings(Report):
     seed_scope: str | None = Field(default=None, description="What the seeds varied.")
     seed_scope_rule: str | None = Field(default=None, description="`seed_scope` in words.")
     sequential: SequentialLooks | None = None
+    phase: PhaseAlignment | None = Field(
+        default=None, description="Only when an arm is dosed `every {n, k}`."
+    )
 
 
 class HeldoutText(Report):

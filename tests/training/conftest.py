@@ -51,6 +51,17 @@ def baseline_dir(tmp_path_factory: pytest.TempPathFactory, skill) -> Path:
 
 
 @pytest.fixture(scope="session")
+def every_dir(tmp_path_factory: pytest.TempPathFactory, skill) -> Path:
+    """40 batches of 4 x 32 tokens; 2 comparison instances every 4th batch, the plan saying
+    so (`every {n: 2, k: 4}`: a dosing period of 4)."""
+    out = tmp_path_factory.mktemp("mixture") / "every"
+    return write_mixture(
+        out, prose(0), n_batches=40, seq_len=32, seqs_per_batch=4,
+        skills={"cmp": (skill, every(2, 4))}, targets={"cmp": {"every": {"n": 2, "k": 4}}},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def dense_dir(tmp_path_factory: pytest.TempPathFactory, skill) -> Path:
     out = tmp_path_factory.mktemp("mixture") / "dense"
     return write_mixture(

@@ -113,8 +113,11 @@ def write_mixture(
     skills: dict[str, tuple[SkillSpec, Schedule]] | None = None,
     seed: int = 0,
     corpus_uri: str = "test://prose",
+    targets: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a mixture of `n_batches` batches to `out`; returns `out`."""
+    """Write a mixture of `n_batches` batches to `out`; returns `out`. `targets`: per skill,
+    the target the builder's plan would record (`plan.skills.<id>.target`, e.g.
+    {"every": {"n": 2, "k": 4}}), for readers of the plan such as the dosing period."""
     skills = skills or {}
     out.mkdir(parents=True, exist_ok=True)
     counts = {sid: [schedule(b) for b in range(n_batches)] for sid, (_, schedule) in skills.items()}
@@ -170,7 +173,8 @@ def write_mixture(
             sid: {"version": spec.version, "spec": spec.model_dump(mode="json")}
             for sid, (spec, _) in skills.items()
         },
-        "plan": {sid: {"instances": sum(counts[sid]), "source": "synthesize"} for sid in skills},
+        "plan": {sid: {"instances": sum(counts[sid]), "source": "synthesize"} for sid in skills}
+        | ({"skills": {sid: {"target": t} for sid, t in targets.items()}} if targets else {}),
         "shards": [
             _shard(out, "tokens-00000.bin", "tokens", sequences=len(tokens)),
             _shard(out, "shard-00000.jsonl.gz", "text", documents=len(stream.records)),

@@ -251,6 +251,19 @@ def test_each_member_reads_its_own_mixture(tmp_path, group_config, mixture_dir, 
     assert group[0].evals[-1]["train_loss"] != group[1].evals[-1]["train_loss"]
 
 
+def test_a_group_on_an_every_plan_reads_one_period_after_each_dose(
+    tmp_path, group_config, every_dir, mixture_dir, eval_spec
+):
+    configs = [dataclasses.replace(group_config, seed=s) for s in (0, 1)]
+    group = train(configs, [every_dir] * 2, eval_spec, [tmp_path / f"g{s}" for s in (0, 1)])
+    for member in group:
+        assert [e["step"] for e in member.evals] == [0, 8, 16, 24, 32, 40]
+        assert {e["exposure"]["cmp"]["phase"] for e in member.evals[1:]} == {0}
+        assert member.final["exposure"]["cmp"]["last_dose_batch"] == 36
+    with pytest.raises(ValueError, match="dosing periods"):
+        train(configs, [every_dir, mixture_dir], eval_spec, [tmp_path / f"h{s}" for s in (0, 1)])
+
+
 def test_shuffled_batches_are_per_member(tmp_path, group_config, mixture_dir, eval_spec):
     configs = [dataclasses.replace(group_config, seed=s, shuffle_within_batch=True,
                                    micro_batch_size=3) for s in (0, 1)]  # fmt: skip

@@ -15,6 +15,7 @@ from training.evaluate import EvalSpec
 from training.trainer import TrainConfig, train_run
 from training.verify import (
     DATA_SCOPE_INIT_SEED,
+    arm_audit,
     check_arms,
     init_seed,
     run_verification,
@@ -95,3 +96,31 @@ def test_seed_scope_data_trains_each_seed_on_its_own_draw(built, skill, config, 
     assert init_seed("both", 5) == init_seed("init", 5) == 5 and init_seed("data", 5) == 0
     with pytest.raises(ValueError, match="seed_scope"):
         seed_mixtures(built / "upweighted", [0], tmp_path / "x", seed_scope="weights")
+
+
+def test_the_baseline_arm_is_audited_and_reported_like_the_upweighted_one(
+    built, skill, config, tmp_path
+):
+    arms = {"upweighted": built / "upweighted", "baseline": built / "baseline"}
+    report = run_verification(
+        arms, [skill], ["nano"], [0], 10 * 256, 5, None, "cpu", tmp_path, config=config,
+        eval_options={"n_probe": 16, "n_seen": 8}, seed_scope="init",
+    )  # fmt: skip
+    up, base = (report["arms"][arm]["audit"] for arm in ("upweighted", "baseline"))
+    assert up["passed"] and base["passed"]
+    assert set(up["skills"]) == set(base["skills"]) == {"cmp"}
+    assert up["skills"]["cmp"]["dosed"] is True and up["skills"]["cmp"]["placed"]["placements"] > 0
+    row = base["skills"]["cmp"]
+    assert row["dosed"] is False and row["source"] == "natural"
+    assert row["planned"]["placements"] == row["placed"]["placements"] == 0
+    assert set(row) == set(up["skills"]["cmp"])  # the same audit row, field for field
+    # The report counts the natural exposure batches; their list stays in audit.json.
+    assert "batches" not in row["natural"] and row["natural"]["exposure_batches"] >= 0
+    runs = {r["arm"]: r for r in report["runs"]}
+    assert runs["baseline"]["final"]["exposure"]["cmp"]["natural_located"] is True
+    assert runs["baseline"]["forgetting"]["cmp"]["exposures"] == "placed+natural"
+    # A skill the stored audit lacks is audited on demand (the audit.json rewritten).
+    other = skill.model_copy(update={"id": "cmp2"})
+    again = arm_audit(built / "baseline", [skill, other])
+    assert again is not None and set(again["skills"]) == {"cmp", "cmp2"}
+    assert again["skills"]["cmp2"]["natural"] == again["skills"]["cmp"]["natural"]

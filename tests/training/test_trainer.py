@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from curation.mixture.audit import audit_mixture
+from curation.skills.probes import sample_instances
+from tests.training.mixtures import prose, with_natural, write_mixture
 from training import checkpoint
-from training.data import MixtureReader
+from training.data import MixtureReader, open_mixture
 from training.events import Evaluated, Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import RunSpec, run_parallel
 from training.trainer import (
@@ -17,6 +20,7 @@ from training.trainer import (
     RESULT,
     WEIGHTS,
     TrainConfig,
+    eval_steps,
     get_lr,
     train_run,
 )
@@ -113,6 +117,66 @@ def test_a_run_measures_skills_general_loss_and_forgetting(uninterrupted):
     retention = result.retention["cmp"]
     assert retention["n_pairs"] == 13 and math.isfinite(retention["forgetting"])
     assert not (uninterrupted / CHECKPOINT).exists() and (uninterrupted / RESULT).exists()
+
+
+def test_eval_steps_sit_at_one_phase_of_the_dosing_period():
+    assert eval_steps(40, 10) == [10, 20, 30, 40]  # no period: as before
+    assert eval_steps(45, 10) == [10, 20, 30, 40, 45]
+    # The multiple of the period nearest eval_every (10 / 4 = 2.5 -> 2 periods).
+    assert eval_steps(40, 10, period=4) == [8, 16, 24, 32, 40]
+    assert eval_steps(40, 3, period=4) == list(range(4, 41, 4))  # at least one period
+    assert eval_steps(40, 100, period=4) == [40]
+    assert eval_steps(42, 10, period=4)[-1] == 42  # unaligned budget: the last step as it is
+
+
+def test_an_every_plan_is_read_one_period_after_its_doses(
+    tmp_path, config, every_dir, dense_dir, eval_spec
+):
+    result = train_run(config, every_dir, eval_spec, tmp_path / "every")
+    doses = open_mixture(every_dir).exposure_batches("cmp")
+    assert doses == list(range(0, 40, 4))
+    steps = [e["step"] for e in result.evals]
+    assert steps == [0, 8, 16, 24, 32, 40]
+    assert steps[-1] == doses[-1] + 4  # the final reading: one period after the last dose
+    assert result.evals[0]["exposure"]["cmp"]["batches_since_dose"] is None
+    for reading in result.evals[1:]:
+        assert reading["exposure"]["cmp"].items() >= {
+            "period": 4, "phase": 0, "last_dose_batch": reading["step"] - 4,
+            "batches_since_dose": 3,
+        }.items()  # fmt: skip
+    uniform = train_run(config, dense_dir, eval_spec, tmp_path / "uniform")
+    assert [e["step"] for e in uniform.evals] == [0, 10, 20, 30, 40]  # unchanged
+    for reading in uniform.evals[1:]:
+        assert reading["exposure"]["cmp"]["period"] is None
+        assert reading["exposure"]["cmp"]["batches_since_dose"] == 0  # a dose every batch
+
+
+def test_a_baseline_reads_batches_since_the_natural_instances_its_audit_located(
+    tmp_path, config, skill, eval_spec
+):
+    planted = sample_instances(skill, 200, seed=7)
+    docs = with_natural(prose(0), iter(planted), rate=2.0, seed=3)
+    out = write_mixture(tmp_path / "natural", docs, n_batches=40, seq_len=32, seqs_per_batch=4)
+    # Known: the sequences whose bytes hold a planted instance whole.
+    rows = open_mixture(out).sequences(0, 160)
+    texts = [i.text.encode() for i in planted]
+    held = [(row % 256).astype("u1").tobytes() for row in rows]  # EOS (256) as 0
+    known = [s for s, text in enumerate(held) if any(t in text for t in texts)]
+    audit = audit_mixture(str(out), [skill], plots=False)
+    natural = audit["skills"]["cmp"]["natural"]
+    assert natural["sequences"] == known and natural["sequences_complete"]
+    assert natural["batches"] == sorted({s // 4 for s in known}) and len(natural["batches"]) > 2
+    result = train_run(config, out, eval_spec, tmp_path / "run")
+    for reading in result.evals[1:]:
+        step, got = reading["step"], reading["exposure"]["cmp"]
+        last = max((b for b in natural["batches"] if b < step), default=None)
+        assert got["natural_located"] and got["last_natural_batch"] == last
+        assert got["batches_since_natural"] == (None if last is None else step - 1 - last)
+        assert got["batches_since_dose"] is None  # a baseline places nothing
+    # Forgetting between natural exposures: measured for a baseline too.
+    retention = result.retention["cmp"]
+    assert retention["exposures"] == "placed+natural" and retention["n_pairs"] > 0
+    assert math.isfinite(retention["forgetting"])
 
 
 def test_the_same_seed_in_another_process_gives_the_same_run(

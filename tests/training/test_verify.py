@@ -13,7 +13,13 @@ from training.data import open_mixture
 from training.evaluate import EvalSpec
 from training.events import Event, RunFinished, RunKey, RunStarted, StepDone
 from training.parallel import train
-from training.verify import make_eval_spec, make_report, plan_runs, run_verification
+from training.verify import (
+    align_budget,
+    make_eval_spec,
+    make_report,
+    plan_runs,
+    run_verification,
+)
 
 SETTINGS = {"sizes": ["nano"], "seeds": [0, 1], "token_budget": 20 * 128, "eval_every": 10}
 OPTIONS = {"n_probe": 32, "n_seen": 16, "heldout_tokens": 2048}
@@ -120,6 +126,38 @@ def test_two_arms_two_seeds_end_to_end(
     assert all(isinstance(e, RunFinished) for e in events[:3])
     assert {e.key for e in events[3:]} == {keys[3]} and events[3] == RunStarted(keys[3], 0, 20)
     assert [r["seconds"] for r in again["runs"]][:3] == [r["seconds"] for r in report["runs"]][:3]
+
+
+def test_an_every_arm_cuts_the_budget_to_whole_periods_and_reads_after_the_last_one(
+    tmp_path, skill, every_dir, baseline_dir, dense_dir, heldout_docs, config
+):
+    mixtures = {"every": open_mixture(every_dir), "baseline": open_mixture(baseline_dir)}
+    budget, phase = align_budget(mixtures, 22 * 128)
+    assert budget == 20 * 128 and phase is not None
+    assert phase["period"] == 4 and phase["steps_asked"] == 22 and phase["steps"] == 20
+    assert align_budget(mixtures, 20 * 128)[0] == 20 * 128  # already whole: as given
+    with pytest.raises(ValueError, match="one dosing period"):
+        align_budget(mixtures, 3 * 128)
+    uniform = {"dense": open_mixture(dense_dir), "baseline": open_mixture(baseline_dir)}
+    assert align_budget(uniform, 22 * 128) == (22 * 128, None)  # a uniform plan: unchanged
+
+    arms = {"every": every_dir, "baseline": baseline_dir}
+    report = run_verification(
+        arms, [skill], ["nano"], [0], 22 * 128, 10, None, "cpu", tmp_path,
+        heldout_docs=heldout_docs, config=config, eval_options=OPTIONS, seed_scope="init",
+    )  # fmt: skip
+    runs = {r["arm"]: r for r in report["runs"]}
+    assert {r["steps"] for r in runs.values()} == {20}
+    assert report["settings"]["train"]["token_budget"] == 20 * 128
+    assert report["settings"]["phase"]["periods"] == {"every": 4, "baseline": None}
+    assert report["settings"]["phase"]["aligned"] is True
+    every = runs["every"]["evals"]
+    assert [e["step"] for e in every] == [0, 8, 16, 20]
+    assert every[-1]["exposure"]["cmp"].items() >= {
+        "period": 4, "phase": 0, "last_dose_batch": 16, "batches_since_dose": 3,
+    }.items()  # fmt: skip
+    assert [e["step"] for e in runs["baseline"]["evals"]] == [0, 10, 20]
+    assert runs["baseline"]["final"]["exposure"]["cmp"]["batches_since_dose"] is None
 
 
 def test_arms_from_different_corpora_are_refused(tmp_path, skill, dense_dir, heldout_docs, config):

@@ -263,12 +263,31 @@ def test_audit_and_its_plots_name_the_skills(scanned, monkeypatch):
     audit = audit_mixture(out, SKILLS)
     assert audit["skills"]["tp"]["name"] == "token pairs"  # keyed by id, named for people
     assert set(audit["artifacts"]) == {"composition.png", "gaps.png"}
-    assert len(titles) == 2 and all(t.startswith("token pairs: 2 per batch") for t in titles)
+    # The skill the plan does not dose is audited (and drawn) for its natural instances.
+    assert len(titles) == 4 and titles[0].startswith("token pairs: 2 per batch")
+    assert titles[1].startswith("comparison: not dosed (natural) — 0 of 0 placed")
 
 
-def test_baseline_mixture_has_no_placements(scanned):
+def test_baseline_mixture_has_no_placements_and_is_audited_like_any(scanned):
     out, result = build(scanned, "baseline")
-    assert result["audit"]["passed"] and result["audit"]["skills"] == {}
+    audit = result["audit"]
+    # The skills it was built with are audited for their natural instances.
+    assert audit["passed"] and list(audit["skills"]) == ["tp", "cmp"]
+    cmp = audit["skills"]["cmp"]
+    assert cmp["dosed"] is False and cmp["target"] == {} and cmp["source"] == "natural"
+    assert cmp["planned"]["placements"] == cmp["placed"]["placements"] == 0
+    assert cmp["natural"]["instances"] > 0 and cmp["natural"]["scan_per_batch"] is None
+    assert cmp["gap_batches_all"] is not None and cmp["passed"]
+    assert json.loads(Path(f"{out}/audit.json").read_text())["skills"]["cmp"] == cmp
+    # Where the natural instances lie: the sequences holding a planted text whole.
+    tokens = np.fromfile(f"{out}/tokens-00000.bin", dtype="<u2").reshape(-1, SEQ)
+    texts = [t.encode() for t in CMP_TEXTS]
+    known = [
+        s for s, row in enumerate(tokens)
+        if any(t in (row % 256).astype("u1").tobytes() for t in texts)
+    ]  # fmt: skip
+    assert cmp["natural"]["sequences"] == known and cmp["natural"]["sequences_complete"]
+    assert cmp["natural"]["batches"] == sorted({s // (BATCH // SEQ) for s in known})
     assert all(line["skills"] == {} for line in composition(out))
     assert result["manifest"]["totals"]["inserted_tokens"] == 0
     assert result["manifest"]["totals"]["corpus_tokens_used"] == 78 * BATCH
