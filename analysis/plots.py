@@ -1,5 +1,7 @@
 """Study figures: P(retained) against dose with its fitted curve and band, the readout
-against dose with its log-logistic curve, and general loss against dose.
+against dose with its log-logistic curve, and general loss against dose; for a repetition
+study, held-out and seen readouts and the paired general-loss cost against copies per
+unique instance.
 
 The band is the ED_p profile interval for p from 0.05 to 0.95, drawn as a horizontal
 band around the curve: where the dose achieving each P lies, with 95% confidence.
@@ -83,6 +85,46 @@ def dose_response(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[
         ax_l.set(xscale="log", xlabel="instances per batch", ylabel="general held-out loss")
         fig.tight_layout()
         path = out / f"dose_response_{size}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def repetition(
+    runs: Sequence[RunPoint], out: Path, title: str = "", baseline: str = "baseline"
+) -> list[Path]:
+    """One PNG per size: held-out and seen readouts per run against copies per unique
+    instance (means joined), and general loss minus the baseline's on the same seed."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for size in sorted({r.size for r in runs}):
+        cell = [r for r in runs if r.size == size and r.copies is not None]
+        if not cell:
+            continue
+        base = {r.seed: r.general_loss for r in runs
+                if r.size == size and r.arm == baseline and r.general_loss is not None}  # fmt: skip
+        fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(10, 4))
+        levels = sorted({r.copies for r in cell if r.copies is not None})
+        for name, color, value in (("held-out", "C0", "readout"), ("seen", "C3", "seen_readout")):
+            xs = [r.copies for r in cell if getattr(r, value) is not None]
+            ys = [getattr(r, value) for r in cell if getattr(r, value) is not None]
+            ax_r.scatter(xs, ys, s=10, color=color, alpha=0.5)
+            means = [np.mean([y for x, y in zip(xs, ys, strict=True) if x == c] or [np.nan])
+                     for c in levels]  # fmt: skip
+            ax_r.plot(levels, means, color=color, label=name)
+        ax_r.set(xscale="log", xlabel="copies per unique instance", ylabel="final readout",
+                 title=f"{title} {size}".strip())  # fmt: skip
+        ax_r.legend()
+        diffs = [(r.copies, r.general_loss - base[r.seed]) for r in cell
+                 if r.general_loss is not None and r.seed in base]  # fmt: skip
+        if diffs:
+            ax_l.scatter(*zip(*diffs, strict=True), s=10, color="C2")
+        ax_l.axhline(0.0, color="0.6", lw=1)
+        ax_l.set(xscale="log", xlabel="copies per unique instance",
+                 ylabel="general loss - baseline (same seed)")  # fmt: skip
+        fig.tight_layout()
+        path = out / f"repetition_{size}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis import curves, dose, recommend, transfer, trends
 
-KINDS = ("dose_response", "spacing", "size_transfer")
+KINDS = ("dose_response", "spacing", "repetition", "size_transfer")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,25 @@ class RunPoint:
     period: int | None = None
     """For a spacing study: the arm's dosing period `k` (a dose every k-th batch)."""
     n_params: int | None = None
+    seen_readout: float | None = None
+    """The same readout on instances the run's mixture placed (memorisation); None without
+    placements."""
+    pool_size: int | None = None
+    """For a repetition study: the arm's pool of unique instances (None: fresh, or the
+    baseline)."""
+    copies: float | None = None
+    """For a repetition study: placed copies per unique placed instance over the batches
+    the run trained on."""
+
+
+def _copies(arm: Mapping[str, Any], skill_id: str, available: int | None) -> float | None:
+    """Placed copies per unique instance in the batches the runs trained on. Exact for a
+    synthesized skill, whose supply is fresh first: the first k placements hold
+    min(k, available) unique instances (`available`: the pool, or the train split)."""
+    placed = arm.get("placed_instances", {}).get(skill_id, 0)
+    if not available or not placed:
+        return None
+    return placed / min(placed, available)
 
 
 def runs_from_verification(
@@ -39,21 +58,25 @@ def runs_from_verification(
     skill_id: str,
     natural_per_batch: float,
     periods: Mapping[str, int] | None = None,
+    pools: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[RunPoint]:
     """One point per run of a verification report (training.verify.make_report's shape):
-    the arm's placed instances per batch plus the corpus' natural ones, and whether the
-    run's final held-out readout on the verdict's metric reached the threshold."""
+    the arm's placed instances per batch plus the corpus' natural ones, whether the run's
+    final held-out readout on the verdict's metric reached the threshold, and the same
+    readout on seen (placed) instances. `pools` (a repetition study): per arm
+    {"pool_size": int | None, "unique_available": int}, from its mixture's plan."""
     line = report["settings"]["thresholds"][skill_id]
-    key = "heldout_" + {"forced_choice": "forced_choice", "exact": "acc"}.get(
-        line["metric"], line["metric"]
-    )
+    readout = {"forced_choice": "forced_choice", "exact": "acc"}.get(line["metric"], line["metric"])
     arms = report["arms"]
     out = []
     for run in report["runs"]:
-        value = run["final"].get("skills", {}).get(skill_id, {}).get(key)
+        scores = run["final"].get("skills", {}).get(skill_id, {})
+        value = scores.get(f"heldout_{readout}")
         if value is None:
             continue
         placed = arms[run["arm"]]["placed_per_batch"].get(skill_id, 0.0)
+        pool = (pools or {}).get(run["arm"])
+        seen = scores.get(f"seen_{readout}")
         out.append(
             RunPoint(
                 arm=run["arm"],
@@ -65,6 +88,11 @@ def runs_from_verification(
                 general_loss=run["final"].get("general_loss"),
                 period=None if periods is None else periods.get(run["arm"]),
                 n_params=run.get("n_params"),
+                seen_readout=None if seen is None else float(seen),
+                pool_size=None if pool is None else pool.get("pool_size"),
+                copies=None
+                if pool is None
+                else _copies(arms[run["arm"]], skill_id, pool.get("unique_available")),
             )
         )
     return out
@@ -150,6 +178,49 @@ def spacing(runs: Sequence[RunPoint]) -> dict[str, Any]:
     return out
 
 
+def _by_seed(runs: Sequence[RunPoint], value: str) -> dict[int, float]:
+    return {r.seed: getattr(r, value) for r in runs if getattr(r, value) is not None}
+
+
+def repetition(runs: Sequence[RunPoint], *, baseline: str | None = None) -> dict[str, Any]:
+    """Per size: a point per pool size (fresh first; with copies per unique instance and
+    the mean seen readout), the baseline's runs, and trends.repetition: general loss minus
+    the baseline's paired by seed, the seen-minus-held-out gap, and the held-out readout and
+    the gap against log2 copies (SCIENCE.md "Studies" (c))."""
+    pooled = [r for r in runs if r.arm != baseline]
+    points = _points(pooled, "pool_size")
+    for point in points:
+        cell = [r for r in pooled if r.size == point["size"] and r.pool_size == point["pool_size"]]
+        copies = [r.copies for r in cell if r.copies is not None]
+        seen = [r.seen_readout for r in cell if r.seen_readout is not None]
+        point["copies"] = float(np.mean(copies)) if copies else None
+        point["seen_readout"] = float(np.mean(seen)) if seen else None
+    out: dict[str, Any] = {
+        "points": points,
+        "baseline": _points([r for r in runs if r.arm == baseline], "arm"),
+        "trend": {},
+    }
+    for size in sorted({r.size for r in runs}):
+        base = _by_seed([r for r in runs if r.arm == baseline and r.size == size], "general_loss")
+        rows: list[dict[str, Any]] = []
+        for arm in sorted({r.arm for r in pooled if r.size == size}):
+            cell = [r for r in pooled if r.arm == arm and r.size == size]
+            copies = [r.copies for r in cell if r.copies is not None]
+            if not copies:
+                continue  # an arm that placed nothing has no copies to trend against
+            rows.append({
+                "pool_size": cell[0].pool_size,
+                "copies": float(np.mean(copies)),
+                "loss": _by_seed(cell, "general_loss"),
+                "baseline_loss": base,
+                "seen": _by_seed(cell, "seen_readout"),
+                "heldout": _by_seed(cell, "readout"),
+            })  # fmt: skip
+        rows.sort(key=lambda row: row["copies"])
+        out["trend"][size] = trends.repetition(rows)
+    return out
+
+
 def size_transfer(runs: Sequence[RunPoint], *, target_p: float = 0.8) -> dict[str, Any]:
     """A dose-response per size, then log ED50 against log parameters across sizes."""
     body = dose_response(runs, target_p=target_p)
@@ -169,6 +240,8 @@ def analyse(kind: str, runs: Sequence[RunPoint], **options: Any) -> dict[str, An
         body = dose_response(runs, **options)
     elif kind == "spacing":
         body = spacing(runs)
+    elif kind == "repetition":
+        body = repetition(runs, baseline=options.get("baseline"))
     elif kind == "size_transfer":
         body = size_transfer(runs, target_p=options.get("target_p", 0.8))
     else:

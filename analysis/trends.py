@@ -5,8 +5,8 @@
   profile interval), and the final readout against log2 n by least squares (t interval on
   the slope). Forgetting between doses is read from the exposure-aligned sawtooth.
 - Repetition (a fixed dose drawn from a pool of unique instances): general loss against
-  the baseline paired by seed (the same seed trains both), and the seen-minus-held-out
-  readout gap, against copies per unique instance.
+  the baseline paired by seed (the same seed trains both), and the held-out readout and
+  the seen-minus-held-out readout gap against log2 copies per unique instance.
 """
 
 from __future__ import annotations
@@ -132,23 +132,39 @@ def repetition(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Repetition study points, each {"pool_size": int | None (fresh), "copies": float
     (copies per unique instance), "loss": {seed: general loss}, "baseline_loss": {seed:
     loss}, "seen": {seed: readout on pool instances}, "heldout": {seed: readout on
-    held-out probes}}: paired loss differences and seen-minus-held-out gaps per point, and
-    the gap's trend against log2 copies."""
-    rows, xs, gaps = [], [], []
+    held-out probes}}: per point the loss difference to the baseline paired by seed (and
+    whether it lies within 2 SD of the baseline seeds' losses: SCIENCE.md's honest null)
+    and the seen-minus-held-out gap; across points the held-out readout's and the gap's
+    trends against log2 copies."""
+    rows, xs, gaps, held_x, held_y = [], [], [], [], []
     for point in points:
         row: dict[str, Any] = {"pool_size": point.get("pool_size"), "copies": point["copies"]}
-        row["loss_vs_baseline"] = paired_difference(point["loss"], point["baseline_loss"])
+        x = math.log2(max(point["copies"], 1e-9))
+        base = point.get("baseline_loss") or {}
+        try:
+            row["loss_vs_baseline"] = paired_difference(point.get("loss") or {}, base)
+            sd = float(np.std(list(base.values()), ddof=1))
+            row["loss_vs_baseline"] |= {
+                "baseline_sd": sd,
+                "within_2sd": abs(row["loss_vs_baseline"]["mean"]) <= 2 * sd,
+            }
+        except ValueError as exc:
+            row["loss_vs_baseline"] = {"undetermined": str(exc)}
         seen, held = point.get("seen") or {}, point.get("heldout") or {}
-        if set(seen) & set(held):
-            gap = paired_difference(seen, held)
-            row["seen_minus_heldout"] = gap
+        for s in sorted(held):
+            held_x.append(x)
+            held_y.append(held[s])
+        if len(set(seen) & set(held)) >= 2:
+            row["seen_minus_heldout"] = paired_difference(seen, held)
             for s in sorted(set(seen) & set(held)):
-                xs.append(math.log2(max(point["copies"], 1e-9)))
+                xs.append(x)
                 gaps.append(seen[s] - held[s])
         rows.append(row)
     out: dict[str, Any] = {"points": rows}
-    try:
-        out["gap_trend"] = {**linear_trend(xs, gaps), "per": "doubling of copies per instance"}
-    except ValueError as exc:
-        out["gap_trend"] = {"undetermined": str(exc)}
+    per = "doubling of copies per instance"
+    for name, x_values, y_values in (("heldout_trend", held_x, held_y), ("gap_trend", xs, gaps)):
+        try:
+            out[name] = {**linear_trend(x_values, y_values), "per": per}
+        except ValueError as exc:
+            out[name] = {"undetermined": str(exc)}
     return out

@@ -14,8 +14,11 @@ placement with at least one such match is *verified*. Every other match is
 trainer can tell how long ago a run last met one. A skill passes when (1) its verified
 placements differ from the planned total by at most `tolerance` x planned, (2) at most `tolerance` x
 n_batches batches have a verified count different from the schedule, and
-(3) no placed instance is a probe instance. The mixture passes when every skill
-and every shard checksum does.
+(3) no placed instance is a probe instance (and, for a pooled skill, at most `pool_size`
+unique instances were placed). The mixture passes when every skill and every shard
+checksum does. Unique placed instances and copies per unique instance are counted by
+the match key of what was matched inside the placements (re-measured, not the builder's
+record).
 
 Every skill the audit is given is audited, the plan's and the others: a skill the plan
 does not dose (all of them in a natural-frequency baseline) gets the same report with
@@ -33,6 +36,7 @@ import json
 import os
 from array import array
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -60,7 +64,8 @@ says whether that is all). The batches are always all listed (at most one per ba
 RULE = (
     "a skill passes when its verified placements differ from the planned total by at most "
     "tolerance x planned, at most tolerance x n_batches batches have a verified count that "
-    "differs from the schedule, and no placed instance is a probe instance"
+    "differs from the schedule, no placed instance is a probe instance, and a pooled skill "
+    "places at most pool_size unique instances"
 )
 Progress = Callable[[float, str], None]
 
@@ -89,6 +94,7 @@ class _Tally:
         self.natural_per_batch = np.zeros(n_batches, dtype=np.int64)
         self.placed, self.natural = array("q"), array("q")
         self.placed_tokens = 0
+        self.placed_keys: Counter[str] = Counter()  # placed matches per match key
         self.probe_keys = probe_keys
         self.placed_probes = self.natural_probes = 0
 
@@ -193,11 +199,14 @@ class _Scanner:
     def _record(
         self, tally: _Tally, sid: str, matched: str, at: int, batch: int, size: int
     ) -> None:
-        key = match_key(matched) if tally.probe_keys else ""
-        if self.current is not None and self.current[0] == sid:
+        placed = self.current is not None and self.current[0] == sid
+        key = match_key(matched) if placed or tally.probe_keys else ""
+        if placed:
+            assert self.current is not None
             self.current[2] = True
             tally.placed.append(at)
             tally.placed_tokens += size
+            tally.placed_keys[key] += 1
             tally.placed_probes += key in tally.probe_keys
         else:
             tally.natural.append(at)
@@ -248,6 +257,8 @@ def _skill_report(
         problems.append(f"{off.size:,} of {n:,} batches differ from the schedule")
     if tally.placed_probes:
         problems.append(f"{tally.placed_probes} placed instances are probe instances")
+    if (pool := plan.get("pool_size")) is not None and len(tally.placed_keys) > pool:
+        problems.append(f"{len(tally.placed_keys):,} unique instances placed, pool_size={pool:,}")
     placed = np.frombuffer(tally.placed, dtype=np.int64) if tally.placed else np.zeros(0, np.int64)
     natural = np.frombuffer(tally.natural, dtype=np.int64) if tally.natural else np.zeros(0)
     targets = target_positions(tally.planned, manifest["seqs_per_batch"], manifest["seq_len"])
@@ -263,6 +274,11 @@ def _skill_report(
         "placed": {
             "placements": verified,
             "instances": int(placed.size),
+            "unique_instances": len(tally.placed_keys),
+            "copies_per_unique": {
+                "mean": placed.size / len(tally.placed_keys) if tally.placed_keys else 0.0,
+                "max": max(tally.placed_keys.values(), default=0),
+            },
             "per_batch": {
                 "mean": verified / n,
                 "min": int(tally.verified.min()),

@@ -18,6 +18,9 @@ DEFAULT_MAX_REPEATS = 4
 """Copies placed per unique instance at most, by default. Muennighoff et al. (2023,
 "Scaling Data-Constrained Language Models") found up to ~4 epochs of repeated data
 about as useful as fresh data; SCIENCE.md section 3 shows what lies far beyond."""
+MAX_REPEATS_LIMIT = 1_000_000
+"""The largest `max_repeats` a plan accepts (a repetition study's pooled points use it: there
+the pool, not the cap, is what limits the copies)."""
 
 Source = Literal["repeat", "synthesize", "auto"]
 Spacing = Literal["uniform", "random", "clustered"]
@@ -83,8 +86,16 @@ class SkillDose(BaseModel):
     max_repeats: int = Field(
         DEFAULT_MAX_REPEATS,
         ge=1,
-        le=1_000_000,
+        le=MAX_REPEATS_LIMIT,
         description="Most copies placed of one unique instance (counted by instance key).",
+    )
+    pool_size: int | None = Field(
+        None,
+        ge=1,
+        description="synthesize only: draw every placement from a fixed pool of this many "
+        "unique train-split instances (chosen by the mixture seed) instead of the whole "
+        "train split; pool_size x max_repeats must cover the placements. For measuring "
+        "what repetition costs (a repetition study); default: no pool.",
     )
     spacing: Spacing = Field(
         "uniform",
@@ -98,6 +109,16 @@ class SkillDose(BaseModel):
             raise ValueError(
                 f"target.every fixes the spacing itself; drop spacing={self.spacing!r} "
                 "or use target.per_batch"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_needs_a_generator(self) -> SkillDose:
+        if self.pool_size is not None and self.source == "repeat":
+            raise ValueError(
+                "pool_size draws a fixed pool of generated instances, so it needs "
+                "source=synthesize (or auto with a generator); a repeat dose's pool is the "
+                "corpus' own matched documents: drop pool_size or use source=synthesize"
             )
         return self
 

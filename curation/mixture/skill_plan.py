@@ -89,9 +89,15 @@ class SkillPlan:
     natural: dict[str, Any]
     placement_stream: str
     """Seeds, with the mixture seed, the skill's schedule, instances and repeats."""
+    pool_size: int | None = None
+    """synthesize: the fixed pool of unique train instances placements are drawn from
+    (then `unique_available`); None: the whole train split."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.pool_size is None:  # plans without a pool read as they always did
+            del out["pool_size"]
+        return out
 
 
 def _scaled(summary: dict | None, factor: float) -> dict | None:
@@ -211,12 +217,25 @@ def plan_skill(
             "raise the target or use a longer mixture"
         )
     m = dose.max_repeats
+    if dose.pool_size is not None and source != "synthesize":
+        raise PlanError(
+            f"{label}: pool_size draws a fixed pool of generated instances, but the skill "
+            "has no generator (source=auto resolved to repeat); drop pool_size"
+        )
     if source == "synthesize":
         split = train_split_size(spec)
         available, exact, natural_copies = split.size, split.exact, 0.0
         placement_tokens = mean + 1
         advice = "raise max_repeats, use a generator with more instances, or lower the target"
         what = f"the generator's train split has {available:,} instances"
+        if dose.pool_size is not None:
+            available, exact = _pool(label, dose.pool_size, split.size, split.exact), True
+            least = math.ceil(n / available)
+            advice = (
+                f"raise max_repeats to at least {least:,}, raise pool_size to at least "
+                f"{math.ceil(n / m):,}, or lower the target"
+            )
+            what = f"a pool of pool_size={available:,} unique instances"
     else:
         available, exact = int(scan["unique_instances"]), True
         natural_copies = scan["instances"] / available
@@ -279,5 +298,19 @@ def plan_skill(
         inserted_tokens=n * placement_tokens,
         natural=natural,
         placement_stream=stream,
+        pool_size=dose.pool_size,
     )
     return skill_plan, counts, warnings
+
+
+def _pool(label: str, pool_size: int, train: int, exact: bool) -> int:
+    """The pool's size, once it is known to fit in the train split (of `train` instances,
+    an estimate unless `exact`)."""
+    if pool_size > train:
+        about = "" if exact else "about "
+        raise PlanError(
+            f"{label}: pool_size={pool_size:,} is larger than the generator's train split "
+            f"({about}{train:,} instances), so the pool cannot hold that many unique "
+            "instances; lower pool_size (or drop it to draw from the whole train split)"
+        )
+    return pool_size

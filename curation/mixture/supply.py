@@ -11,6 +11,9 @@ SCIENCE.md section 3.
   copies as the current round allows is drawn again; the round goes up once all
   T train instances have reached it (T is counted exactly, see
   `train_split_size`).
+  With a `pool_size` P, a seeded draw first fixes the pool: the first P distinct train
+  instances of its own stream (`draw_pool`; so for one seed a smaller pool is a subset
+  of a larger one), and every placement is drawn from those P the same way (T = P).
 - `RepeatSupply` walks the pool of matched corpus documents in a seeded random
   order, one pass per round, skipping a document once any of its match keys has
   `max_repeats` placed copies.
@@ -101,27 +104,72 @@ class Supply(Protocol):
         ...
 
 
-class SynthesizedSupply:
-    """Fresh train-split instances of one skill, fewest copies first, at most `cap` each."""
+def draw_pool(generator: SkillGenerator, size: int, rng: random.Random) -> list[Instance]:
+    """The first `size` distinct train instances that `rng` draws, in draw order."""
+    found: dict[str, Instance] = {}
+    tries = DRAWS_PER_FAMILY_ITEM * min(generator.family.size, 10**9)
+    for _ in range(tries):
+        if len(found) == size:
+            return list(found.values())
+        instance = generator.sample(rng, 1)[0]
+        found.setdefault(instance.key, instance)
+    if len(found) == size:
+        return list(found.values())
+    raise SupplyExhausted(
+        f"skill {generator.skill_id}: pool_size={size:,} but {tries:,} draws found only "
+        f"{len(found):,} distinct train instances; lower pool_size"
+    )
 
-    def __init__(self, spec: SkillSpec, cap: int, rng: random.Random):
+
+class SynthesizedSupply:
+    """Fresh train-split instances of one skill, fewest copies first, at most `cap` each.
+
+    With `pool_size`, the instances come from a fixed pool of that many distinct train
+    instances, drawn first with `pool_rng` (`draw_pool`)."""
+
+    def __init__(
+        self,
+        spec: SkillSpec,
+        cap: int,
+        rng: random.Random,
+        pool_size: int | None = None,
+        pool_rng: random.Random | None = None,
+    ):
         self.skill_id, self.cap, self.rng = spec.id, cap, rng
         self.generator = SkillGenerator(spec)
         self.train_size = train_split_size(spec, exact=True).size
         self.max_draws = DRAWS_PER_FAMILY_ITEM * min(self.generator.family.size, 10**9)
+        self.pool: list[Instance] | None = None
+        if pool_size is not None:
+            if pool_size > self.train_size:
+                raise SupplyExhausted(
+                    f"skill {self.skill_id}: pool_size={pool_size:,} is larger than the "
+                    f"train split ({self.train_size:,} instances); lower pool_size"
+                )
+            if pool_rng is None:
+                raise ValueError("a pooled supply needs the pool's own rng (pool_rng)")
+            self.pool = draw_pool(self.generator, pool_size, pool_rng)
+            # Same odds of giving up too early as below, over the pool instead of the family.
+            self.train_size, self.max_draws = pool_size, DRAWS_PER_FAMILY_ITEM * pool_size
         self.round = 1
         self.full = 0  # keys whose count reached the round
         self.counts: Counter[str] = Counter()
         self.instances: dict[str, Instance] = {}
 
+    def _draw(self) -> Instance:
+        if self.pool is not None:
+            return self.pool[self.rng.randrange(len(self.pool))]
+        return self.generator.sample(self.rng, 1)[0]
+
     def take(self) -> Placement:
         if self.round > self.cap:
+            what = "pool" if self.pool is not None else "train"
             raise SupplyExhausted(
-                f"skill {self.skill_id}: all {self.train_size:,} train instances have "
+                f"skill {self.skill_id}: all {self.train_size:,} {what} instances have "
                 f"max_repeats={self.cap} copies"
             )
         for _ in range(self.max_draws):
-            instance = self.generator.sample(self.rng, 1)[0]
+            instance = self._draw()
             count = self.counts[instance.key]
             if count < self.round:
                 break

@@ -5,13 +5,14 @@ A verification whose seeds vary the data (`seed_scope` `data` or `both`, SCIENCE
 plan stored in its manifest (targets, sources, caps, spacing, length) with the mixture
 seed replaced by `variant_seed(mixture seed, run seed)`, built by the ordinary build
 (`build_mixture`) from the same corpus. What a seed changes is exactly what the mixture
-seed draws (docs/mixture-format.md, "Seeding"): the synthesized instances, the repeated
-documents, the batches of a `random` or `clustered` schedule and the skills' order inside
-a batch. The corpus documents and their order are the plan's; an `every` or `uniform`
-schedule puts its placements in the same batches and sequences for every seed, so there a
-seed draws the instances (and, as their lengths differ, where the following corpus text
-falls). Each skill's draws stay keyed by its definition digest (`placement_stream`), never
-its id, so two registrations of one definition give the same variant for the same seed.
+seed draws (docs/mixture-format.md, "Seeding"): the synthesized instances (a pooled
+skill's pool too: same size, other instances), the repeated documents, the batches of a
+`random` or `clustered` schedule and the skills' order inside a batch. The corpus
+documents and their order are the plan's; an `every` or `uniform` schedule puts its
+placements in the same batches and sequences for every seed, so there a seed draws the
+instances (and, as their lengths differ, where the following corpus text falls). Each
+skill's draws stay keyed by its definition digest (`placement_stream`), never its id, so
+two registrations of one definition give the same variant for the same seed.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def _dose(skill: SkillPlan) -> SkillDose:
             "source": skill.source,  # as resolved (auto -> synthesize or repeat)
             "max_repeats": skill.max_repeats,
             "spacing": "uniform" if skill.spacing == "every" else skill.spacing,
+            "pool_size": skill.pool_size,  # a seed draws its own pool of that size
         }
     )
 

@@ -14,7 +14,8 @@ order, so a rerun replays the identical stream. Resume uses that: shards a
 killed run committed (`.build/state.json`) are replayed without being written.
 A skill's generators are keyed by the mixture seed and its definition
 (`SkillPlan.placement_stream`), never by its id, so re-registering a skill under a
-new id or name gives the same mixture.
+new id or name gives the same mixture. A pooled skill (`pool_size`) draws its pool from
+that key's own `/pool` stream.
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ class MixtureWriter(PipelineStep):
             rng = random.Random(f"skillmix/mixture/{seed}/{stream}")
             spec = self.specs[sid]
             if skill.source == "synthesize":
-                supplies[sid] = SynthesizedSupply(spec, skill.max_repeats, rng)
+                # The pool has its own stream: which instances form it does not depend on
+                # how the placements then draw from it.
+                pool_rng = random.Random(f"skillmix/mixture/{seed}/{stream}/pool")
+                supplies[sid] = SynthesizedSupply(
+                    spec, skill.max_repeats, rng, skill.pool_size, pool_rng
+                )
                 continue
             if self.pool is None:
                 raise ValueError(f"skill {sid} repeats corpus documents: pass the repeat pool")

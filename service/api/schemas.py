@@ -556,6 +556,11 @@ class PlannedSkill(Report):
         "seed: the digest of its definition (detector, generator, probe split), not its id "
         "or name, so re-registering a skill gives the same mixture."
     )
+    pool_size: int | None = Field(
+        default=None,
+        description="synthesize: the fixed pool of unique train instances the placements "
+        "are drawn from (then `unique_available`); absent without a pool.",
+    )
 
 
 class PlanCorpus(Report):
@@ -719,6 +724,12 @@ class AuditPerBatch(Report):
 class AuditPlaced(Report):
     placements: int = Field(description="Verified placements: a placement with a match.")
     instances: int = Field(description="Matches inside the skill's own placements.")
+    unique_instances: int | None = Field(
+        default=None, description="Distinct match keys among those matches (re-measured)."
+    )
+    copies_per_unique: CopiesPerUnique | None = Field(
+        default=None, description="Matches per distinct match key: mean and most."
+    )
     per_batch: AuditPerBatch
 
 
@@ -1478,9 +1489,11 @@ class VerificationsPublic(BaseModel):
 
 
 class StudyDesign(StrictModel):
-    """One of: `doses` (dose_response, size_transfer: instances per batch), or `dose` and
-    `schedules` (spacing: every {n, k} with n/k = dose). `adaptive` and `pool_sizes`
-    (repetition) are part of the contract and answered 422 until they are built."""
+    """One of: `doses` (dose_response, size_transfer: instances per batch), `dose` and
+    `schedules` (spacing: every {n, k} with n/k = dose), or `dose` and `pool_sizes`
+    (repetition: each point's placements drawn from a fixed pool of that many unique
+    instances; null = fresh). `adaptive` is part of the contract and answered 422 until it
+    is built."""
 
     doses: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
         default=None, min_length=2, max_length=16
@@ -1488,7 +1501,13 @@ class StudyDesign(StrictModel):
     dose: float | None = Field(default=None, gt=0)
     schedules: list[Every] | None = Field(default=None, min_length=2, max_length=16)
     adaptive: dict[str, Any] | None = None
-    pool_sizes: list[int | None] | None = None
+    pool_sizes: list[Annotated[int, Field(ge=1)] | None] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=16,
+        description="repetition: unique instances per pool, null for fresh instances, "
+        "e.g. [null, 400, 40, 4].",
+    )
 
 
 class StudyCreate(StrictModel):
@@ -1537,6 +1556,9 @@ class StudyCreate(StrictModel):
 class StudyPoint(BaseModel):
     mixture_id: str
     dose: float | None = None
+    pool_size: int | None = Field(
+        default=None, description="repetition: the point's pool (null at the fresh point)."
+    )
     schedule: dict[str, int] | None = None
     period: int | None = None
     natural: bool | None = None

@@ -1,6 +1,6 @@
-"""Studies: one mixture per point of a design (a dose, a schedule), one verification that
-trains them all (with a natural-frequency baseline arm), and a `study` job that waits for
-it and analyses the runs (analysis.study).
+"""Studies: one mixture per point of a design (a dose, a schedule, a pool of unique
+instances), one verification that trains them all (with a natural-frequency baseline arm),
+and a `study` job that waits for it and analyses the runs (analysis.study).
 
 The children are ordinary resources that point back with `study_id`; their jobs are the
 study job's children (`Job.parent_id`), so cancelling the study cancels them.
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from curation.mixture.models import DosingPlan
+from curation.mixture.models import MAX_REPEATS_LIMIT, DosingPlan
 from service.ids import new_id
 from service.models import Job, JobState, Mixture, Study, Verification
 from service.problems import Problem, not_found
@@ -22,10 +22,6 @@ from service.store import mixtures, verifications
 from service.store.jobs import AfterCommit, start_job
 
 BASELINE = "baseline"
-NOT_YET = {
-    "repetition": "repetition studies need mixtures drawn from a fixed pool of unique "
-    "instances (`pool_size` in a mixture's plan), which skillmix cannot build yet",
-}
 
 
 def query(project_id: str) -> Select[Study]:
@@ -50,10 +46,8 @@ def _label(value: float) -> str:
 
 
 def design_points(kind: str, design: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Arm name -> the point it measures and its dose target, from a study's design. 422
-    for a kind or design this version cannot run."""
-    if kind in NOT_YET:
-        raise Problem(422, "study-unavailable", "Study kind not available", NOT_YET[kind])
+    """Arm name -> the point it measures and its dose target (and pool), from a study's
+    design. 422 for a design this version cannot run."""
     if design.get("adaptive"):
         raise Problem(
             422,
@@ -68,6 +62,8 @@ def design_points(kind: str, design: dict[str, Any]) -> dict[str, dict[str, Any]
             raise Problem(422, "validation-error", "No doses", "Give design.doses, e.g. "
                           "[0.5, 1, 2, 4, 8] (instances per batch).")  # fmt: skip
         return {_label(d): {"dose": d, "target": {"per_batch": d}} for d in sorted(set(doses))}
+    if kind == "repetition":
+        return _pool_points(design)
     schedules = design.get("schedules")
     if not schedules or design.get("dose") is None:
         raise Problem(422, "validation-error", "No schedules", "A spacing study needs "
@@ -89,6 +85,44 @@ def design_points(kind: str, design: dict[str, Any]) -> dict[str, dict[str, Any]
     return out
 
 
+def _pool_points(design: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A repetition study: one point per pool size at the design's fixed dose; null is
+    fresh instances (the whole train split)."""
+    pools, dose = design.get("pool_sizes"), design.get("dose")
+    if not pools or dose is None:
+        raise Problem(
+            422,
+            "validation-error",
+            "No pool sizes",
+            "A repetition study needs design.dose (instances per batch, the same at every "
+            "point) and design.pool_sizes, e.g. [null, 400, 40, 4] (null: fresh instances).",
+        )
+    twice = sorted({"null" if p is None else str(p) for p in pools if pools.count(p) > 1})
+    if twice:
+        raise Problem(
+            422,
+            "validation-error",
+            "Pool size given twice",
+            f"design.pool_sizes lists {', '.join(twice)} more than once; each pool size is "
+            "one point of the study.",
+        )
+    out = {}
+    for pool in sorted(pools, key=lambda p: -1 if p is None else p):
+        arm = "fresh" if pool is None else f"pool_{pool}"
+        out[arm] = {"pool_size": pool, "dose": dose, "target": {"per_batch": dose}}
+    return out
+
+
+def _skill_dose(point: dict[str, Any]) -> dict[str, Any]:
+    """A point's dose of each skill: synthesized, from its pool when it has one."""
+    dose: dict[str, Any] = {"target": point["target"], "source": "synthesize"}
+    if point.get("pool_size") is not None:
+        # The pool is the limit being studied: the cap must not refuse what it implies
+        # (fresh first keeps every pool instance within one copy of the others).
+        dose |= {"pool_size": point["pool_size"], "max_repeats": MAX_REPEATS_LIMIT}
+    return dose
+
+
 def start_study(
     session: Session, project_id: str, settings: Settings, *, params: dict[str, Any]
 ) -> tuple[Study, AfterCommit]:
@@ -102,10 +136,7 @@ def start_study(
     arms: dict[str, str] = {}
     for arm, point in points.items():
         dosing = DosingPlan.model_validate({
-            "skills": {
-                sid: {"target": point["target"], "source": "synthesize"}
-                for sid in params["skill_ids"]
-            },
+            "skills": {sid: _skill_dose(point) for sid in params["skill_ids"]},
             "batch_tokens": params["batch_tokens"],
             "seq_len": params["seq_len"],
             "seed": params["seed"],
@@ -194,6 +225,23 @@ def natural_per_batch(session: Session, study: Study, skill_id: str) -> float:
     return 0.0
 
 
+def pools(session: Session, study: Study, skill_id: str) -> dict[str, dict[str, Any]]:
+    """Per point arm, its pool size and the unique instances its skill could draw from
+    (the pool, or the train split when fresh), from the point mixture's plan."""
+    out = {}
+    for arm, point in study.points.items():
+        if point.get("natural"):
+            continue
+        mixture = session.get(Mixture, point["mixture_id"])
+        assert mixture is not None
+        planned = mixture.plan.get("skills", {}).get(skill_id, {})
+        out[arm] = {
+            "pool_size": planned.get("pool_size"),
+            "unique_available": planned.get("unique_available"),
+        }
+    return out
+
+
 def recommended_mixture(
     session: Session, project_id: str, settings: Settings, *, study_id: str, size: str,
     corpus_id: str, scan_id: str, output_uri: str | None, output_format: str, margin: str,
@@ -210,6 +258,10 @@ def recommended_mixture(
             "Study not finished",
             f"Study {study.id} is {job.state}; apply it once it has succeeded.",
         )
+    if study.kind not in ("dose_response", "size_transfer"):
+        raise Problem(422, "no-recommendation", "No recommendation",
+                      f"Study {study.id} is a {study.kind} study: it compares its points at "
+                      "one dose and recommends none; apply a dose_response study.")  # fmt: skip
     per_skill = job.result.get("skills", {})
     targets = {}
     for sid, body in per_skill.items():

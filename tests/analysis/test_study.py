@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import special
 
 from analysis import plots, study
@@ -66,3 +67,62 @@ def test_size_transfer_needs_two_sizes() -> None:
     runs = study.runs_from_verification(report(), "cmp", 0.0)
     body = study.analyse("size_transfer", runs)
     assert "undetermined" in body["transfer"]
+
+
+POOLS = {"fresh": None, "pool_400": 400, "pool_40": 40, "pool_4": 4}
+
+
+def repetition_report(seeds: int = 6) -> dict:
+    """2 per batch over 1,000 batches: 2,000 placements, fresh (train split 5,000) or from a
+    pool; the seen readout rises and the held-out one falls as the pool shrinks."""
+    rng = np.random.default_rng(5)
+    runs = []
+    for arm, pool in {**POOLS, "baseline": 0}.items():
+        copies = 2000 / min(2000, pool or 5000) if arm != "baseline" else 0
+        memory = 0.04 * np.log2(copies) if copies else 0.0
+        for seed in range(seeds):
+            scores = {"heldout_forced_choice": 0.9 - memory + rng.normal(0, 0.01)}
+            if arm != "baseline":
+                scores["seen_forced_choice"] = 0.9 + memory + rng.normal(0, 0.01)
+            runs.append({
+                "arm": arm, "size": "nano", "seed": seed,
+                "final": {"skills": {"cmp": scores},
+                          "general_loss": 2.3 + 0.01 * seed + 0.002 * np.log2(max(copies, 1))},
+            })  # fmt: skip
+    arms = {a: {"placed_per_batch": {"cmp": 2.0}, "placed_instances": {"cmp": 2000}}
+            for a in POOLS}  # fmt: skip
+    arms["baseline"] = {"placed_per_batch": {"cmp": 0.0}, "placed_instances": {"cmp": 0}}
+    return {
+        "runs": runs,
+        "arms": arms,
+        "settings": {"thresholds": {"cmp": {"threshold": 0.75, "metric": "forced_choice"}}},
+    }
+
+
+def test_repetition_study_reads_pools_copies_and_seen_readouts() -> None:
+    pools = {a: {"pool_size": p, "unique_available": p or 5000} for a, p in POOLS.items()}
+    runs = study.runs_from_verification(repetition_report(), "cmp", 0.0, pools=pools)
+    by_arm = {r.arm: r for r in runs}
+    assert by_arm["pool_4"].copies == 500 and by_arm["pool_400"].copies == 5
+    assert by_arm["fresh"].copies == 1 and by_arm["fresh"].pool_size is None
+    assert by_arm["baseline"].copies is None and by_arm["baseline"].seen_readout is None
+    body = study.analyse("repetition", runs, baseline="baseline")
+    assert [(p["pool_size"], p["copies"]) for p in body["points"]] == [
+        (None, 1.0), (4, 500.0), (40, 50.0), (400, 5.0)
+    ]  # fmt: skip
+    assert body["points"][1]["seen_readout"] > body["points"][1]["readout"]
+    assert [p["arms"] for p in body["baseline"]] == [["baseline"]]
+    trend = body["trend"]["nano"]
+    assert [row["pool_size"] for row in trend["points"]] == [None, 400, 40, 4]  # by copies
+    assert trend["heldout_trend"]["slope"] == pytest.approx(-0.04, abs=0.01)
+    assert trend["gap_trend"]["slope"] == pytest.approx(0.08, abs=0.01)
+    loss = trend["points"][3]["loss_vs_baseline"]  # 0.002 x log2(500): paired, exact
+    assert loss["mean"] == pytest.approx(0.002 * np.log2(500)) and loss["n_pairs"] == 6
+    assert loss["within_2sd"] is True  # the seeds' own spread (0.01 a seed) is wider
+
+
+def test_repetition_plot(tmp_path: Path) -> None:
+    pools = {a: {"pool_size": p, "unique_available": p or 5000} for a, p in POOLS.items()}
+    runs = study.runs_from_verification(repetition_report(), "cmp", 0.0, pools=pools)
+    (path,) = plots.repetition(runs, tmp_path, "cmp")
+    assert path.name == "repetition_nano.png" and path.stat().st_size > 10_000

@@ -81,3 +81,24 @@ def test_repetition_pairs_by_seed_and_trends_the_gap() -> None:
     out = trends.repetition(points)
     assert out["gap_trend"]["slope"] == pytest.approx(0.05, abs=0.01)
     assert out["points"][3]["loss_vs_baseline"]["n_pairs"] == 6
+
+
+def test_repetition_reads_the_honest_null_and_what_it_cannot_pair() -> None:
+    base = {0: 2.30, 1: 2.31, 2: 2.29}
+    costly = {s: loss + 0.2 for s, loss in base.items()}  # far beyond 2 SD of the baseline
+    points = [
+        {"pool_size": 4, "copies": 500.0, "loss": costly, "baseline_loss": base,
+         "seen": {0: 0.99, 1: 0.98, 2: 0.97}, "heldout": {0: 0.6, 1: 0.62, 2: 0.58}},
+        {"pool_size": None, "copies": 1.0, "loss": {}, "baseline_loss": base,
+         "seen": {0: 0.9}, "heldout": {0: 0.9, 1: 0.91, 2: 0.89}},
+    ]  # fmt: skip
+    out = trends.repetition(points)
+    pooled, fresh = out["points"]
+    assert pooled["loss_vs_baseline"]["mean"] == pytest.approx(0.2)
+    assert pooled["loss_vs_baseline"]["baseline_sd"] == pytest.approx(0.01)
+    assert pooled["loss_vs_baseline"]["within_2sd"] is False
+    assert "two or more seeds" in fresh["loss_vs_baseline"]["undetermined"]
+    assert "seen_minus_heldout" not in fresh  # one seed with both readouts: no interval
+    held = trends.linear_trend([math.log2(500)] * 3 + [0.0] * 3, [0.6, 0.62, 0.58, 0.9, 0.91, 0.89])
+    assert out["heldout_trend"]["slope"] == pytest.approx(held["slope"])
+    assert "undetermined" in out["gap_trend"]  # the gap is known at one number of copies only

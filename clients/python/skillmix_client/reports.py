@@ -295,6 +295,7 @@ class PlannedSkill(Report):
     inserted_tokens: float | None = None
     natural: NaturalFrequency | None = None
     placement_stream: str | None = None
+    pool_size: int | None = None
 
 
 class PlanCorpus(Report):
@@ -421,6 +422,8 @@ class AuditPerBatch(Report):
 class AuditPlaced(Report):
     placements: int | None = None
     instances: int | None = None
+    unique_instances: int | None = None
+    copies_per_unique: CopiesPerUnique | None = None
     per_batch: AuditPerBatch | None = None
 
 

@@ -177,12 +177,18 @@ def test_same_plan_and_seed_give_byte_identical_output(scanned):
     assert a["tokens-00000.bin"] != b["tokens-00000.bin"] and len(a) == len(b)
 
 
-def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
+class Killed(Exception):
+    pass
+
+
+def kill_after_third_shard(fraction, message):
+    if message.startswith("wrote shard 3 "):
+        raise Killed
+
+
+def runner(scanned, doses):
+    """build_mixture of one plan into a given folder, 8 batches a shard."""
     root, source, report = scanned
-    doses = {
-        "tp": {"target": {"per_batch": 2}},
-        "cmp": {"target": {"per_batch": 0.5}, "source": "repeat"},
-    }
     plan = plan_mixture(report, SKILLS, DosingPlan(batch_tokens=BATCH, seq_len=SEQ, skills=doses))
 
     def run(out, progress=None):
@@ -191,13 +197,16 @@ def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
             plots=False,
         )  # fmt: skip
 
-    class Killed(Exception):
-        pass
+    return run
 
-    def kill_after_third_shard(fraction, message):
-        if message.startswith("wrote shard 3 "):
-            raise Killed
 
+def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
+    root = scanned[0]
+    doses = {
+        "tp": {"target": {"per_batch": 2}},
+        "cmp": {"target": {"per_batch": 0.5}, "source": "repeat"},
+    }
+    run = runner(scanned, doses)
     whole, cut = f"{root}/resume-whole", f"{root}/resume-cut"
     run(whole)
     with pytest.raises(Killed):
@@ -234,6 +243,43 @@ def test_resume_after_an_interrupted_build_ends_byte_identical(scanned):
     assert any(isinstance(o, dict) for o in outcomes), outcomes
     assert all(isinstance(o, dict | FileNotFoundError) for o in outcomes), outcomes
     assert not differences(both, whole) and not glob.glob(f"{both}/*.tmp")
+
+
+def test_a_pooled_skill_places_its_pool_deterministically_and_resumes(scanned):
+    root = scanned[0]
+    doses = {"tp": {"target": {"per_batch": 2}, "pool_size": 6, "max_repeats": 26}}
+    run = runner(scanned, doses)
+    whole, again, cut = (f"{root}/pool-{name}" for name in ("whole", "again", "cut"))
+    result = run(whole)
+    rows = jsonl(f"{whole}/instances.jsonl")
+    # 156 placements over a pool of 6: each instance 26 times, none of the other 169
+    assert len(rows) == 6 and sorted(r["count"] for r in rows) == [26] * 6
+    train = {i.key for i in SkillGenerator(TP).instances("train")}
+    assert {r["key"] for r in rows} <= train
+    per_key = Counter(key for line in composition(whole) for key in line["skills"]["tp"]["keys"])
+    assert per_key == {r["key"]: r["count"] for r in rows}
+    assert result["manifest"]["plan"]["skills"]["tp"]["pool_size"] == 6
+    placed = result["audit"]["skills"]["tp"]["placed"]  # re-measured from the tokens
+    assert result["audit"]["skills"]["tp"]["passed"]
+    assert placed["unique_instances"] == 6
+    assert placed["copies_per_unique"] == {"mean": 26.0, "max": 26}
+    run(again)
+    assert data_files(again) == data_files(whole)
+    with pytest.raises(Killed):
+        run(cut, kill_after_third_shard)
+    run(cut)
+    assert data_files(cut) == data_files(whole)
+    # Another seed draws another pool of the same size.
+    _, other = build(scanned, "pool-seed", seed=1, **doses)
+    keys = {r["key"] for r in jsonl(f"{root}/pool-seed/instances.jsonl")}
+    assert len(keys) == 6 and keys != set(per_key)
+    assert other["audit"]["skills"]["tp"]["placed"]["unique_instances"] == 6
+    # The audit holds the pool to its size: a manifest that claims a smaller pool fails.
+    manifest = json.loads(Path(f"{again}/manifest.json").read_text())
+    manifest["plan"]["skills"]["tp"]["pool_size"] = 3
+    Path(f"{again}/manifest.json").write_text(json.dumps(manifest))
+    audit = audit_mixture(again, SKILLS, plots=False)
+    assert audit["skills"]["tp"]["problems"] == ["6 unique instances placed, pool_size=3"]
 
 
 def test_audit_reports_a_damaged_mixture_and_build_raises_on_a_failed_audit(scanned, monkeypatch):

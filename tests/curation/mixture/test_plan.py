@@ -95,6 +95,42 @@ def test_synthesize_beyond_the_train_split_is_refused():
         plan_mixture(scan({"small": (0, 0)}), [small], dosing(small={"target": {"per_batch": 1}}))
 
 
+def test_a_pool_is_what_the_plan_counts_with():
+    plan = plan_mixture(scan(), SKILLS, dosing(tp={"target": {"per_batch": 2}, "pool_size": 8,
+                                                   "max_repeats": 40}))  # fmt: skip
+    tp = plan.to_dict()["skills"]["tp"]
+    assert tp["pool_size"] == 8 and tp["placements"] == 244
+    assert (tp["unique_available"], tp["capacity"], tp["unique_used"]) == (8, 320, 8)
+    assert tp["copies_per_unique"] == {"mean": 244 / 8, "max": 31}
+    # 30 or 31 copies of each of 8 instances: the danger-zone warning says so, with the numbers
+    [exposures] = [w for w in plan.warnings if w["kind"] == "repeated_exposures"]
+    assert exposures["unique_instances"] == 8 and exposures["value"] == pytest.approx(30.5)
+    # A plan without a pool reads as it always did: no pool_size key.
+    fresh = plan_mixture(scan(), SKILLS, dosing(tp={"target": {"per_batch": 2}}))
+    assert "pool_size" not in fresh.to_dict()["skills"]["tp"]
+
+
+def test_a_pool_too_small_for_the_placements_names_the_numbers():
+    plan = dosing(tp={"target": {"per_batch": 2}, "pool_size": 8, "max_repeats": 4})
+    with pytest.raises(PlanError) as caught:
+        plan_mixture(scan(), SKILLS, plan)
+    assert str(caught.value) == (
+        "skill 'token pairs': a pool of pool_size=8 unique instances; 244 placements at "
+        "max_repeats=4 can place at most 32; raise max_repeats to at least 31, raise "
+        "pool_size to at least 61, or lower the target"
+    )
+
+
+def test_a_pool_larger_than_the_train_split_is_refused():
+    plan = dosing(tp={"target": {"per_batch": 1}, "pool_size": 176})
+    with pytest.raises(PlanError, match=r"pool_size=176 is larger than the generator's train "
+                       r"split \(175 instances\)"):  # fmt: skip
+        plan_mixture(scan(), SKILLS, plan)
+    auto = dosing(date={"target": {"per_batch": 0.1}, "pool_size": 2})  # auto -> repeat
+    with pytest.raises(PlanError, match="has no generator .* drop pool_size"):
+        plan_mixture(scan(), SKILLS, auto)
+
+
 @pytest.mark.parametrize(
     ("plan", "skills", "report", "message"),
     [
@@ -180,6 +216,11 @@ def test_other_warnings():
         ({"target": {"every": {"n": 2, "k": 5}}, "spacing": "random"}, "fixes the spacing"),
         ({"target": {"per_batch": 1}, "repeats": 3}, "Extra inputs are not permitted"),
         ({"target": {"fraction": 1.5}}, "less than 1"),
+        ({"target": {"per_batch": 1}, "pool_size": 0}, "greater than or equal to 1"),
+        (
+            {"target": {"per_batch": 1}, "source": "repeat", "pool_size": 4},
+            "needs source=synthesize",
+        ),
     ],
 )
 def test_model_validation_messages(dose, message):

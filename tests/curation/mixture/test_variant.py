@@ -166,3 +166,13 @@ def test_a_seed_that_overfills_a_batch_is_a_plan_error(stored):
     recorded["plan"]["skills"]["first-tp"]["per_batch"] = 14.0  # random: some batch > 16
     with pytest.raises(PlanError, match="sequences"):
         plan_from_manifest(recorded, 5)
+
+
+def test_a_pooled_plan_keeps_its_pool_size_in_every_variant(stored):
+    recorded = manifest(stored)
+    recorded["plan"]["skills"]["first-cmp"]["pool_size"] = 40
+    again = plan_from_manifest(recorded, 5)
+    assert again.dosing.skills["first-cmp"].pool_size == 40  # what the build draws with
+    assert again.skills["first-cmp"].pool_size == 40
+    assert again.to_dict()["skills"]["first-cmp"]["pool_size"] == 40
+    assert "pool_size" not in again.to_dict()["skills"]["first-tp"]

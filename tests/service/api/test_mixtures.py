@@ -72,6 +72,11 @@ def test_infeasible_plans_and_bad_outputs_are_4xx(
     r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=too_much))
     assert r.status_code == 422 and r.json()["type"].endswith("plan-infeasible"), r.text
     assert "max_repeats" in r.json()["detail"]
+    small_pool = {sid: {"target": {"per_batch": 2}, "pool_size": 2, "max_repeats": 3}}
+    r = client.post("/v1/mixtures", headers=auth(key_a), json=body(scanned, plan=small_pool))
+    assert r.status_code == 422 and r.json()["type"].endswith("plan-infeasible"), r.text
+    assert "a pool of pool_size=2 unique instances" in r.json()["detail"]
+    assert "can place at most 6; raise max_repeats to at least" in r.json()["detail"]
     r = client.post(
         "/v1/mixtures",
         headers=auth(key_a),

@@ -81,6 +81,69 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
     assert [s["id"] for s in listed["data"]] == [study["id"]]
 
 
+def test_a_repetition_study_draws_each_point_from_its_pool(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
+    refresh_settings()
+    sid = scanned["skill"]["id"]
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    # The study's own shape (16 sequences of 64 a batch): its evaluations cost a quarter of
+    # 256-token rows'. Seeds vary the initial weights only: no mixture variants to build.
+    body = study_body(scanned, kind="repetition", design={"dose": 2, "pool_sizes": [4, None]},
+                      seed_scope="init", batch_tokens=1024, seq_len=64,
+                      token_budget=4 * 1024, eval_every=4)  # fmt: skip
+    r = client.post("/v1/studies", headers=auth(key_a), json=body)
+    assert r.status_code == 202, r.text
+    study = r.json()
+    assert set(study["points"]) == {"fresh", "pool_4", "baseline"}
+    assert study["points"]["pool_4"]["pool_size"] == 4
+    assert study["points"]["fresh"]["pool_size"] is None
+    for arm, point in study["points"].items():
+        mixture = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
+        assert runner.execute(mixture["job"]["id"]) == "succeeded"
+        if arm == "baseline":
+            continue
+        planned = mixture["plan"]["skills"][sid]
+        assert planned["target"] == {"per_batch": 2} and planned["source"] == "synthesize"
+        done = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
+        placed = done["audit"]["skills"][sid]["placed"]
+        if arm == "pool_4":  # every placement is one of the same 4 instances
+            assert planned["pool_size"] == 4 and planned["unique_available"] == 4
+            assert placed["unique_instances"] == 4
+            assert placed["copies_per_unique"]["mean"] == planned["placements"] / 4
+        else:
+            assert "pool_size" not in planned and placed["unique_instances"] > 4
+    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
+    assert runner.execute(study["job"]["id"]) == "succeeded"
+    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    report = done["report"]["skills"][sid]
+    # 4 steps at 2 a batch: 8 placements, all fresh, or 2 copies of each of the pool's 4
+    assert [(p["pool_size"], p["copies"], p["n_seeds"]) for p in report["points"]] == [
+        (None, 1.0, 2), (4, 2.0, 2)
+    ]  # fmt: skip
+    assert all(p["seen_readout"] is not None for p in report["points"])
+    assert report["baseline"][0]["n_seeds"] == 2
+    trend = report["trend"]["nano"]
+    for row in trend["points"]:
+        assert row["loss_vs_baseline"]["n_pairs"] == 2  # general loss, paired by seed
+        assert row["seen_minus_heldout"]["n_pairs"] == 2
+    assert "slope" in trend["heldout_trend"] and "slope" in trend["gap_trend"]
+    names = {a["name"] for a in done["job"]["artifacts"]}
+    assert any(n.endswith("repetition_nano.png") for n in names)
+    apply = client.post(
+        f"/v1/studies/{study['id']}/apply",
+        headers=auth(key_a),
+        json={"size": "nano", "corpus_id": scanned["corpus"]["id"],
+              "scan_id": scanned["scan"]["id"]},
+    )  # fmt: skip
+    assert apply.status_code == 422 and "recommends none" in apply.json()["detail"]
+
+
 def test_cancelling_a_study_cancels_its_children(
     client: TestClient,
     key_a: str,
@@ -106,19 +169,30 @@ def test_bad_designs_are_refused_with_a_reason(
 ) -> None:
     assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
     cases = [
-        ({"design": {"doses": [1]}}, 422, "validation-error"),
-        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [None, 40]}}, 422,
-         "study-unavailable"),
-        ({"design": {"adaptive": {"min": 0.25, "max": 16}}}, 422, "study-unavailable"),
+        ({"design": {"doses": [1]}}, 422, "validation-error", ""),
+        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": []}}, 422,
+         "validation-error", "at least 2 items"),
+        ({"kind": "repetition", "design": {"dose": 0, "pool_sizes": [None, 40]}}, 422,
+         "validation-error", "greater than 0"),
+        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [None, 0]}}, 422,
+         "validation-error", "pool_sizes.1: Input should be greater than or equal to 1"),
+        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [40, None, 40]}}, 422,
+         "validation-error", "lists 40 more than once"),
+        ({"kind": "repetition", "design": {"pool_sizes": [None, 40]}}, 422,
+         "validation-error", "needs design.dose"),
+        ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [None, 10**7]}}, 422,
+         "plan-infeasible", "pool_size=10,000,000 is larger than the generator's train split"),
+        ({"design": {"adaptive": {"min": 0.25, "max": 16}}}, 422, "study-unavailable", ""),
         ({"kind": "spacing", "design": {"dose": 2, "schedules": [{"n": 2, "k": 1},
                                                                   {"n": 3, "k": 2}]}},
-         422, "validation-error"),
-        ({"sizes": ["gigantic"]}, 422, "validation-error"),
-        ({"skill_ids": ["skill_nope"]}, 422, "skill-not-scanned"),
+         422, "validation-error", ""),
+        ({"sizes": ["gigantic"]}, 422, "validation-error", ""),
+        ({"skill_ids": ["skill_nope"]}, 422, "skill-not-scanned", ""),
     ]  # fmt: skip
-    for extra, status, slug in cases:
+    for extra, status, slug, says in cases:
         r = client.post("/v1/studies", headers=auth(key_a), json=study_body(scanned, **extra))
         assert r.status_code == status, (extra, r.text)
         assert r.json()["type"].endswith(slug), (extra, r.text)
+        assert says in r.json()["detail"], (extra, r.text)
     # nothing was left behind by the refused creates
     assert client.get("/v1/studies", headers=auth(key_a)).json()["data"] == []

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from skillmix_client.cli._runs import result_table
-from skillmix_client.types import Mixture, Verification
+from skillmix_client.cli._studies import parse_pool_sizes, study_table
+from skillmix_client.types import Mixture, Study, Verification
 from typer.testing import CliRunner
 
 from curation.synthetic_corpus import Plant, generate_corpus
@@ -156,3 +157,28 @@ def test_result_tables_name_the_skills() -> None:
         console.print(result_table(resource))
         text = console.export_text()
         assert "compare" in text and "skill_01abc" not in text, text
+
+
+def test_a_repetition_study_from_the_command_line() -> None:
+    """`--pool-sizes fresh,400,40,4` is the design's pool_sizes; a bad one is a usage error
+    (exit 2) before any request; the result table reads per pool."""
+    assert parse_pool_sizes("fresh,400, 40,null") == [None, 400, 40, None]
+    base = ["study", "--kind", "repetition", "--skill", "s", "--corpus", "c", "--scan", "x"]
+    nowhere = {"SKILLMIX_BASE_URL": "http://127.0.0.1:9", "SKILLMIX_API_KEY": "sk_x"}
+    code, out = run(nowhere, *base, "--pool-sizes", "fresh,4")
+    assert code == 2 and "--dose and --pool-sizes" in out
+    code, out = run(nowhere, *base, "--dose", "2", "--pool-sizes", "fresh,few")
+    assert code == 2 and "'few' is neither" in out
+    loss = {"mean": 0.01, "ci95": [0.0, 0.02], "n_pairs": 8}
+    report = {"skills": {"skill_01abc": {
+        "points": [{"pool_size": None, "size": "nano", "readout": 0.9, "seen_readout": 0.91},
+                   {"pool_size": 4, "size": "nano", "readout": 0.6, "seen_readout": 0.99}],
+        "trend": {"nano": {"points": [
+            {"pool_size": None, "copies": 1.0, "loss_vs_baseline": loss},
+            {"pool_size": 4, "copies": 2000.0, "loss_vs_baseline": loss}]}},
+    }}}  # fmt: skip
+    skills = [{"id": "skill_01abc", "version": 1, "name": "compare"}]
+    console = Console(record=True, width=200)
+    console.print(study_table(Study(id="stu_1", kind="repetition", skills=skills, report=report)))
+    text = console.export_text()
+    assert "compare" in text and "fresh" in text and "2e+03" in text and "0.01 [0, 0.02]" in text

@@ -32,10 +32,39 @@ def _num(x: Any) -> str:
     return "" if x is None else f"{x:.3g}"
 
 
+def _interval(value: Any) -> str:
+    if not isinstance(value, dict) or "mean" not in value:
+        return ""
+    low, high = value.get("ci95", [None, None])
+    return f"{_num(value['mean'])} [{_num(low)}, {_num(high)}]"
+
+
+def repetition_table(study: Any) -> Table:
+    """Per skill, size and pool: copies per instance, held-out and seen readouts, and the
+    general loss minus the baseline's on the same seed."""
+    names = {s["id"]: s.get("name", s["id"]) for s in study.skills}
+    rows = []
+    for sid, body in study.report["skills"].items():
+        for size, trend in body.get("trend", {}).items():
+            points = {p["pool_size"]: p for p in body.get("points", []) if p["size"] == size}
+            for row in trend.get("points", []):
+                point = points.get(row["pool_size"], {})
+                rows.append([
+                    names.get(sid, sid), size,
+                    "fresh" if row["pool_size"] is None else str(row["pool_size"]),
+                    _num(row.get("copies")), _num(point.get("readout")),
+                    _num(point.get("seen_readout")), _interval(row.get("loss_vs_baseline")),
+                ])  # fmt: skip
+    columns = ["skill", "size", "pool", "copies", "held-out", "seen", "loss - baseline [95% CI]"]
+    return rows_table(f"study {study.id}", columns, rows)
+
+
 def study_table(study: Any) -> Table:
     """Per skill and size: the recommendation (or why there is none) and the fit."""
     if not study.report:
         return rows_table("study", ["id", "state"], [[study.id, study.job.state]])
+    if study.kind == "repetition":
+        return repetition_table(study)
     names = {s["id"]: s.get("name", s["id"]) for s in study.skills}
     rows = []
     for sid, body in study.report["skills"].items():
@@ -51,18 +80,41 @@ def study_table(study: Any) -> Table:
     return rows_table(f"study {study.id}", ["skill", "size", "ED50 [95% CI]", "answer"], rows)
 
 
+def parse_pool_sizes(text: str) -> list[int | None]:
+    """`fresh,400,40,4` -> [None, 400, 40, 4] (`fresh` or `null`: no pool)."""
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() in ("fresh", "null", "none"):
+            out.append(None)
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise typer.BadParameter(
+                f"--pool-sizes: {part!r} is neither a number of instances nor fresh"
+            )
+    return out
+
+
 @study_app.callback()
 def study_create(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Option(help="dose_response, spacing or size_transfer.")] = "",
+    kind: Annotated[
+        str, typer.Option(help="dose_response, spacing, repetition or size_transfer.")
+    ] = "",
     skill: Annotated[list[str] | None, typer.Option("--skill", help="Skill (repeatable).")] = None,
     corpus: Annotated[str, typer.Option(help="Corpus id.")] = "",
     scan: Annotated[str, typer.Option(help="A succeeded scan of the corpus.")] = "",
     doses: Annotated[str, typer.Option(help="Instances per batch, e.g. 0.5,1,2,4,8.")] = "",
-    dose: Annotated[float | None, typer.Option(help="Spacing: the fixed dose.")] = None,
+    dose: Annotated[float | None, typer.Option(help="Spacing, repetition: the fixed dose.")] = None,
     every: Annotated[
         list[str] | None, typer.Option(help="Spacing: a schedule N/K (repeatable), e.g. 8/4.")
     ] = None,
+    pool_sizes: Annotated[
+        str,
+        typer.Option(
+            help="Repetition: unique instances per pool, fresh for none, e.g. fresh,400,40,4."
+        ),
+    ] = "",  # fmt: skip
     size: Annotated[list[str] | None, typer.Option(help="Model size (repeatable).")] = None,
     seeds_per_point: int = 8,
     token_budget: int | None = None,
@@ -73,7 +125,8 @@ def study_create(
     api_key: ApiKey = None,
 ) -> None:
     """Start a study: `skillmix study --kind dose_response --skill NAME --corpus ID --scan ID
-    --doses 0.5,1,2,4,8 --wait`."""
+    --doses 0.5,1,2,4,8 --wait` (spacing: `--dose 2 --every 2/1 --every 8/4`; repetition:
+    `--dose 2 --pool-sizes fresh,400,40,4`)."""
     if ctx.invoked_subcommand is not None:
         return
     if not (kind and skill and corpus and scan):
@@ -86,6 +139,12 @@ def study_create(
             "dose": dose,
             "schedules": [{"n": int(n), "k": int(k)} for n, k in pairs],
         }
+    elif kind == "repetition":
+        if dose is None or not pool_sizes:
+            raise typer.BadParameter(
+                "a repetition study needs --dose and --pool-sizes, e.g. fresh,400,40,4"
+            )
+        design = {"dose": dose, "pool_sizes": parse_pool_sizes(pool_sizes)}
     else:
         if not doses:
             raise typer.BadParameter("give --doses, e.g. 0.5,1,2,4,8")

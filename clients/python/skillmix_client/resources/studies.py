@@ -1,7 +1,8 @@
 """Studies: the smallest dose (dose_response), the widest spacing (spacing), the threshold
-across sizes (size_transfer) at which a model keeps a skill. A study builds its point
-mixtures and one verification as child resources, then analyses the runs; `apply` builds
-the production mixture at the recommended dose."""
+across sizes (size_transfer) at which a model keeps a skill, and what a small repeated pool
+of instances costs (repetition). A study builds its point mixtures and one verification as
+child resources, then analyses the runs; `apply` builds the production mixture at the
+recommended dose."""
 
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ def create(
     idempotency_key: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> APICall[Study]:
-    """Start a study. `kind`: dose_response, spacing, size_transfer; `design`:
-    `{"doses": [0.5, 1, 2, 4, 8]}` or, for spacing, `{"dose": 2, "schedules": [{"n": 2,
-    "k": 1}, {"n": 8, "k": 4}]}`."""
+    """Start a study. `kind`: dose_response, spacing, repetition, size_transfer; `design`:
+    `{"doses": [0.5, 1, 2, 4, 8]}`, for spacing `{"dose": 2, "schedules": [{"n": 2,
+    "k": 1}, {"n": 8, "k": 4}]}`, for repetition `{"dose": 2, "pool_sizes": [None, 400, 40,
+    4]}` (None: fresh instances)."""
     fields = {
         "kind": kind,
         "skill_ids": list(skill_ids),
