@@ -157,11 +157,24 @@ class MixtureReader:
         batches = (row.get("natural") or {}).get("batches")
         return None if batches is None else [int(b) for b in batches]
 
-    def instances(self, skill_id: str | None = None) -> list[dict[str, Any]]:
-        """instances.jsonl records (every placed instance), optionally of one skill."""
+    def instances(
+        self, skill_id: str | None = None, before_batch: int | None = None
+    ) -> list[dict[str, Any]]:
+        """instances.jsonl records (every placed instance), optionally of one skill, and
+        only those placed in batches 0 .. before_batch-1 when it is given (what a run of
+        that many steps trained on; the mixture's tail is not seen)."""
         path = self.path / INSTANCES
         rows = _read_jsonl(path) if path.exists() else []
-        return [r for r in rows if skill_id is None or r["skill_id"] == skill_id]
+        rows = [r for r in rows if skill_id is None or r["skill_id"] == skill_id]
+        if before_batch is None:
+            return rows
+        placed = {
+            (sid, key)
+            for row in self.composition()[:before_batch]
+            for sid, entry in row["skills"].items()
+            for key in entry.get("keys", [])
+        }
+        return [r for r in rows if (r["skill_id"], r["key"]) in placed]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

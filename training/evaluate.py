@@ -47,7 +47,8 @@ are left out of the label readouts. Readouts are also given per hard stratum
 - mid-row held-out readouts (`heldout_midrow_<readout>`): the same probe sample read
   after a fixed stretch of held-out corpus text, where a natural instance sits (mid-row),
   rather than at position 0 where a placed one does;
-- seen readouts: on a sample of instances.jsonl (placed in this run's mixture):
+- seen readouts: on a sample of the instances placed in the batches this run trains on
+  (instances.jsonl, by the composition's keys; the mixture's held-out tail is left out):
   memorisation; measured on the same sample at every eval, so early evals include
   instances not yet seen;
 - answer loss: mean cross-entropy per answer byte (the end included where required),
@@ -573,7 +574,7 @@ class Evaluator:
                 keys = probe_keys(skill)
                 held = [i for i, key in zip(held, keys, strict=True) if key not in drop]
             held = rng.sample(held, min(spec.n_probe, len(held)))
-            placed = mixture.instances(skill.id)
+            placed = mixture.instances(skill.id, before_batch=n_steps)
             placed = rng.sample(placed, min(spec.n_seen, len(placed)))
             labels[skill.id] = skill_labels(skill)
             if held:

@@ -257,7 +257,7 @@ def _skill_report(
         problems.append(f"{off.size:,} of {n:,} batches differ from the schedule")
     if tally.placed_probes:
         problems.append(f"{tally.placed_probes} placed instances are probe instances")
-    if (pool := plan.get("pool_size")) is not None and len(tally.placed_keys) > pool:
+    if plan and (pool := plan.get("pool_size")) is not None and len(tally.placed_keys) > pool:
         problems.append(f"{len(tally.placed_keys):,} unique instances placed, pool_size={pool:,}")
     placed = np.frombuffer(tally.placed, dtype=np.int64) if tally.placed else np.zeros(0, np.int64)
     natural = np.frombuffer(tally.natural, dtype=np.int64) if tally.natural else np.zeros(0)
