@@ -25,7 +25,7 @@ from curation.synthetic_corpus import Plant, generate_corpus
 from service.auth import create_key
 from service.cli.embedded import embedded_stack
 from service.db import session_scope
-from service.worker.handlers.verification import HELDOUT_TOKENS
+from service.store.verifications import HELDOUT_TOKENS
 
 # The demo's skills, and how rare each is in the generated corpus (one instance in every
 # `every` documents): rare enough that a small model does not learn them by itself.

@@ -131,6 +131,9 @@ def start_study(
     points = design_points(params["kind"], params["design"])
     seeds = list(range(params["seeds_per_point"]))
     verifications.check_grid(params["sizes"], seeds)
+    verifications.check_budget_fits(
+        params.get("token_budget"), params.get("max_batches"), params["batch_tokens"]
+    )
     study_id = new_id("stu")
     hooks: list[AfterCommit] = []
     arms: dict[str, str] = {}

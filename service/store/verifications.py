@@ -18,6 +18,29 @@ from training import verdict
 from training.sizes import SIZES
 
 GEOMETRY = ("batch_tokens", "seq_len")
+HELDOUT_TOKENS = 65_536
+"""The last tokens of a verification's reference mixture, never trained on: the held-out
+text of its general loss (the verification handler's heldout_tail)."""
+
+
+def check_budget_fits(token_budget: int | None, max_batches: int | None, batch_tokens: int) -> None:
+    """422 when a run's token budget cannot fit in front of the held-out tail of a mixture
+    of `max_batches` batches (known before it is built); said now, not by a failed job."""
+    if token_budget is None or max_batches is None:
+        return
+    tail = -(-HELDOUT_TOKENS // batch_tokens)
+    usable = max(0, max_batches - tail) * batch_tokens
+    if token_budget > usable:
+        raise Problem(
+            422,
+            "validation-error",
+            "Token budget too large for the mixtures",
+            f"token_budget {token_budget:,} does not fit in mixtures of max_batches "
+            f"{max_batches:,}: their last {tail:,} batches ({HELDOUT_TOKENS:,} tokens) are "
+            f"held out for the general loss, which leaves {usable:,} tokens to train on; "
+            f"lower token_budget or raise max_batches to at least "
+            f"{tail + -(-token_budget // batch_tokens):,}",
+        )
 
 
 def query(project_id: str) -> Select[Verification]:

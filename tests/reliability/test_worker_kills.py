@@ -386,3 +386,66 @@ def test_a_killed_pool_process_is_replaced_and_its_job_runs_again(stack: Stack) 
     log = stack.log_tails(chars=10**6)
     for error in ("OperationalError", "InterfaceError", "sweep failed"):
         assert error not in log, log
+
+
+# --- a study ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_a_study_survives_a_killed_training_worker(stack: Stack) -> None:
+    """A dose-response study on real workers (one curation, two training): its child
+    mixtures build, its verification's units train, and the training worker holding a
+    checkpointed unit is SIGKILLed mid-run. The unit's lease runs out, another worker
+    resumes it from its checkpoint, and the study still ends with every point's seeds
+    analysed, as a verification does."""
+    corpus_id, skill_id = register(stack, make_corpus("web", docs=120, copies=2))
+    scan = start_scan(stack, corpus_id, skill_id)
+    assert runner.execute(scan["job"]["id"]) == "succeeded"
+    r = stack.client.post(
+        "/v1/studies",
+        json={
+            "kind": "dose_response", "skill_ids": [skill_id], "corpus_id": corpus_id,
+            "scan_id": scan["id"], "sizes": ["nano"], "seeds_per_point": 2,
+            "seed_scope": "init", "batch_tokens": 1024, "seq_len": 64, "max_batches": 200,
+            "token_budget": 48 * 1024, "eval_every": 24, "checkpoint_every": 6,
+            "device": "cpu", "design": {"doses": [1, 4]},
+        },
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+    study = r.json()
+    ver_id = study["verification_id"]
+    ver_job = stack.client.get(f"/v1/verifications/{ver_id}").json()["job"]["id"]
+    stack.worker("curation")
+    workers = [stack.worker("training") for _ in range(2)]
+    work = get_settings().work_dir / ver_job
+
+    def checkpointed_and_held() -> dict[str, int]:
+        with session_scope() as session:
+            units = {u.id: u for u in training_runs.units_of(session, ver_job)}
+        out = {}
+        for unit_id, pid in held_units(ver_job).items():
+            unit = units[unit_id]
+            run = work / unit.arm / unit.size / str(unit.seeds[0])
+            if (run / "checkpoint.pt").exists() and not (run / "result.json").exists():
+                out[unit_id] = pid
+        return out
+
+    wait_for(lambda: bool(checkpointed_and_held()), 300, "a study's unit mid-way, checkpointed")
+    unit_id, pid = next(iter(checkpointed_and_held().items()))
+    (victim,) = [w for w in workers if os.getpgid(pid) == w.pid]
+    lost = {u for u, p in held_units(ver_job).items() if os.getpgid(p) == victim.pid}
+    kill_group(victim)
+    assert unit_id in lost
+
+    job = stack.wait_final(study["job"]["id"], timeout=400)
+    assert job["state"] == "succeeded", (job, stack.log_tails())
+    ver = stack.client.get(f"/v1/verifications/{ver_id}").json()
+    units = {run["unit"]["id"]: run["unit"] for run in ver["runs"]}
+    assert len(units) == 6 and {u["state"] for u in units.values()} == {"succeeded"}
+    assert {u for u, unit in units.items() if unit["attempts"] > 1} == lost, units
+    done = stack.client.get(f"/v1/studies/{study['id']}").json()
+    body = done["report"]["skills"][skill_id]
+    assert sum(p["n_seeds"] for p in body["points"]) == 6  # 2 doses and the baseline x 2
+    assert sorted(trained_lines(stack)) == sorted(
+        f"{arm}/nano/{seed}" for arm in ("dose_1", "dose_4", "baseline") for seed in (0, 1)
+    )

@@ -28,6 +28,7 @@ from service.db import session_scope
 from service.models import Job, JobState, Mixture, Verification, VerificationRun, utcnow
 from service.settings import Settings, get_settings
 from service.store import skills, training_runs
+from service.store.verifications import HELDOUT_TOKENS
 from service.worker.kinds import Detached, JobContext, JobInterrupted, job_kind
 from service.worker.tracking import VerificationTracker
 from training.events import Event, RunFinished, RunKey, StepDone, describe
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skillmix.verification")
 
-HELDOUT_TOKENS = 65_536
 """General held-out loss is measured on this much of the baseline arm's tail, which no run
 trains on (the token budget stops before it; placed instances push that text out of the
 treatment arms altogether)."""

@@ -187,6 +187,8 @@ def test_bad_designs_are_refused_with_a_reason(
                                                                   {"n": 3, "k": 2}]}},
          422, "validation-error", ""),
         ({"sizes": ["gigantic"]}, 422, "validation-error", ""),
+        ({"max_batches": 20, "token_budget": 8 * 4096}, 422, "validation-error",
+         "raise max_batches to at least 24"),
         ({"skill_ids": ["skill_nope"]}, 422, "skill-not-scanned", ""),
     ]  # fmt: skip
     for extra, status, slug, says in cases:
