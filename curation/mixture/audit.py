@@ -8,8 +8,10 @@ boundary is not seen whole, and is not counted). Positions are token offsets in
 the mixture, so gaps are measured exactly as the model meets them.
 
 A match inside a placement of its own skill (the span from the placement's
-sequence start to its EOS, as listed in composition.jsonl) is *placed*; a
-placement with at least one such match is *verified*. Every other match is
+start to its EOS: its sequence as listed in composition.jsonl, at the sequence's
+`offsets` entry when placements share the row, else at its start) is *placed*; a
+placement with at least one such match is *verified*, so each of several
+placements sharing a row is verified on its own. Every other match is
 *natural*; the audit lists the batches and sequences natural instances lie in, so a
 trainer can tell how long ago a run last met one. A skill passes when (1) its verified
 placements differ from the planned total by at most `tolerance` x planned, (2) at most `tolerance` x
@@ -134,11 +136,13 @@ class _Scanner:
         self.current: list[Any] | None = None  # [skill_id, batch, verified]
 
     def batch(self, b: int, tokens: np.ndarray, composition: dict[str, Any]) -> None:
-        placements = {}
+        placements = {}  # token position where a placement starts -> its skill
         for sid, entry in composition["skills"].items():
             self.tallies[sid].planned[b] = entry["planned"]
             self.tallies[sid].builder[b] = entry["count"]
-            placements.update(dict.fromkeys(entry["sequences"], sid))
+            offsets = entry.get("offsets") or [0] * len(entry["sequences"])
+            for sequence, offset in zip(entry["sequences"], offsets, strict=True):
+                placements[sequence * self.seq_len + offset] = sid
         segments = list(_segments(tokens, self.seq_len, self.eos))
         if self.tokenizer.is_bytes:
             data = tokens.astype(np.uint8).tobytes()
@@ -146,9 +150,7 @@ class _Scanner:
             texts = self.tokenizer.decode_batch([tokens[s:e] for s, e, _ in segments])
         base = b * self.batch_tokens
         for k, (start, end, eos) in enumerate(segments):
-            if start % self.seq_len == 0 and (
-                sid := placements.get((base + start) // self.seq_len)
-            ):
+            if sid := placements.get(base + start):
                 self._close()
                 self.current = [sid, b, False]
             if end > start and self.tokenizer.is_bytes:

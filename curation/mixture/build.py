@@ -100,7 +100,7 @@ def _repeat_pool(
             folder,
             repeat,
             {sid: probe_match_keys(specs[sid]) for sid in repeat if specs[sid].generator},
-            max_tokens=plan.seqs_per_batch // plan.busiest_batch * plan.dosing.seq_len,
+            max_tokens=plan.slot_tokens,
             seq_len=plan.dosing.seq_len,
             tokenizer=plan.tokenizer,
         )

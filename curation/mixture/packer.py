@@ -4,10 +4,12 @@ Pure (documents in, pieces out). Tokens are bytes (ids 0..255) and every
 document ends with EOS = 256. The stream is cut into sequences of `seq_len`.
 
 A placement (a synthesized instance, or a whole repeated document) must start a
-sequence. When it is due, the corpus document in progress is cut exactly at the
-sequence boundary: its head ends the previous sequence without an EOS (as any
-packed document cut by a sequence end), the placement follows with its EOS, and
-the rest of the document continues after it. If the boundary falls inside a
+sequence, or follow other placements that share its row (`put`; a batch with more
+placements than sequences, `schedule.shared_rows`). When it is due, the corpus
+document in progress is cut exactly at the sequence boundary: its head ends the
+previous sequence without an EOS (as any packed document cut by a sequence end),
+the placement follows with its EOS, and the rest of the document continues after
+it (after the placements sharing the row). If the boundary falls inside a
 multi-byte UTF-8 character, the head ends before that character and the 1-3
 tokens left before the boundary are EOS (`padding`), so every text piece is
 valid UTF-8. Nothing else is ever added or dropped, except the corpus tail that
@@ -205,17 +207,27 @@ class Packer:
             self.corpus_tokens += piece.tokens
             yield piece
 
-    def place(self, placement: Placement, target: int) -> Iterator[Piece]:
-        """Corpus up to the first sequence start at or after `target`, then the placement."""
-        next_start = -(-self.pos // self.seq_len) * self.seq_len
-        yield from self.fill(max(target, next_start))
+    def encode(self, placement: Placement) -> Piece:
+        """The placement as a piece (its text, or token ids, then one EOS); not yet placed."""
         text, data = clean(placement.text)
         ids = None
         if not self.tokenizer.is_bytes:
             data, ids = b"", np.asarray(self.tokenizer.encode(text), dtype=self.tokenizer.dtype)
-        piece = Piece(
-            self.pos, data, 1, placement.doc_id, placement.source, placement.skill_id,
+        return Piece(
+            0, data, 1, placement.doc_id, placement.source, placement.skill_id,
             placement.key, text, ids,
         )  # fmt: skip
-        self.pos += piece.tokens
-        yield piece
+
+    def place(self, placement: Placement, target: int) -> Iterator[Piece]:
+        """Corpus up to the first sequence start at or after `target`, then the placement."""
+        yield from self.put([self.encode(placement)], target)
+
+    def put(self, pieces: list[Piece], target: int) -> Iterator[Piece]:
+        """Corpus up to the first sequence start at or after `target`, then `pieces` one after
+        another (placements sharing a row: the caller made sure they fit in it)."""
+        next_start = -(-self.pos // self.seq_len) * self.seq_len
+        yield from self.fill(max(target, next_start))
+        for piece in pieces:
+            piece.start = self.pos
+            self.pos += piece.tokens
+            yield piece

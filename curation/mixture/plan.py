@@ -14,16 +14,26 @@ is converted back to bytes. A Hugging Face tokenizer: the scan must have counted
 same tokenizer (same sha256); its corpus length is then an estimate (the calibrated
 bytes per token), so the mixture is planned TOKEN_MARGIN shorter than the estimate's
 lower bound and the build never runs out of corpus.
+
+Shared rows: a batch with more placements C than sequences S packs them C/S to a row,
+rounded up (`schedule.per_row`), so each placement may take seq_len // that many tokens
+(its share of a row); `check_shared_rows` refuses the plan, with the numbers, when a
+dosed skill's placements are longer than that (a synthesized skill's longest sampled
+instance, a repeated document's instance). The build packs by real lengths
+(`schedule.shared_rows`) and leaves repeated documents longer than the share out of the
+pool (`MixturePlan.slot_tokens`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from curation.mixture import schedule
 from curation.mixture.danger import (
     DANGER_EXPOSURES,
     DANGER_REPEATED_SHARE,
@@ -41,7 +51,7 @@ from curation.mixture.skill_plan import (
 from curation.mixture.tokenizer import BYTES, MixtureTokenizer, load_tokenizer
 from curation.skills.spec import SkillSpec
 
-__all__ = ["MixturePlan", "PlanError", "SkillPlan", "plan_mixture", "seed_int"]
+__all__ = ["MixturePlan", "PlanError", "SkillPlan", "check_shared_rows", "plan_mixture", "seed_int"]
 
 TOKEN_MARGIN = 0.02
 """An hf mixture uses at most (1 - TOKEN_MARGIN) of the corpus' token estimate's lower
@@ -76,6 +86,20 @@ class MixturePlan:
         for counts in self.counts.values():
             totals += counts
         return int(totals.max(initial=0))
+
+    @property
+    def per_row(self) -> int:
+        """Placements sharing one row in the busiest batch (1: each starts its own row)."""
+        return schedule.per_row(self.busiest_batch, self.seqs_per_batch)
+
+    @property
+    def slot_tokens(self) -> int:
+        """Tokens a placement of the busiest batch can take without pushing the next one:
+        its share of the batch's rows, or of a shared row."""
+        busiest = max(1, self.busiest_batch)
+        if busiest <= self.seqs_per_batch:
+            return self.seqs_per_batch // busiest * self.dosing.seq_len
+        return self.dosing.seq_len // self.per_row
 
     def to_dict(self) -> dict[str, Any]:
         inserted = sum(s.inserted_tokens for s in self.skills.values())
@@ -199,17 +223,10 @@ def plan_mixture(
             danger_exposures, danger_repeated_share, tokenizer,
         )  # fmt: skip
         warnings += found
-    seqs = plan.batch_tokens // plan.seq_len
-    total = np.zeros(n_batches, dtype=np.int64)
-    for schedule_counts in counts.values():
-        total += schedule_counts
-    if int(total.max(initial=0)) > seqs:
-        batch = int(total.argmax())
-        raise PlanError(
-            f"batch {batch} would get {int(total[batch])} placements but has only {seqs} "
-            "sequences, and each placement starts its own; lower the targets, raise "
-            "batch_tokens or lower seq_len"
-        )
+    labels = {sid: skill_label(sid, specs[sid].name) for sid in skill_plans}
+    if not check_shared_rows(counts, skill_plans, plan, labels):
+        for sid, skill in skill_plans.items():  # plans that share no row read as before
+            skill_plans[sid] = replace(skill, longest_instance_tokens=None)
     return MixturePlan(
         dosing=plan,
         n_batches=n_batches,
@@ -220,3 +237,49 @@ def plan_mixture(
         corpus_fingerprint=scan_report.get("corpus", {}).get("fingerprint"),
         tokenizer=tokenizer,
     )
+
+
+def _placement_bound(skill: SkillPlan) -> tuple[int, str]:
+    """Tokens a skill's placements take at most (as far as the plan knows), and what that is."""
+    if skill.longest_instance_tokens is not None:
+        return skill.longest_instance_tokens + 1, "its longest sampled instance and EOS"
+    tokens = math.ceil(skill.mean_instance_tokens) + 1
+    if skill.source == "repeat":
+        return tokens, "a repeated document holds at least an instance (mean length) and EOS"
+    return tokens, "its mean instance and EOS"
+
+
+def check_shared_rows(
+    counts: Mapping[str, np.ndarray],
+    skills: Mapping[str, SkillPlan],
+    dosing: DosingPlan,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether some batch has more placements than sequences (so placements share rows);
+    PlanError when a skill placed in such a batch has placements longer than their share
+    of a row, seq_len // ceil(C / S) tokens (`_placement_bound`), naming the numbers."""
+    seqs, seq_len = dosing.batch_tokens // dosing.seq_len, dosing.seq_len
+    n_batches = len(next(iter(counts.values()), ()))
+    total = np.zeros(n_batches, dtype=np.int64)
+    for skill_counts in counts.values():
+        total += skill_counts
+    shared = total > seqs
+    for sid, skill_counts in counts.items():
+        batches = np.flatnonzero(shared & (skill_counts > 0))
+        if not batches.size:
+            continue
+        batch = int(batches[total[batches].argmax()])
+        per_row = schedule.per_row(int(total[batch]), seqs)
+        share = seq_len // per_row
+        tokens, what = _placement_bound(skills[sid])
+        if tokens > share:
+            fit = seq_len // tokens
+            label = (labels or {}).get(sid) or skill_label(sid, None)
+            raise PlanError(
+                f"batch {batch} would get {int(total[batch]):,} placements but has only "
+                f"{seqs:,} sequences of {seq_len:,} tokens: sharing rows, {per_row} to a row, "
+                f"leaves {share:,} tokens a placement, and the placements of {label} take "
+                f"{tokens:,} ({what}), so a row holds {fit} of them and a batch at most "
+                f"{seqs * fit:,}; lower the targets or raise batch_tokens"
+            )
+    return bool(shared.any())

@@ -21,11 +21,18 @@ entry per batch of the mixture.
 
 Inside a batch of S sequences holding C placements, the j-th placement starts
 sequence floor(j·S/C) of the batch (`slot_offsets`): evenly spread, first one at
-the batch's first sequence.
+the batch's first sequence. A batch with more placements than sequences (C > S)
+shares rows (`shared_rows`): its placements, in placing order, fill rows one after
+another (next-fit: one that does not fit in the rest of the row starts the next
+group), never across a row boundary, and the G groups start sequences
+floor(g·S/G) (`slot_offsets` again). `per_row` is the plan's side of
+that rule: how many placements must share a row, hence how many tokens each may
+take.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -105,10 +112,54 @@ def slot_offsets(count: int, seqs_per_batch: int) -> list[int]:
     return [j * seqs_per_batch // count for j in range(count)]
 
 
+def per_row(count: int, seqs_per_batch: int) -> int:
+    """Placements that must share a row for `count` to fit in a batch: ceil(C / S), 1 if fewer."""
+    return max(1, -(-count // seqs_per_batch))
+
+
+def shared_rows(lengths: Sequence[int], seqs_per_batch: int, seq_len: int) -> list[list[int]]:
+    """A batch's placements (token lengths with their EOS, in placing order) grouped into rows.
+
+    One placement per group while they fit one to a row (C <= S: the layout of a batch that
+    shares nothing); otherwise next-fit: each placement joins the current row if it fits in
+    the rest of it, else starts the next group. Raises ValueError when a placement is
+    longer than a row (it could not share one) or the groups need more rows than the batch has.
+    """
+    if len(lengths) <= seqs_per_batch:
+        return [[j] for j in range(len(lengths))]
+    groups: list[list[int]] = []
+    room = 0
+    for j, tokens in enumerate(lengths):
+        if tokens > seq_len:
+            raise ValueError(
+                f"a placement of {tokens} tokens is longer than a row of {seq_len} tokens, "
+                "so it cannot share one"
+            )
+        if tokens > room:
+            groups.append([])
+            room = seq_len
+        groups[-1].append(j)
+        room -= tokens
+    if len(groups) > seqs_per_batch:
+        raise ValueError(
+            f"{len(lengths)} placements of {sum(lengths):,} tokens fill {len(groups)} rows when "
+            f"packed, and the batch has {seqs_per_batch} rows of {seq_len} tokens"
+        )
+    return groups
+
+
 def target_positions(counts: np.ndarray, seqs_per_batch: int, seq_len: int) -> np.ndarray:
-    """Token positions a single-skill mixture places its instances at, for target gap stats."""
+    """Token positions a single-skill mixture places its instances at, for target gap stats.
+
+    A batch that shares rows (more placements than sequences) is taken as its placements
+    spread evenly over the batch's tokens (the real positions depend on their lengths)."""
     starts = []
+    batch_tokens = seqs_per_batch * seq_len
     for batch in np.flatnonzero(counts):
-        base = int(batch) * seqs_per_batch
-        starts += [base + o for o in slot_offsets(int(counts[batch]), seqs_per_batch)]
-    return np.asarray(starts, dtype=np.int64) * seq_len
+        count = int(counts[batch])
+        base = int(batch) * batch_tokens
+        if count > seqs_per_batch:
+            starts += [base + j * batch_tokens // count for j in range(count)]
+        else:
+            starts += [base + o * seq_len for o in slot_offsets(count, seqs_per_batch)]
+    return np.asarray(starts, dtype=np.int64)

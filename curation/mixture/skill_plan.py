@@ -92,11 +92,16 @@ class SkillPlan:
     pool_size: int | None = None
     """synthesize: the fixed pool of unique train instances placements are drawn from
     (then `unique_available`); None: the whole train split."""
+    longest_instance_tokens: int | None = None
+    """synthesize, in a plan whose batches share rows: the longest of the sampled instances
+    (tokens, without EOS), which must fit in a placement's share of a row
+    (`plan.check_shared_rows`); None otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.pool_size is None:  # plans without a pool read as they always did
-            del out["pool_size"]
+        for name in ("pool_size", "longest_instance_tokens"):
+            if out[name] is None:  # plans without them read as they always did
+                del out[name]
         return out
 
 
@@ -140,14 +145,15 @@ def _mean_length(
     stream: str,
     bpt: float,
     tokenizer: MixtureTokenizer = BYTES,
-) -> float:
-    """Mean instance length in tokens; for synthesize, check that the detector sees instances."""
+) -> tuple[float, int | None]:
+    """Mean instance length in tokens, and (synthesize) the longest sampled one; for
+    synthesize, check that the detector sees instances."""
     label = skill_label(sid, spec.name)
     if source == "repeat":
         if not scan.get("instances"):
             fix = "use source=synthesize" if spec.generator else "add a generator to the skill"
             raise PlanError(f"{label}: the corpus has no instance to repeat; {fix}")
-        return scan["instance_tokens"] * bpt / scan["instances"]
+        return scan["instance_tokens"] * bpt / scan["instances"], None
     samples = sample_instances(spec, SAMPLE_INSTANCES, seed=seed_int(seed, "sample", stream))
     matcher = SkillMatcher([spec])
     missed = [i for i in samples if not matcher.find(i.text).get(sid)]
@@ -158,8 +164,10 @@ def _mean_length(
             "see what the build places; fix the detector or the generator's template"
         )
     if tokenizer.is_bytes:
-        return sum(len(i.text.encode()) for i in samples) / len(samples)
-    return sum(len(ids) for ids in tokenizer.encode_batch([i.text for i in samples])) / len(samples)
+        lengths = [len(i.text.encode()) for i in samples]
+    else:
+        lengths = [len(ids) for ids in tokenizer.encode_batch([i.text for i in samples])]
+    return sum(lengths) / len(lengths), max(lengths)
 
 
 def schedule_counts(
@@ -203,7 +211,9 @@ def plan_skill(
             f"{label}: source=synthesize needs a generator, and the skill has none; "
             "add a generator to the skill or use source=repeat"
         )
-    mean = _mean_length(sid, spec, source, scan, plan.seed, stream, scan_scale(corpus), tokenizer)
+    mean, longest = _mean_length(
+        sid, spec, source, scan, plan.seed, stream, scan_scale(corpus), tokenizer
+    )
     target = dose.target
     if target.every is not None:
         rate = target.every.n / target.every.k
@@ -299,6 +309,7 @@ def plan_skill(
         natural=natural,
         placement_stream=stream,
         pool_size=dose.pool_size,
+        longest_instance_tokens=longest,
     )
     return skill_plan, counts, warnings
 

@@ -25,13 +25,11 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from curation.corpus import CorpusSource
 from curation.mixture.build import build_mixture
 from curation.mixture.manifest import read_manifest
 from curation.mixture.models import DosingPlan, SkillDose
-from curation.mixture.plan import MixturePlan, PlanError
+from curation.mixture.plan import MixturePlan, PlanError, check_shared_rows
 from curation.mixture.skill_plan import SkillPlan, schedule_counts, seed_int
 from curation.skills.spec import SkillSpec
 
@@ -71,7 +69,8 @@ def plan_from_manifest(manifest: Mapping[str, Any], seed: int | None = None) -> 
     seed this is the plan it was built from (building it again gives the same bytes).
 
     Raises ValueError for a manifest without a builder's plan (a mixture written by other
-    tools), PlanError when `seed` draws a batch with more placements than sequences."""
+    tools), PlanError when `seed` draws a batch with more placements than even shared rows hold
+    (`check_shared_rows`)."""
     stored = manifest.get("plan")
     if not isinstance(stored, Mapping) or "n_batches" not in stored or "skills" not in stored:
         raise ValueError(
@@ -95,16 +94,10 @@ def plan_from_manifest(manifest: Mapping[str, Any], seed: int | None = None) -> 
         )
         for sid, s in skills.items()
     }
-    seqs = dosing.batch_tokens // dosing.seq_len
-    total = np.zeros(n_batches, dtype=np.int64)
-    for c in counts.values():
-        total += c
-    if int(total.max(initial=0)) > seqs:
-        batch = int(total.argmax())
-        raise PlanError(
-            f"seed {dosing.seed} draws {int(total[batch])} placements into batch {batch}, "
-            f"which has {seqs} sequences; lower the targets or raise batch_tokens"
-        )
+    try:
+        check_shared_rows(counts, skills, dosing)
+    except PlanError as exc:
+        raise PlanError(f"seed {dosing.seed}: {exc}") from None
     return MixturePlan(
         dosing=dosing,
         n_batches=n_batches,

@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from datatrove.data import DocumentsPipeline
@@ -36,7 +36,7 @@ from curation.mixture.format import COMPOSITION, INSTANCES
 from curation.mixture.packer import Packer, Piece
 from curation.mixture.plan import MixturePlan, PlanError
 from curation.mixture.pool import RepeatPool
-from curation.mixture.schedule import slot_offsets
+from curation.mixture.schedule import shared_rows, slot_offsets
 from curation.mixture.shards import ShardWriter, shard_names
 from curation.mixture.state import BuildState, write_jsonl
 from curation.mixture.supply import RepeatSupply, Supply, SynthesizedSupply
@@ -146,20 +146,23 @@ class MixtureWriter(PipelineStep):
         # Skills in stream order before the shuffle, so neither ids nor the plan's key
         # order move a placement.
         by_stream = sorted(plan.counts, key=lambda sid: plan.skills[sid].placement_stream)
-        landed: dict[int, dict[str, list[tuple[str, int]]]] = {}
+        landed: dict[int, dict[str, list[tuple[str, int, int]]]] = {}
         self._last = 0.0
 
         def batch_done(batch: int) -> dict[str, Any]:
             skills, here = {}, landed.pop(batch, {})
+            shared = sum(int(counts[batch]) for counts in plan.counts.values()) > seqs
             for sid, counts in plan.counts.items():
                 planned, placed = int(counts[batch]), here.get(sid, [])
                 if planned or placed:
                     skills[sid] = {
                         "count": len(placed),
                         "planned": planned,
-                        "keys": [key for key, _ in placed],
-                        "sequences": [seq for _, seq in placed],
+                        "keys": [key for key, _, _ in placed],
+                        "sequences": [seq for _, seq, _ in placed],
                     }
+                    if shared:  # where in its (shared) row each placement starts
+                        skills[sid]["offsets"] = [offset for _, _, offset in placed]
             self._report((batch + 1) / n, f"packed batch {batch + 1:,} / {n:,}")
             return {"batch": batch, "skills": skills}
 
@@ -179,9 +182,9 @@ class MixtureWriter(PipelineStep):
         def emit(piece: Piece) -> None:
             if piece.skill_id is not None and piece.start < shards.total:
                 batch = piece.start // dosing.batch_tokens
-                sequence = piece.start // dosing.seq_len
+                sequence, offset = divmod(piece.start, dosing.seq_len)
                 landed.setdefault(batch, {}).setdefault(piece.skill_id, []).append(
-                    (piece.key or "", sequence)
+                    (piece.key or "", sequence, offset)
                 )
                 inserted[piece.skill_id] += min(piece.tokens, shards.total - piece.start)
             shards.add(piece)
@@ -191,11 +194,8 @@ class MixtureWriter(PipelineStep):
             for batch in range(n):
                 sids = [sid for sid in by_stream for _ in range(plan.counts[sid][batch])]
                 order.shuffle(sids)
-                base = batch * seqs
-                for offset, sid in zip(slot_offsets(len(sids), seqs), sids, strict=True):
-                    target = (base + offset) * dosing.seq_len
-                    for piece in packer.place(supplies[sid].take(), target):
-                        emit(piece)
+                for piece in self._place(batch, sids, supplies, packer):
+                    emit(piece)
                 for piece in packer.fill((batch + 1) * dosing.batch_tokens):
                     emit(piece)
         finally:
@@ -204,6 +204,32 @@ class MixtureWriter(PipelineStep):
             self.stat_update(f"records/{source}", value=count)
         self._finish(state, supplies, packer, inserted)
         yield from ()
+
+    def _place(
+        self, batch: int, sids: list[str], supplies: dict[str, Supply], packer: Packer
+    ) -> Iterator[Piece]:
+        """A batch's placements (of skills `sids`, in order) with the corpus before them.
+
+        Each starts a sequence, evenly spread (`slot_offsets`), while they fit one to a
+        sequence. A batch with more placements than sequences packs them, in order, into
+        groups that each fill part of one row (`schedule.shared_rows`), and the groups are
+        spread the same way."""
+        seqs, seq_len = self.plan.seqs_per_batch, self.plan.dosing.seq_len
+        if len(sids) <= seqs:
+            for offset, sid in zip(slot_offsets(len(sids), seqs), sids, strict=True):
+                yield from packer.place(supplies[sid].take(), (batch * seqs + offset) * seq_len)
+            return
+        pieces = [packer.encode(supplies[sid].take()) for sid in sids]
+        try:
+            groups = shared_rows([piece.tokens for piece in pieces], seqs, seq_len)
+        except ValueError as exc:
+            raise PlanError(
+                f"batch {batch}: {exc}; the plan expected shorter instances (its longest "
+                "sampled ones): lower the targets or raise batch_tokens"
+            ) from None
+        for offset, group in zip(slot_offsets(len(groups), seqs), groups, strict=True):
+            target = (batch * seqs + offset) * seq_len
+            yield from packer.put([pieces[j] for j in group], target)
 
     def _finish(
         self, state: BuildState, supplies: dict[str, Supply], packer: Packer, inserted: dict

@@ -561,6 +561,12 @@ class PlannedSkill(Report):
         description="synthesize: the fixed pool of unique train instances the placements "
         "are drawn from (then `unique_available`); absent without a pool.",
     )
+    longest_instance_tokens: int | None = Field(
+        default=None,
+        description="synthesize, in a plan whose batches hold more placements than sequences "
+        "(so placements share rows): the longest sampled instance in tokens, without EOS, "
+        "which had to fit in a placement's share of a row; absent otherwise.",
+    )
 
 
 class PlanCorpus(Report):

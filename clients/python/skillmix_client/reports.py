@@ -296,6 +296,7 @@ class PlannedSkill(Report):
     natural: NaturalFrequency | None = None
     placement_stream: str | None = None
     pool_size: int | None = None
+    longest_instance_tokens: int | None = None
 
 
 class PlanCorpus(Report):

@@ -116,6 +116,63 @@ def test_every_places_exactly_n_in_every_kth_batch_and_none_elsewhere(scanned):
             assert tokens[seq, : len(text) + 1].tolist() == [*text, EOS]  # starts the sequence
 
 
+def placed_spans(out, sid):
+    """(batch, sequence, offset, key) of each placement of `sid`, from composition.jsonl."""
+    spans = []
+    for line in composition(out):
+        entry = line["skills"].get(sid, {"count": 0, "keys": [], "sequences": []})
+        offsets = entry.get("offsets", [0] * len(entry["sequences"]))
+        assert len(entry["keys"]) == len(entry["sequences"]) == len(offsets) == entry["count"]
+        spans += [
+            (line["batch"], *placed)
+            for placed in zip(entry["sequences"], offsets, entry["keys"], strict=True)
+        ]
+    return spans
+
+
+def assert_whole_in_their_rows(out, sids):
+    """Every placement is its instance then EOS, at its sequence and offset, inside the row."""
+    tokens = np.fromfile(f"{out}/tokens-00000.bin", dtype="<u2").reshape(-1, SEQ)
+    texts = {(r["skill_id"], r["key"]): r["text"] for r in jsonl(f"{out}/instances.jsonl")}
+    for sid in sids:
+        for batch, seq, offset, key in placed_spans(out, sid):
+            text = texts[sid, key].encode()
+            assert seq // (BATCH // SEQ) == batch
+            assert offset + len(text) + 1 <= SEQ  # never across a row boundary
+            assert tokens[seq, offset : offset + len(text) + 1].tolist() == [*text, EOS]
+
+
+def test_every_beyond_the_rows_of_a_batch_shares_rows_and_the_audit_counts_each(scanned):
+    rows = BATCH // SEQ
+    out, result = build(scanned, "shared", cmp={"target": {"every": {"n": 3 * rows, "k": 4}}})
+    n = result["manifest"]["n_batches"]
+    assert counts(out, "cmp") == [3 * rows if b % 4 == 0 else 0 for b in range(n)]
+    cmp = result["audit"]["skills"]["cmp"]
+    assert cmp["passed"] and cmp["schedule"]["batches_off"] == 0  # 192 verified in each
+    assert cmp["placed"]["placements"] == cmp["planned"]["placements"] == 3 * rows * 20
+    assert cmp["placed"]["per_batch"]["max"] == 3 * rows and cmp["placed"]["per_batch"]["min"] == 0
+    assert_whole_in_their_rows(out, ["cmp"])
+    per_row = Counter(seq for _, seq, _, _ in placed_spans(out, "cmp"))
+    assert max(per_row.values()) == 4  # 14 tokens each (13 + EOS): four fill 56 of 64
+    assert result["audit"]["skills"]["tp"]["placed"]["placements"] == 0
+
+
+def test_two_skills_sharing_rows_are_each_verified(scanned):
+    out, result = build(
+        scanned, "shared-two", cmp={"target": {"every": {"n": 100, "k": 4}}},
+        tp={"target": {"per_batch": 8}},
+    )  # fmt: skip
+    for sid, planned in (("cmp", 100 * 20), ("tp", 8 * 78)):
+        report = result["audit"]["skills"][sid]
+        assert report["passed"] and report["schedule"]["batches_off"] == 0
+        assert report["placed"]["placements"] == planned
+    assert_whole_in_their_rows(out, ["cmp", "tp"])
+    by_row = {sid: {seq for _, seq, _, _ in placed_spans(out, sid)} for sid in ("cmp", "tp")}
+    assert by_row["cmp"] & by_row["tp"]  # rows holding placements of both skills
+    unshared = composition(out)[1]["skills"]["tp"]  # 8 in 64 rows: one to a row, as before
+    assert "offsets" not in unshared and len(set(unshared["sequences"])) == 8
+
+
 def test_uniform_two_and_a_half_alternates_two_and_three(scanned):
     out, result = build(scanned, "uniform", tp={"target": {"per_batch": 2.5}})
     assert counts(out, "tp") == [2, 3] * 39

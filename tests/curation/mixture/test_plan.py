@@ -1,5 +1,7 @@
 """plan_mixture: numbers, errors a person can act on, and danger-zone warnings. No files."""
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -226,3 +228,35 @@ def test_other_warnings():
 def test_model_validation_messages(dose, message):
     with pytest.raises(ValidationError, match=message):
         DosingPlan.model_validate({"skills": {"s": dose}})
+
+
+CMP = spec("cmp", "number_comparison", name="comparison")  # every instance: 13 bytes
+
+
+def test_every_beyond_the_rows_of_a_batch_shares_rows():
+    report = scan({"tp": (0, 0), "cmp": (0, 0)})
+    body = dosing(cmp={"target": {"every": {"n": 3 * 128, "k": 4}}, "max_repeats": 20})
+    plan = plan_mixture(report, [TOKEN_PAIR, CMP], body)
+    assert plan.busiest_batch == 384 and plan.per_row == 3
+    assert plan.slot_tokens == 64 // 3  # a repeated document would have to fit in 21 tokens
+    assert plan.to_dict()["skills"]["cmp"]["longest_instance_tokens"] == 13
+    # A plan whose batches share no row records no longest instance: it reads as before.
+    one_each = plan_mixture(report, [TOKEN_PAIR, CMP], dosing(cmp={"target": {"per_batch": 2}}))
+    assert one_each.per_row == 1
+    assert "longest_instance_tokens" not in one_each.to_dict()["skills"]["cmp"]
+
+
+def test_a_batch_too_dense_even_with_shared_rows_is_refused_with_the_numbers():
+    body = dosing(tp={"target": {"every": {"n": 3 * 128, "k": 4}}, "max_repeats": 100})
+    with pytest.raises(PlanError) as caught:
+        plan_mixture(scan(), SKILLS, body)
+    found = re.fullmatch(
+        r"batch 0 would get 384 placements but has only 128 sequences of 64 tokens: sharing "
+        r"rows, 3 to a row, leaves 21 tokens a placement, and the placements of skill 'token "
+        r"pairs' take (\d+) \(its longest sampled instance and EOS\), so a row holds (\d+) of "
+        r"them and a batch at most (\d+); lower the targets or raise batch_tokens",
+        str(caught.value),
+    )
+    assert found, caught.value
+    longest, per_row, most = map(int, found.groups())
+    assert longest > 21 and per_row == 64 // longest and most == 128 * per_row < 384

@@ -78,3 +78,20 @@ def test_slot_offsets_spread_placements_over_the_batch():
 def test_target_positions_follow_the_slots():
     counts = np.array([2, 0, 1])
     assert schedule.target_positions(counts, 4, 10).tolist() == [0, 20, 80]
+
+
+def test_shared_rows_pack_in_order_and_never_cross_a_row():
+    assert schedule.shared_rows([5, 9, 3], 4, 10) == [[0], [1], [2]]  # fit one to a row
+    assert schedule.shared_rows([4, 4, 3, 6, 4, 10], 4, 10) == [[0, 1], [2, 3], [4], [5]]
+    assert schedule.per_row(9, 4) == 3 and schedule.per_row(3, 4) == 1
+    with pytest.raises(ValueError, match="9 placements of 46 tokens fill 5 rows when packed, "
+                       "and the batch has 4 rows of 10 tokens"):  # fmt: skip
+        schedule.shared_rows([6, 4] * 4 + [6], 4, 10)
+    with pytest.raises(ValueError, match="a placement of 11 tokens is longer than a row of 10"):
+        schedule.shared_rows([1, 1, 1, 1, 11], 4, 10)
+
+
+def test_target_positions_of_a_shared_batch_spread_over_its_tokens():
+    assert schedule.target_positions(np.array([0, 6]), 4, 10).tolist() == [
+        40, 46, 53, 60, 66, 73
+    ]  # fmt: skip

@@ -164,7 +164,17 @@ def test_a_finished_variant_is_reused_and_a_foreign_manifest_refused(corpus, sto
 def test_a_seed_that_overfills_a_batch_is_a_plan_error(stored):
     recorded = manifest(stored)
     recorded["plan"]["skills"]["first-tp"]["per_batch"] = 14.0  # random: some batch > 16
-    with pytest.raises(PlanError, match="sequences"):
+    assert plan_from_manifest(recorded, 5).per_row == 2  # two to a row: they still fit
+    # 60 a batch on average in 16 rows of 64 tokens: at least 4 to a row leave at most 16
+    # tokens each, shorter than a token pair's mean instance and EOS (18; the mean is all a
+    # manifest whose plan shared no row records) and a comparison's (14) at 6 to a row.
+    recorded["plan"]["skills"]["first-tp"]["per_batch"] = 60.0
+    expected = (
+        r"^seed 5: batch \d+ would get \d+ placements but has only 16 sequences of 64 tokens: "
+        r"sharing rows, \d to a row, leaves \d+ tokens a placement, and the placements of skill "
+        r"first-\w+ take 1[48] \(its mean instance and EOS\), so a row holds [34] of them"
+    )
+    with pytest.raises(PlanError, match=expected):
         plan_from_manifest(recorded, 5)
 
 
