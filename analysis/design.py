@@ -8,13 +8,15 @@
 3. Stop when the ED_target interval is bounded and narrower than `factor` (high / low),
    or when the next point would exceed `max_runs`.
 
-Every call returns its decision and the reason, for the study's report.
+Every call returns its decision and the reason, for the study's report. A study with
+several skills or sizes trains every dose of a look on all of them: `combine` joins their
+decisions into one look.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,3 +107,26 @@ def next_doses(
     chosen = candidates[: max(room, 1)]
     interval = "open" if width is None else f"{width:.2f}x wide"
     return Decision(chosen, False, f"{where}; interval {interval}", summary)
+
+
+def combine(decisions: Mapping[str, Decision], *, room: int) -> Decision:
+    """One look for several fits (each skill at each size; every dose of a look trains on
+    all of them): the union of the doses the undecided fits ask for, each fit's first
+    choice (its estimated ED) before the points either side, at most `room` doses. Done
+    once every fit is; the reason and fit of each are kept under its key."""
+    fits = {key: d.fit for key, d in decisions.items()}
+    if len(decisions) == 1:
+        reason = next(iter(decisions.values())).reason
+    else:
+        reason = "; ".join(f"{key}: {d.reason}" for key, d in decisions.items())
+    open_ = [d for d in decisions.values() if not d.done]
+    if not open_:
+        return Decision([], True, reason, fits)
+    if room < 1:
+        return Decision([], True, f"budget spent; {reason}", fits)
+    ranked: list[float] = []
+    for rank in range(max(len(d.doses) for d in open_)):
+        for d in open_:
+            if rank < len(d.doses) and d.doses[rank] not in ranked:
+                ranked.append(d.doses[rank])
+    return Decision(ranked[:room], False, reason, fits)
