@@ -39,7 +39,21 @@ class Decision:
     fit: dict[str, Any] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"doses": self.doses, "done": self.done, "reason": self.reason, "fit": self.fit}
+        """For a report stored as JSON: an infinite ED (a flat fit) reads null, as
+        PostgreSQL's JSON has no Infinity."""
+        return _finite(
+            {"doses": self.doses, "done": self.done, "reason": self.reason, "fit": self.fit}
+        )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def grid(min_dose: float, max_dose: float, step: float = GRID_STEP) -> list[float]:

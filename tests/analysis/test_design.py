@@ -61,3 +61,10 @@ def test_combine_stops_when_every_fit_is_done_or_nothing_fits_the_budget() -> No
     open_ = design.Decision([2.0], False, "around 2", None)
     starved = design.combine({"s/nano": open_, "s/micro": done}, room=0)
     assert starved.done and starved.reason.startswith("budget spent")
+
+
+def test_a_decision_reads_as_json_without_infinities() -> None:
+    flat = design.Decision(
+        [4.0], False, "mid-range", {"ed": {"value": float("inf"), "ci95": [None, None]}}
+    )
+    assert flat.to_dict()["fit"] == {"ed": {"value": None, "ci95": [None, None]}}
