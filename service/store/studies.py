@@ -204,7 +204,7 @@ def _start_verification(
             "sizes": params["sizes"], "seeds": seeds, "token_budget": params["token_budget"],
             "eval_every": params["eval_every"], "checkpoint_every": params["checkpoint_every"],
             "threshold": params.get("threshold"), "metric": params.get("metric"),
-            "device": params.get("device"),
+            "device": params.get("device"), "seed_scope": params.get("seed_scope"),
         },
     )  # fmt: skip
     ver.study_id = study_id

@@ -62,6 +62,7 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
         assert runner.execute(mixture["job"]["id"]) == "succeeded"
     ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
     assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
+    assert ver["params"]["seed_scope"] == "both"  # the study's (default), passed on
     assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     assert runner.execute(study["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
@@ -210,6 +211,7 @@ def test_an_adaptive_dose_response_runs_look_by_look_until_its_budget_is_spent(
     assert second["fit"][f"{sid}/nano"]["n_runs"] == 4  # the baseline places none: not fitted
     assert mid["verification_id"] == second["verification_id"] != first["verification_id"]
     ver2 = build_look(client, key_a, mid, second)
+    assert ver2["params"]["seed_scope"] == "init"  # the study's, at every look
     assert "baseline" not in ver2["arms"]  # look 1's baseline stands for the study
     with session_scope() as session:  # every look's children are the study job's
         row = session.get(Study, study["id"])
