@@ -123,8 +123,10 @@ def test_a_running_job_waits_again_for_the_jobs_it_starts(db: str) -> None:
         project, _ = create_key(session, "p")
         waiter = start(session, project.id, {"seconds": 0})
         assert jobs.claim(session, waiter.id, "me", 60)
-        need, send = jobs.start_job(session, project_id=project.id, kind="sleep",
-                                    params={"seconds": 0}, max_attempts=3, max_active=0)  # fmt: skip
+        need, send = jobs.start_job(
+            session, project_id=project.id, kind="sleep", params={"seconds": 0},
+            max_attempts=3, max_active=0,
+        )  # fmt: skip
         assert not jobs.wait_again(session, waiter.id, "a lost attempt", [need], "look 2")
         assert jobs.wait_again(session, waiter.id, "me", [need], "look 2")
         session.commit()
