@@ -8,13 +8,15 @@
 3. Stop when the ED_target interval is bounded and narrower than `factor` (high / low),
    or when the next point would exceed `max_runs`.
 
-Every call returns its decision and the reason, for the study's report.
+Every call returns its decision and the reason, for the study's report. A study with
+several skills or sizes trains every dose of a look on all of them: `combine` joins their
+decisions into one look.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,21 @@ class Decision:
     fit: dict[str, Any] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"doses": self.doses, "done": self.done, "reason": self.reason, "fit": self.fit}
+        """For a report stored as JSON: an infinite ED (a flat fit) reads null, as
+        PostgreSQL's JSON has no Infinity."""
+        return _finite(
+            {"doses": self.doses, "done": self.done, "reason": self.reason, "fit": self.fit}
+        )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def grid(min_dose: float, max_dose: float, step: float = GRID_STEP) -> list[float]:
@@ -105,3 +121,26 @@ def next_doses(
     chosen = candidates[: max(room, 1)]
     interval = "open" if width is None else f"{width:.2f}x wide"
     return Decision(chosen, False, f"{where}; interval {interval}", summary)
+
+
+def combine(decisions: Mapping[str, Decision], *, room: int) -> Decision:
+    """One look for several fits (each skill at each size; every dose of a look trains on
+    all of them): the union of the doses the undecided fits ask for, each fit's first
+    choice (its estimated ED) before the points either side, at most `room` doses. Done
+    once every fit is; the reason and fit of each are kept under its key."""
+    fits = {key: d.fit for key, d in decisions.items()}
+    if len(decisions) == 1:
+        reason = next(iter(decisions.values())).reason
+    else:
+        reason = "; ".join(f"{key}: {d.reason}" for key, d in decisions.items())
+    open_ = [d for d in decisions.values() if not d.done]
+    if not open_:
+        return Decision([], True, reason, fits)
+    if room < 1:
+        return Decision([], True, f"budget spent; {reason}", fits)
+    ranked: list[float] = []
+    for rank in range(max(len(d.doses) for d in open_)):
+        for d in open_:
+            if rank < len(d.doses) and d.doses[rank] not in ranked:
+                ranked.append(d.doses[rank])
+    return Decision(ranked[:room], False, reason, fits)

@@ -290,8 +290,11 @@ class Study(Base):
     params: Mapped[dict[str, Any]] = mapped_column()  # the request, defaults filled
     skills: Mapped[list[Any]] = mapped_column()  # [{"id", "version", "name"}]
     # arm name -> {"mixture_id", "dose" | "schedule"}; and the verification that trains them
+    # (an adaptive design's latest look's)
     points: Mapped[dict[str, Any]] = mapped_column()
     verification_id: Mapped[str] = mapped_column(String(40))
+    # adaptive: one entry per look started, the decision that started it and its verification
+    looks: Mapped[list[Any] | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

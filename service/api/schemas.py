@@ -1494,19 +1494,46 @@ class VerificationsPublic(BaseModel):
     next_after: str | None = None
 
 
+class AdaptiveDesign(StrictModel):
+    """A dose-response placed by looks (analysis.design): the coarse log2 grid from `min` to
+    `max` first (with the natural-frequency baseline), then, after each look, doses where
+    the fitted P crosses `target_p`, until the ED interval is at most `factor` wide (high /
+    low) or `max_runs` runs (per size, the baseline's included) are spent. Doses are
+    instances placed per batch."""
+
+    min: float = Field(gt=0, le=1e6, description="Smallest dose (instances per batch).")
+    max: float = Field(gt=0, le=1e6, description="Largest dose (instances per batch).")
+    max_runs: int = Field(
+        default=64, ge=3, le=4096, description="Run budget per size, the baseline's included."
+    )
+    target_p: float | None = Field(
+        default=None, gt=0, lt=1, description="The P the design aims at; default: the study's."
+    )
+    factor: float = Field(
+        default=2.0, gt=1, description="Stop once the ED interval is at most this wide."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveDesign:
+        if self.min >= self.max:
+            raise ValueError(
+                f"adaptive.min ({self.min:g}) must be below adaptive.max ({self.max:g})"
+            )
+        return self
+
+
 class StudyDesign(StrictModel):
-    """One of: `doses` (dose_response, size_transfer: instances per batch), `dose` and
-    `schedules` (spacing: every {n, k} with n/k = dose), or `dose` and `pool_sizes`
-    (repetition: each point's placements drawn from a fixed pool of that many unique
-    instances; null = fresh). `adaptive` is part of the contract and answered 422 until it
-    is built."""
+    """One of: `doses` (dose_response, size_transfer: instances per batch), `adaptive`
+    (dose_response: doses placed look by look), `dose` and `schedules` (spacing: every
+    {n, k} with n/k = dose), or `dose` and `pool_sizes` (repetition: each point's placements
+    drawn from a fixed pool of that many unique instances; null = fresh)."""
 
     doses: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
         default=None, min_length=2, max_length=16
     )
     dose: float | None = Field(default=None, gt=0)
     schedules: list[Every] | None = Field(default=None, min_length=2, max_length=16)
-    adaptive: dict[str, Any] | None = None
+    adaptive: AdaptiveDesign | None = None
     pool_sizes: list[Annotated[int, Field(ge=1)] | None] | None = Field(
         default=None,
         min_length=2,
@@ -1569,6 +1596,9 @@ class StudyPoint(BaseModel):
     period: int | None = None
     natural: bool | None = None
     target: dict[str, Any] | None = None
+    look: int | None = Field(
+        default=None, description="adaptive: the look that first ran this dose."
+    )
 
 
 class StudyPublic(BaseModel):
@@ -1577,7 +1607,13 @@ class StudyPublic(BaseModel):
     params: dict[str, Any]
     skills: list[SkillRef]
     points: dict[str, StudyPoint] = Field(description="Arm name -> the point it measures.")
-    verification_id: str
+    verification_id: str = Field(description="The verification of its (latest) look.")
+    looks: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="adaptive: each look started so far: the decision that started it (look, "
+        "doses, seeds, runs_so_far, reason, fit) and its verification_id. The report's "
+        "design.looks adds the decision to stop.",
+    )
     created_at: datetime
     job: JobPublic
     report: dict[str, Any] | None = Field(

@@ -107,6 +107,40 @@ def start_job(
     return job, send
 
 
+def wait_again(
+    session: Session, job_id: str, owner: str, needs: Sequence[Job], message: str
+) -> bool:
+    """Put the job held by `owner` back to waiting for `needs` (jobs not yet succeeded: a
+    study's next look), queued and unsent, as `start_job(after=...)` makes a new job wait;
+    `release_dependents` sends it again once they have all succeeded, and it fails if one
+    fails. Its attempts start again from 0: each wait begins a new step of its work. False
+    (and nothing changed) if `owner` no longer held it. Does not commit: the caller commits
+    it with the jobs it now waits for."""
+    assert needs and all(need.state != JobState.succeeded.value for need in needs), needs
+    now = utcnow()
+    res = session.execute(
+        update(Job)
+        .where(_held(job_id, owner))
+        .values(
+            state=JobState.queued.value,
+            attempts=0,
+            lease_owner=None,
+            lease_expires_at=None,
+            enqueued_at=None,
+            started_at=None,
+            progress_message=message[:2000],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    for need in needs:
+        session.add(JobDependency(job_id=job_id, needs_job_id=need.id))
+    session.flush()
+    return True
+
+
 def ensure_room(session: Session, project_id: str, cap: int) -> None:
     """Refuse a new job when the project has `cap` queued or running ones (0: no cap). The
     count locks the project until the transaction that adds the job ends."""

@@ -11,9 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from service.queues import KIND_QUEUES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from service.models import Job
+
+Start = Callable[["Session"], tuple[list["Job"], Callable[[], None]]]
+"""What `JobContext.wait_for` runs in its transaction: add jobs; return those to wait for
+and what sends them once committed."""
 
 
 class JobContext(Protocol):
@@ -30,6 +39,19 @@ class JobContext(Protocol):
         """Hand the job over to training units it has planned (the job stays running, held
         by no worker); False if this attempt no longer held the job. Then raise Detached."""
         ...
+
+    def wait_for(self, message: str, start: Start) -> bool:
+        """Start more work and make the job wait for it, in one transaction: `start(session)`
+        adds jobs and returns those the job waits for and what sends them once committed
+        (`jobs.wait_again`). False (and nothing added) if this attempt no longer held the
+        job. Then raise Waiting."""
+        ...
+
+
+class Waiting(Exception):  # noqa: N818 (not an error: how a handler ends its attempt early)
+    """Raised by a handler after `ctx.wait_for(...)` succeeded: the attempt ends without a
+    result, and the job waits, queued, for the jobs it started (a study's next look); it is
+    sent again once they have succeeded."""
 
 
 class JobInterrupted(Exception):

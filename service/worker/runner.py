@@ -30,7 +30,7 @@ from service.settings import Settings, get_settings
 from service.store import jobs, training_runs
 from service.worker.handlers import KINDS
 from service.worker.handlers.verification import run_training_unit
-from service.worker.kinds import Detached, JobInterrupted, JobKind
+from service.worker.kinds import Detached, JobInterrupted, JobKind, Start, Waiting
 
 log = logging.getLogger("skillmix.runner")
 
@@ -137,6 +137,25 @@ class RunContext(_Held):
             "hand-over",
             lambda session: training_runs.detach(session, self.job_id, self.owner, message),
         )
+
+    def wait_for(self, message: str, start: Start) -> bool:
+        """Run `start` and put the job back to waiting for the jobs it returns, in one
+        transaction fenced on this attempt's lease; send them once committed."""
+        sends: list[Callable[[], None]] = []
+
+        def write(session: Session) -> bool:
+            needs, send = start(session)
+            if not jobs.wait_again(session, self.job_id, self.owner, needs, message):
+                session.rollback()  # another attempt holds the job: it starts the work
+                return False
+            session.commit()
+            sends.append(send)
+            return True
+
+        held = self.write("wait", write)
+        for send in sends[-1:]:
+            send()
+        return held
 
     def add_artifact(self, name: str, path: Path, media_type: str) -> None:
         self.artifacts = [a for a in self.artifacts if a["name"] != name]
@@ -246,6 +265,9 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     except Detached:
         # The handler handed the job over to its training units: no final write.
         return "detached"
+    except Waiting:
+        # The handler started more work and put the job back to wait for it: no final write.
+        return "waiting"
     except JobInterrupted:
         return "interrupted"
     except Exception as exc:

@@ -178,6 +178,9 @@ class Study(JobBacked):
     skills: list[dict[str, Any]] = []
     points: dict[str, dict[str, Any]] = {}
     verification_id: str | None = None
+    """The verification of its (latest) look."""
+    looks: list[dict[str, Any]] | None = None
+    """An adaptive design's looks so far: the decision that started each, its verification."""
     report: dict[str, Any] | None = None
     """Per skill (`report["skills"][skill_id]`): points, fit and recommendation per size."""
 

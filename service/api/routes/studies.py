@@ -38,6 +38,7 @@ def public(session: Session, study: Study) -> StudyPublic:
         skills=[SkillRef(**ref) for ref in study.skills],
         points={arm: StudyPoint(**point) for arm, point in study.points.items()},
         verification_id=study.verification_id,
+        looks=study.looks,
         created_at=study.created_at,
         job=JobPublic.of(job),
         report=job.result if job.state == JobState.succeeded.value else None,
@@ -47,7 +48,9 @@ def public(session: Session, study: Study) -> StudyPublic:
 @router.post("", operation_id="studies_create", status_code=202, response_model=StudyPublic)
 def create_study(*, body: StudyCreate, create: CreateOnceDep) -> JSONResponse:
     """Start a study: its point mixtures, their verification, and the analysis after it."""
-    studies.design_points(body.kind, body.design.model_dump(exclude_none=True))  # 422 early
+    studies.design_points(  # 422 early
+        body.kind, body.design.model_dump(exclude_none=True), body.seeds_per_point, body.target_p
+    )
     return create(
         body,
         lambda: studies.start_study(

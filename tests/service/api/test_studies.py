@@ -1,6 +1,7 @@
 """Studies over HTTP: a design becomes point mixtures and one verification (children that
 point back with study_id), the study job analyses the runs, cancel reaches the children,
-and apply builds the recommended mixture or says why it cannot."""
+and apply builds the recommended mixture or says why it cannot. An adaptive design runs
+look by look, each look's children the study job's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.cli.embedded import refresh_settings
+from service.db import session_scope
+from service.models import Job, Study
+from service.settings import get_settings
+from service.store import studies
 from service.worker import runner
+from service.worker.handlers import verification
 from tests.service.api.test_mixtures import scanned  # noqa: F401  (fixture)
 from tests.service.conftest import auth
 
@@ -56,6 +62,7 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
         assert runner.execute(mixture["job"]["id"]) == "succeeded"
     ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
     assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
+    assert ver["params"]["seed_scope"] == "both"  # the study's (default), passed on
     assert runner.execute_all(ver["job"]["id"]) == "succeeded"
     assert runner.execute(study["job"]["id"]) == "succeeded"
     done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
@@ -144,6 +151,119 @@ def test_a_repetition_study_draws_each_point_from_its_pool(
     assert apply.status_code == 422 and "recommends none" in apply.json()["detail"]
 
 
+def build_look(client: TestClient, key: str, study: dict, look: dict) -> dict:
+    """Build the look's new mixtures and train its verification; its verification."""
+    ver = client.get(f"/v1/verifications/{look['verification_id']}", headers=auth(key)).json()
+    assert ver["study_id"] == study["id"]
+    for arm, mixture_id in ver["arms"].items():
+        mixture = client.get(f"/v1/mixtures/{mixture_id}", headers=auth(key)).json()
+        assert arm == "baseline" or mixture["study_id"] == study["id"]
+        if mixture["job"]["state"] == "queued":
+            assert runner.execute(mixture["job"]["id"]) == "succeeded"
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
+    return ver
+
+
+def job_parent(job_id: str) -> str | None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job.parent_id
+
+
+def test_an_adaptive_dose_response_runs_look_by_look_until_its_budget_is_spent(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("SKILLMIX_TRAINING_WORKERS", "1")
+    refresh_settings()
+    # The general loss over 64k held-out tokens is most of a tiny run's time (read twice a
+    # run); the looks are the point here, so a shorter tail.
+    env.setattr(verification, "HELDOUT_TOKENS", 8192)
+    sid = scanned["skill"]["id"]
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    # Look 1: the grid's ends (1 and 4, two doublings apart) and the baseline, 2 seeds
+    # each: 6 of the 8 runs. The 2 left make one more point (look 2), then the budget is
+    # spent. The repetition test's small shape and init-only seeds keep the runs cheap.
+    adaptive = {"min": 1, "max": 4, "max_runs": 8}
+    body = study_body(scanned, design={"adaptive": adaptive}, seed_scope="init",
+                      batch_tokens=1024, seq_len=64, token_budget=4 * 1024,
+                      eval_every=4)  # fmt: skip
+    r = client.post("/v1/studies", headers=auth(key_a), json=body)
+    assert r.status_code == 202, r.text
+    study = r.json()
+    assert set(study["points"]) == {"dose_1", "dose_4", "baseline"}
+    assert study["points"]["dose_4"]["look"] == 1
+    [first] = study["looks"]
+    assert (first["look"], first["doses"], first["seeds"]) == (1, [1.0, 4.0], [0, 1])
+    assert first["reason"].startswith("coarse grid") and first["runs_so_far"] == 0
+    assert first["verification_id"] == study["verification_id"]
+    build_look(client, key_a, study, first)
+    # The study job analyses look 1, starts look 2 and waits for it again.
+    assert runner.execute(study["job"]["id"]) == "waiting"
+    mid = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    assert mid["job"]["state"] == "queued" and "look 2" in mid["job"]["progress"]["message"]
+    second = mid["looks"][1]
+    assert second["look"] == 2 and second["runs_so_far"] == 6 and second["seeds"] == [2, 3]
+    assert len(second["doses"]) == 1 and 1 <= second["doses"][0] <= 4, second
+    assert second["fit"][f"{sid}/nano"]["n_runs"] == 4  # the baseline places none: not fitted
+    assert mid["verification_id"] == second["verification_id"] != first["verification_id"]
+    ver2 = build_look(client, key_a, mid, second)
+    assert ver2["params"]["seed_scope"] == "init"  # the study's, at every look
+    assert "baseline" not in ver2["arms"]  # look 1's baseline stands for the study
+    with session_scope() as session:  # every look's children are the study job's
+        row = session.get(Study, study["id"])
+        assert row is not None
+        ver_ids = studies.verification_ids(row)
+    assert ver_ids == [first["verification_id"], second["verification_id"]]
+    for ver_id in ver_ids:
+        ver = client.get(f"/v1/verifications/{ver_id}", headers=auth(key_a)).json()
+        assert job_parent(ver["job"]["id"]) == study["job"]["id"]
+    assert runner.execute(study["job"]["id"]) == "succeeded"
+    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    report = done["report"]
+    looks = report["design"]["looks"]
+    assert [look["look"] for look in looks] == [1, 2, None]
+    assert looks[-1]["done"] and looks[-1]["reason"] == "budget spent: 8 of 8 runs"
+    assert looks[-1]["runs_so_far"] == 8 and report["design"]["reason"] == looks[-1]["reason"]
+    assert report["verification_ids"] == ver_ids
+    points = report["skills"][sid]["points"]
+    assert sum(p["n_seeds"] for p in points) == 8  # both looks' runs in one analysis
+    seeds = {s["seed"] for p in points for s in p["seeds"]}
+    assert seeds == {0, 1, 2, 3}
+
+
+def test_cancelling_an_adaptive_study_cancels_every_looks_children(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    body = study_body(scanned, design={"adaptive": {"min": 1, "max": 4, "max_runs": 16}})
+    study = client.post("/v1/studies", headers=auth(key_a), json=body).json()
+    # Look 2 as the study job starts it (here without training look 1: cancel is the point)
+    decision = {"doses": [2.0, 4.0], "done": False, "reason": "test", "fit": None}
+    with session_scope() as session:
+        _, send = studies.start_look(session, study["id"], get_settings(), decision, 6)
+        session.commit()
+    send()
+    mid = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    assert set(mid["points"]) == {"dose_1", "dose_2", "dose_4", "baseline"}
+    assert mid["points"]["dose_2"]["look"] == 2 and mid["points"]["dose_4"]["look"] == 1
+    r = client.post(f"/v1/jobs/{study['job']['id']}/cancel", headers=auth(key_a))
+    assert r.status_code in (200, 202), r.text
+    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    assert done["job"]["state"] == "cancelled"
+    for point in done["points"].values():
+        mixture = client.get(f"/v1/mixtures/{point['mixture_id']}", headers=auth(key_a)).json()
+        assert mixture["job"]["state"] == "cancelled", point
+    for look in done["looks"]:
+        ver = client.get(f"/v1/verifications/{look['verification_id']}", headers=auth(key_a))
+        assert ver.json()["job"]["state"] == "cancelled", look
+
+
 def test_cancelling_a_study_cancels_its_children(
     client: TestClient,
     key_a: str,
@@ -182,7 +302,12 @@ def test_bad_designs_are_refused_with_a_reason(
          "validation-error", "needs design.dose"),
         ({"kind": "repetition", "design": {"dose": 2, "pool_sizes": [None, 10**7]}}, 422,
          "plan-infeasible", "pool_size=10,000,000 is larger than the generator's train split"),
-        ({"design": {"adaptive": {"min": 0.25, "max": 16}}}, 422, "study-unavailable", ""),
+        ({"design": {"adaptive": {"min": 16, "max": 0.25}}}, 422, "validation-error",
+         "must be below adaptive.max"),
+        ({"design": {"adaptive": {"min": 1, "max": 16, "max_runs": 5}}}, 422,
+         "validation-error", "need 6 runs"),
+        ({"kind": "spacing", "design": {"adaptive": {"min": 1, "max": 16}}}, 422,
+         "study-unavailable", "design.adaptive places the doses of a dose_response"),
         ({"kind": "spacing", "design": {"dose": 2, "schedules": [{"n": 2, "k": 1},
                                                                   {"n": 3, "k": 2}]}},
          422, "validation-error", ""),

@@ -114,3 +114,31 @@ def test_a_job_after_succeeded_jobs_is_sent_at_once(db: str) -> None:
         waiter = start(session, project.id, {"seconds": 0}, after=[done])
         assert waiter.progress_message == ""
     assert state(waiter.id) == ("queued", True, None)
+
+
+def test_a_running_job_waits_again_for_the_jobs_it_starts(db: str) -> None:
+    """An adaptive study's next look: the job, held by its worker, starts a job and waits
+    for it (jobs.wait_again, fenced on the lease); it is sent again once that succeeds."""
+    with session_scope() as session:
+        project, _ = create_key(session, "p")
+        waiter = start(session, project.id, {"seconds": 0})
+        assert jobs.claim(session, waiter.id, "me", 60)
+        need, send = jobs.start_job(
+            session, project_id=project.id, kind="sleep", params={"seconds": 0},
+            max_attempts=3, max_active=0,
+        )  # fmt: skip
+        assert not jobs.wait_again(session, waiter.id, "a lost attempt", [need], "look 2")
+        assert jobs.wait_again(session, waiter.id, "me", [need], "look 2")
+        session.commit()
+        send()
+        waiter_id, need_id = waiter.id, need.id
+    assert state(waiter_id) == ("queued", False, None)
+    with session_scope() as session:
+        job = session.get(Job, waiter_id)
+        assert job is not None and (job.attempts, job.lease_owner) == (0, None)
+        assert job.progress_message == "look 2"
+    sweeper.sweep_once(get_settings())  # waiting: not sent early
+    assert state(waiter_id) == ("queued", False, None)
+    assert runner.execute(need_id) == "succeeded"
+    assert state(waiter_id) == ("queued", True, None)
+    assert runner.execute(waiter_id) == "succeeded"

@@ -39,9 +39,10 @@ def create(
     extra_body: Mapping[str, Any] | None = None,
 ) -> APICall[Study]:
     """Start a study. `kind`: dose_response, spacing, repetition, size_transfer; `design`:
-    `{"doses": [0.5, 1, 2, 4, 8]}`, for spacing `{"dose": 2, "schedules": [{"n": 2,
-    "k": 1}, {"n": 8, "k": 4}]}`, for repetition `{"dose": 2, "pool_sizes": [None, 400, 40,
-    4]}` (None: fresh instances)."""
+    `{"doses": [0.5, 1, 2, 4, 8]}` or, placed look by look, `{"adaptive": {"min": 0.25,
+    "max": 16, "max_runs": 64}}` (the study's `looks` say each decision), for spacing
+    `{"dose": 2, "schedules": [{"n": 2, "k": 1}, {"n": 8, "k": 4}]}`, for repetition
+    `{"dose": 2, "pool_sizes": [None, 400, 40, 4]}` (None: fresh instances)."""
     fields = {
         "kind": kind,
         "skill_ids": list(skill_ids),
