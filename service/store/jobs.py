@@ -14,6 +14,7 @@ the same rules with leases of their own.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -297,6 +298,19 @@ def report_progress(
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (an ED that is never reached, a NaN mean) as
+    None: JSON has no Infinity or NaN, and PostgreSQL refuses a document holding one, which
+    would fail the final write of a job whose work succeeded."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def finish(
     session: Session,
     job_id: str,
@@ -322,7 +336,7 @@ def finish(
     if state is JobState.succeeded:
         values.update(progress=1.0, progress_message="done")
     if result is not None:
-        values["result"] = result
+        values["result"] = json_safe(result)
     if artifacts is not None:
         values["artifacts"] = artifacts
     res = session.execute(

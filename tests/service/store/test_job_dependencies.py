@@ -142,3 +142,18 @@ def test_a_running_job_waits_again_for_the_jobs_it_starts(db: str) -> None:
     assert runner.execute(need_id) == "succeeded"
     assert state(waiter_id) == ("queued", True, None)
     assert runner.execute(waiter_id) == "succeeded"
+
+
+def test_a_result_holding_infinities_is_stored_with_nulls(db: str) -> None:
+    """A study whose ED is never reached has an infinite estimate: the job still succeeds
+    and its result is JSON both databases take (PostgreSQL refuses Infinity and NaN)."""
+    with session_scope() as session:
+        project, _ = create_key(session, "p")
+        job = start(session, project.id, {"seconds": 0})
+        assert jobs.claim(session, job.id, "me", 60)
+        result = {"ed80": {"value": float("inf"), "ci95": [1.0, float("nan")]}, "n": 3}
+        assert jobs.finish(session, job.id, "me", state=JobState.succeeded, result=result)
+    with session_scope() as session:
+        stored = session.get(Job, job.id)
+        assert stored is not None and stored.state == "succeeded"
+        assert stored.result == {"ed80": {"value": None, "ci95": [1.0, None]}, "n": 3}
