@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from curation.mixture.models import MAX_REPEATS_LIMIT
 from service.cli.embedded import refresh_settings
 from service.db import session_scope
 from service.models import Job, Study
@@ -59,6 +60,8 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
             assert mixture["study_id"] == study["id"]
             dosing = mixture["plan"]["skills"][scanned["skill"]["id"]]
             assert dosing["target"]["per_batch"] == point["dose"], dosing
+            # no repetition cap: the dose is what varies (a high one repeats instances)
+            assert dosing["max_repeats"] == MAX_REPEATS_LIMIT, dosing
         assert runner.execute(mixture["job"]["id"]) == "succeeded"
     ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
     assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
