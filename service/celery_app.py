@@ -20,6 +20,7 @@ from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import celeryd_after_setup
 from kombu import Queue
 
+from service import broker_fs  # noqa: F401  (filesystem:// that never delivers half a message)
 from service.models import utcnow
 from service.queues import QUEUES
 from service.settings import Settings, get_settings
