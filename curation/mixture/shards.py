@@ -110,13 +110,26 @@ class _OpenShard:
         self.index = index
         self.paths = {k: os.path.join(out_dir, v) for k, v in shard_names(index, fmt).items()}
         self.temps = {k: temp_path(v) for k, v in self.paths.items()}
-        self.tokens = open(self._tmp("tokens"), "wb")  # noqa: SIM115 - closed in commit/abort
         self.token_hash = hashlib.sha256()
-        self.text = (
-            _JsonlGz(self._tmp("text")) if fmt == "jsonl.gz" else _Parquet(self._tmp("text"))
-        )
-        self.composition = open(self._tmp("composition"), "wb")  # noqa: SIM115
         self.sequences = self.documents = 0
+        # Opened one by one: when one cannot be (`.build/` removed by an overlapping writer
+        # that finished the mixture), those already created are closed and deleted here,
+        # since the writer never gets this shard to abort.
+        with contextlib.ExitStack() as undo:
+            self.tokens = open(self._tmp("tokens"), "wb")  # noqa: SIM115 - closed in commit/abort
+            undo.callback(self._discard, "tokens", self.tokens)
+            self.text = (
+                _JsonlGz(self._tmp("text")) if fmt == "jsonl.gz" else _Parquet(self._tmp("text"))
+            )
+            undo.callback(self._discard, "text", self.text)
+            self.composition = open(self._tmp("composition"), "wb")  # noqa: SIM115
+            undo.pop_all()
+
+    def _discard(self, kind: str, file: Any) -> None:
+        with contextlib.suppress(OSError):
+            file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp(kind))
 
     def _tmp(self, kind: str) -> str:
         return self.temps[kind]

@@ -414,3 +414,14 @@ def test_output_and_corpus_checks(scanned, tmp_path):
     stale = plan_mixture(changed, SKILLS, DosingPlan(batch_tokens=BATCH, seq_len=SEQ))
     with pytest.raises(ScanInputError, match="corpus changed since it was scanned"):
         build_mixture(source, SKILLS, stale, f"{root}/stale", allowed_roots=[root])
+
+
+def test_a_shard_that_cannot_open_all_its_files_leaves_no_temporaries(tmp_path):
+    """The losing writer of two overlapping ones: the winner removed `.build/`, so the
+    loser's next shard cannot open its composition part; the token and text temporaries it
+    had already created are deleted, not left for the finished mixture to carry."""
+    from curation.mixture.shards import _OpenShard
+
+    with pytest.raises(FileNotFoundError):
+        _OpenShard(str(tmp_path), 6, "jsonl.gz")
+    assert not list(tmp_path.iterdir())
