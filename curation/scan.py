@@ -25,7 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 from curation.atomic import write_json_atomic
 from curation.corpus import CorpusSource, compare_fingerprints, fingerprint, validate_corpus
 from curation.pipelines import scan_pipeline
-from curation.scan_plots import plot_gaps, plot_rates
+from curation.scan_plots import draw_scan_plots
 from curation.scan_report import merge_partials
 from curation.sources.reader import BadRecordPolicy, rank_state_path
 from curation.sources.records import ScanInputError, progress_total
@@ -172,6 +172,9 @@ def run_scan(
     tokenizer path, or a function counting a text's tokens (a ratio is then
     calibrated on a sample). Raises ScanInputError for bad input (with file and
     line) unless on_bad_record="skip", which drops and counts bad records.
+    `plots` draws rates.png and gaps.png into workdir before returning (seconds for
+    50 skills); the service passes False and draws them from the stored report
+    afterwards (curation.scan_plots.draw_scan_plots).
     """
     report_progress = progress or (lambda fraction, message: None)
     report_progress(0.0, "validating corpus")
@@ -238,10 +241,7 @@ def run_scan(
             report.skills[_skill_id(skill)]["name"] = name
     if plots:
         report_progress(0.95, "drawing plots")
-        report.extra["artifacts"] = {
-            "rates.png": plot_rates(report.to_dict(), os.path.join(workdir, "rates.png")),
-            "gaps.png": plot_gaps(report.to_dict(), os.path.join(workdir, "gaps.png")),
-        }
+        report.extra["artifacts"] = draw_scan_plots(report.to_dict(), workdir)
     result = report.to_dict()
     write_json_atomic(os.path.join(workdir, "report.json"), result)
     report_progress(1.0, "scan done")

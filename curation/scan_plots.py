@@ -7,6 +7,7 @@ to choose (savefig renders PNGs with Agg), nothing to close.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -183,3 +184,16 @@ def plot_gaps(report: dict[str, Any], path: str) -> str:
     )
     save_figure(fig, path, dpi=DPI)
     return path
+
+
+SCAN_PLOTS = {"rates.png": plot_rates, "gaps.png": plot_gaps}
+"""A scan's plots by artifact name. Each reads only the report, so a service can store the
+report first and draw these after it (or when first asked for), off the scan's path."""
+
+
+def draw_scan_plots(report: dict[str, Any], out_dir: str, names: Any = None) -> dict[str, str]:
+    """Draw the named plots (all of `SCAN_PLOTS` by default) into `out_dir`; name -> path.
+    Each file is written atomically, so two processes drawing the same plot at once leave
+    one whole file."""
+    chosen = SCAN_PLOTS if names is None else {n: SCAN_PLOTS[n] for n in names}
+    return {name: draw(report, os.path.join(out_dir, name)) for name, draw in chosen.items()}

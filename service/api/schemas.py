@@ -60,7 +60,10 @@ class Progress(BaseModel):
 class ArtifactPublic(BaseModel):
     name: str
     media_type: str
-    size: int
+    size: int | None = Field(
+        description="Bytes; null for a plot still to be drawn after the job's result (a "
+        "scan's): a download draws it first."
+    )
     url: str
 
 

@@ -33,7 +33,13 @@ class JobContext(Protocol):
 
     def progress(self, fraction: float, message: str = "") -> None: ...
 
-    def add_artifact(self, name: str, path: Path, media_type: str) -> None: ...
+    def add_artifact(
+        self, name: str, path: Path, media_type: str, *, deferred: bool = False
+    ) -> None:
+        """List a file among the job's artifacts. `deferred`: not written yet; the kind's
+        `follow_up` draws it after the job's result is stored (its size is null until
+        then, and a download before then draws it first)."""
+        ...
 
     def detach(self, message: str) -> bool:
         """Hand the job over to training units it has planned (the job stays running, held
@@ -66,6 +72,10 @@ class Detached(Exception):  # noqa: N818 (not an error: how a handler ends its a
 
 
 Handler = Callable[[JobContext], dict[str, Any]]
+FollowUp = Callable[[str, dict[str, Any]], None]
+"""Work after a job succeeded and its result is stored, off the path to its result (a
+scan's plots): called with the job id and the result. Its failure is logged, never the
+job's: whatever it leaves undone is done on first request (`add_artifact(deferred=True)`)."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +84,13 @@ class JobKind:
     queue: str
     handler: Handler
     description: str
+    follow_up: FollowUp | None = None
 
 
-def job_kind(name: str, handler: Handler, description: str) -> JobKind:
+def job_kind(
+    name: str, handler: Handler, description: str, follow_up: FollowUp | None = None
+) -> JobKind:
     """A kind listed in `service.queues.KIND_QUEUES` (its queue comes from there)."""
     if name not in KIND_QUEUES:
         raise LookupError(f"job kind {name!r} has no queue in service.queues.KIND_QUEUES")
-    return JobKind(name, KIND_QUEUES[name], handler, description)
+    return JobKind(name, KIND_QUEUES[name], handler, description, follow_up)

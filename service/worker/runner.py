@@ -30,7 +30,7 @@ from service.settings import Settings, get_settings
 from service.store import jobs, training_runs
 from service.worker.handlers import KINDS
 from service.worker.handlers.verification import run_training_unit
-from service.worker.kinds import Detached, JobInterrupted, JobKind, Start, Waiting
+from service.worker.kinds import Detached, FollowUp, JobInterrupted, JobKind, Start, Waiting
 
 log = logging.getLogger("skillmix.runner")
 
@@ -157,10 +157,13 @@ class RunContext(_Held):
             send()
         return held
 
-    def add_artifact(self, name: str, path: Path, media_type: str) -> None:
+    def add_artifact(
+        self, name: str, path: Path, media_type: str, *, deferred: bool = False
+    ) -> None:
         self.artifacts = [a for a in self.artifacts if a["name"] != name]
+        size = None if deferred else path.stat().st_size
         self.artifacts.append(
-            {"name": name, "path": str(path), "media_type": media_type, "size": path.stat().st_size}
+            {"name": name, "path": str(path), "media_type": media_type, "size": size}
         )
 
 
@@ -304,7 +307,20 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
     )
     if done:
         _release_dependents(ctx.job_id)
+        if state is JobState.succeeded and kind is not None and kind.follow_up is not None:
+            _follow_up(kind.follow_up, ctx.job_id, result or {})
     return state.value if done else "interrupted"
+
+
+def _follow_up(follow_up: FollowUp, job_id: str, result: dict[str, Any]) -> None:
+    """The kind's work after its result is stored (JobKind.follow_up); best effort."""
+    started = time.monotonic()
+    try:
+        follow_up(job_id, result)
+    except Exception:
+        log.exception("job %s: its follow-up failed (done on first request instead)", job_id)
+    else:
+        log.info("job %s: follow-up done in %.1fs", job_id, time.monotonic() - started)
 
 
 def describe_failure(exc: BaseException, settings: Settings) -> str:

@@ -40,7 +40,7 @@ class Progress(Model):
 class Artifact(Model):
     name: str
     media_type: str
-    size: int
+    size: int | None = None  # None: a plot drawn after the job's result, not yet drawn
     url: str
 
 

@@ -18,7 +18,7 @@ from service.api.pagination import paginate
 from service.api.schemas import ArtifactsPublic, JobCreate, JobPublic, JobsPublic
 from service.db import get_sessionmaker
 from service.models import Job, JobState
-from service.store import jobs
+from service.store import jobs, scans
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -158,8 +158,12 @@ def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject)
 def download_artifact(
     *, job_id: str, name: str, session: SessionDep, project: CurrentProject
 ) -> FileResponse:
-    """Download one artifact by name."""
+    """Download one artifact by name. A scan's plots are drawn after its report is stored
+    (their size is null until then); one asked for before that is drawn first."""
     job = jobs.get_job(session, project.id, job_id)
+    if any(a["name"] == name and a.get("size") is None for a in job.artifacts or []):
+        scans.draw_plots(session, job.id)
+        job = jobs.get_job(session, project.id, job_id)
     for artifact in job.artifacts or []:
         if artifact["name"] == name and Path(artifact["path"]).is_file():
             return FileResponse(artifact["path"], media_type=artifact["media_type"], filename=name)

@@ -9,14 +9,14 @@ from typing import Any
 from datatrove.executor.base import PipelineExecutor
 
 from curation import executors
-from curation.atomic import copy_atomic, write_json_atomic
+from curation.atomic import write_json_atomic
 from curation.corpus import compare_fingerprints
 from curation.scan import run_scan
 from curation.skills.probes import probe_match_keys
 from service.db import session_scope
 from service.models import Corpus, Scan
 from service.settings import Settings, get_settings
-from service.store import corpora, skills
+from service.store import corpora, scans, skills
 from service.worker.kinds import JobContext, job_kind
 
 
@@ -52,6 +52,7 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
         probe_keys={s.id: probe_match_keys(s) for s in specs if s.generator is not None},
         on_bad_record=options.get("on_bad_record", "fail"),
         tokens=options.get("tokenizer", {}).get("path", "bytes"),
+        plots=False,  # drawn after the report is stored: `draw_plots_after`
     )
     changed = compare_fingerprints(registered, report["corpus"]["fingerprint"])
     report["warnings"] = report.get("warnings", [])
@@ -60,14 +61,24 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
             f"the corpus changed since it was registered: {changed.describe()}"
         )
     report["corpus"]["changed_since_registration"] = changed.to_dict()
-    for name, path in report.pop("artifacts", {}).items():
-        target = ctx.artifact_dir / name
-        copy_atomic(path, target)
-        ctx.add_artifact(name, target, "image/png")
     report_path: Path = ctx.artifact_dir / "report.json"
     write_json_atomic(report_path, report, indent=2)
     ctx.add_artifact("report.json", report_path, "application/json")
+    for name, path in scans.deferred_plots(ctx.artifact_dir).items():
+        ctx.add_artifact(name, path, "image/png", deferred=True)
     return report
 
 
-KIND = job_kind("scan", run_scan_job, "Profile a corpus against skill versions (frequency, gaps).")
+def draw_plots_after(job_id: str, report: dict[str, Any]) -> None:
+    """The plots of 50 skills take seconds to draw, longer than a scan of a small corpus:
+    they are drawn once the report is stored, so a scan's result waits only for the scan."""
+    with session_scope() as session:
+        scans.draw_plots(session, job_id, report)
+
+
+KIND = job_kind(
+    "scan",
+    run_scan_job,
+    "Profile a corpus against skill versions (frequency, gaps).",
+    follow_up=draw_plots_after,
+)

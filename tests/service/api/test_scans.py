@@ -3,6 +3,7 @@ and a scan job's report equals what was planted in the corpus."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from collections import Counter
@@ -35,6 +36,19 @@ def cmp_skill(client: TestClient, key: str) -> dict:
     )
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def post_cmp_scan(client: TestClient, key: str, planted: dict) -> tuple[dict, dict]:
+    """A scan of the planted corpus for the `cmp` skill, queued: (scan, skill)."""
+    corpus = register(client, key, planted["uri"])
+    skill = cmp_skill(client, key)
+    r = client.post(
+        "/v1/scans",
+        headers=auth(key),
+        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 8192},
+    )
+    assert r.status_code == 202, r.text
+    return r.json(), skill
 
 
 def test_scan_report_equals_what_was_planted(client: TestClient, key_a: str, planted: dict) -> None:
@@ -186,3 +200,49 @@ def test_the_scan_executor_is_chosen_by_settings(env: pytest.MonkeyPatch, tmp_pa
     )
     assert isinstance(executor, SlurmPipelineExecutor)
     assert (executor.partition, executor.time, executor.tasks) == ("cpu", "01:00:00", 4)
+
+
+def test_plots_are_drawn_after_the_report_is_stored(
+    client: TestClient, key_a: str, planted: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan's result waits only for the scan: when the follow-up starts, the job has
+    succeeded with its report and lists its plots undrawn (size null); a download that
+    comes before the follow-up draws the plot itself."""
+    seen: dict = {}
+
+    def follow_up(job_id: str, report: dict) -> None:  # stands in for drawing: records only
+        scan = client.get(f"/v1/scans/{scan_id}", headers=auth(key_a)).json()
+        seen.update(job=scan["job"], report=scan["report"])
+
+    monkeypatch.setitem(
+        runner.KINDS, "scan", dataclasses.replace(runner.KINDS["scan"], follow_up=follow_up)
+    )
+    scan, skill = post_cmp_scan(client, key_a, planted)
+    scan_id, job_id = scan["id"], scan["job"]["id"]
+    assert runner.execute(job_id) == "succeeded"
+    assert seen["job"]["state"] == "succeeded" and seen["report"]["skills"][skill["id"]]
+    sizes = {a["name"]: a["size"] for a in seen["job"]["artifacts"]}
+    assert sizes["rates.png"] is None and sizes["gaps.png"] is None and sizes["report.json"] > 0
+
+    png = client.get(f"/v1/jobs/{job_id}/artifacts/gaps.png", headers=auth(key_a))
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    listed = client.get(f"/v1/jobs/{job_id}/artifacts", headers=auth(key_a)).json()["data"]
+    sizes = {a["name"]: a["size"] for a in listed}
+    # Every undrawn plot is drawn at the first download (the report is read once).
+    assert sizes["gaps.png"] == len(png.content) and sizes["rates.png"] > 0
+
+
+def test_a_failed_follow_up_leaves_the_scan_succeeded(
+    client: TestClient, key_a: str, planted: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def follow_up(job_id: str, report: dict) -> None:
+        raise RuntimeError("the plotting worker fell over")
+
+    monkeypatch.setitem(
+        runner.KINDS, "scan", dataclasses.replace(runner.KINDS["scan"], follow_up=follow_up)
+    )
+    scan, _ = post_cmp_scan(client, key_a, planted)
+    job_id = scan["job"]["id"]
+    assert runner.execute(job_id) == "succeeded"
+    png = client.get(f"/v1/jobs/{job_id}/artifacts/rates.png", headers=auth(key_a))
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"

@@ -113,7 +113,9 @@ def jobs_artifacts(
         artifacts,
         as_json,
         lambda arts: rows_table(
-            "artifacts", ["name", "type", "bytes"], [[a.name, a.media_type, a.size] for a in arts]
+            "artifacts",
+            ["name", "type", "bytes"],
+            [[a.name, a.media_type, "being drawn" if a.size is None else a.size] for a in arts],
         ),
     )
 
