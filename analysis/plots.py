@@ -1,7 +1,7 @@
 """Study figures: P(retained) against dose with its fitted curve and band, the readout
 against dose with its log-logistic curve, and general loss against dose; for a repetition
 study, held-out and seen readouts and the paired general-loss cost against copies per
-unique instance.
+unique instance; for a spacing study, P, the readout and forgetting against the period.
 
 The band is the ED_p profile interval for p from 0.05 to 0.95, drawn as a horizontal
 band around the curve: where the dose achieving each P lies, with 95% confidence.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -45,13 +46,7 @@ def dose_response(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[
         cell = [r for r in runs if r.size == size]
         doses = np.array([r.dose for r in cell])
         fig, (ax_p, ax_r, ax_l) = plt.subplots(1, 3, figsize=(14, 4))
-        levels = sorted(set(doses.tolist()))
-        for d in levels:
-            at = [r for r in cell if r.dose == d]
-            k = sum(r.retained for r in at)
-            lo, hi = trends.wilson(k, len(at))
-            ax_p.errorbar([d], [k / len(at)], yerr=[[k / len(at) - lo], [hi - k / len(at)]],
-                          fmt="o", color="C0", capsize=3)  # fmt: skip
+        _p_with_wilson(ax_p, cell, "dose")
         jitter = doses * 2 ** rng.uniform(-0.08, 0.08, doses.size)
         won = np.array([r.retained for r in cell], float)
         ax_p.scatter(jitter, won + rng.uniform(-0.03, 0.03, won.size), s=8, color="0.5")
@@ -83,11 +78,7 @@ def dose_response(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[
         if losses:
             ax_l.scatter(*zip(*losses, strict=True), s=8, color="C2")
         ax_l.set(xscale="log", xlabel="instances per batch", ylabel="general held-out loss")
-        fig.tight_layout()
-        path = out / f"dose_response_{size}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"dose_response_{size}.png"))
     return paths
 
 
@@ -123,9 +114,59 @@ def repetition(
         ax_l.axhline(0.0, color="0.6", lw=1)
         ax_l.set(xscale="log", xlabel="copies per unique instance",
                  ylabel="general loss - baseline (same seed)")  # fmt: skip
-        fig.tight_layout()
-        path = out / f"repetition_{size}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"repetition_{size}.png"))
     return paths
+
+
+def spacing(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[Path]:
+    """One PNG per size, against the dosing period (a dose every n batches, log2 axis):
+    P(retained) with Wilson bars and seeds as points; the final readout per run and its
+    mean; forgetting between exposures per run (loss rise from just after an exposure to
+    just before the next) and its mean."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(0)  # jitter only
+    for size in sorted({r.size for r in runs}):
+        cell = [r for r in runs if r.size == size and r.period]
+        if not cell:
+            continue
+        fig, (ax_p, ax_r, ax_f) = plt.subplots(1, 3, figsize=(14, 4))
+        _p_with_wilson(ax_p, cell, "period")
+        periods = np.array([r.period for r in cell], float)
+        jitter = periods * 2 ** rng.uniform(-0.08, 0.08, periods.size)
+        won = np.array([r.retained for r in cell], float)
+        ax_p.scatter(jitter, won + rng.uniform(-0.03, 0.03, won.size), s=8, color="0.5")
+        ax_p.set(xscale="log", xlabel="dosing period (batches)", ylabel="P(retained)",
+                 ylim=(-0.08, 1.08), title=f"{title} {size}".strip())  # fmt: skip
+        for ax, value, label in ((ax_r, "readout", "final readout"),
+                                 (ax_f, "forgetting", "forgetting between exposures")):  # fmt: skip
+            pairs = [(x, getattr(r, value)) for x, r in zip(jitter, cell, strict=True)
+                     if getattr(r, value) is not None]  # fmt: skip
+            if pairs:
+                ax.scatter(*zip(*pairs, strict=True), s=8, color="0.5")
+            levels = sorted({r.period or 0 for r in cell if getattr(r, value) is not None})
+            means = [np.mean([getattr(r, value) for r in cell
+                              if r.period == n and getattr(r, value) is not None])
+                     for n in levels]  # fmt: skip
+            ax.plot(levels, means, "o-", color="C1")
+            ax.set(xscale="log", xlabel="dosing period (batches)", ylabel=label)
+        ax_f.axhline(0.0, color="0.6", lw=1)
+        paths.append(_save(fig, out / f"spacing_{size}.png"))
+    return paths
+
+
+def _p_with_wilson(ax: Any, cell: Sequence[RunPoint], by: str) -> None:
+    """P(retained) at each value of the runs' `by` field, with its Wilson 95% bar."""
+    for x in sorted({getattr(r, by) for r in cell}):
+        at = [r for r in cell if getattr(r, by) == x]
+        k = sum(r.retained for r in at)
+        p = k / len(at)
+        lo, hi = trends.wilson(k, len(at))
+        ax.errorbar([x], [p], yerr=[[p - lo], [hi - p]], fmt="o", color="C0", capsize=3)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -41,6 +41,10 @@ class RunPoint:
     copies: float | None = None
     """For a repetition study: placed copies per unique placed instance over the batches
     the run trained on."""
+    forgetting: float | None = None
+    """The skill's loss rise between exposures (training.evaluate: mean over consecutive
+    exposures of the loss just before the next minus just after this one); None when no
+    pair was measured (an exposure in every batch)."""
 
 
 def _copies(arm: Mapping[str, Any], skill_id: str, available: int | None) -> float | None:
@@ -77,6 +81,7 @@ def runs_from_verification(
         placed = arms[run["arm"]]["placed_per_batch"].get(skill_id, 0.0)
         pool = (pools or {}).get(run["arm"])
         seen = scores.get(f"seen_{readout}")
+        forgetting = (run.get("forgetting") or {}).get(skill_id, {}).get("forgetting")
         out.append(
             RunPoint(
                 arm=run["arm"],
@@ -93,6 +98,7 @@ def runs_from_verification(
                 copies=None
                 if pool is None
                 else _copies(arms[run["arm"]], skill_id, pool.get("unique_available")),
+                forgetting=None if forgetting is None else float(forgetting),
             )
         )
     return out
@@ -166,14 +172,21 @@ def dose_response(
 
 
 def spacing(runs: Sequence[RunPoint]) -> dict[str, Any]:
-    """Per size: P and readout against log2 of the dosing period."""
+    """Per size: P, the readout and forgetting between exposures against log2 of the
+    dosing period (SCIENCE.md "Studies" (b))."""
     out: dict[str, Any] = {"points": _points(runs, "period"), "trend": {}}
+    for point in out["points"]:
+        measured = [r.forgetting for r in runs if r.size == point["size"]
+                    and r.period == point["period"] and r.forgetting is not None]  # fmt: skip
+        point["forgetting"] = float(np.mean(measured)) if measured else None
+        point["n_forgetting"] = len(measured)
     for size in sorted({r.size for r in runs}):
         cell = [r for r in runs if r.size == size and r.period]
         out["trend"][size] = trends.spacing(
             [float(r.period or 0) for r in cell],
             [r.retained for r in cell],
             [r.readout for r in cell],
+            [r.forgetting for r in cell],
         )
     return out
 

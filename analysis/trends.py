@@ -56,9 +56,14 @@ def paired_difference(arm: Mapping[int, float], baseline: Mapping[int, float]) -
 
 
 def spacing(
-    periods: Sequence[float], retained: Sequence[bool | int], readouts: Sequence[float]
+    periods: Sequence[float],
+    retained: Sequence[bool | int],
+    readouts: Sequence[float],
+    forgetting: Sequence[float | None] | None = None,
 ) -> dict[str, Any]:
-    """P and readout against log2(period) over runs of a spacing study (one entry a run)."""
+    """P, readout and (given) forgetting between exposures against log2(period) over runs
+    of a spacing study (one entry a run; a run without a forgetting measurement is left
+    out of that trend only)."""
     n = np.asarray(periods, float)
     won = np.asarray(retained, int)
     points = []
@@ -87,6 +92,16 @@ def spacing(
         }
     except ValueError as exc:
         out["readout_trend"] = {"undetermined": str(exc)}
+    if forgetting is not None:
+        measured = [(math.log2(p), f) for p, f in zip(n.tolist(), forgetting, strict=True)
+                    if f is not None]  # fmt: skip
+        try:
+            out["forgetting_trend"] = {
+                **linear_trend([x for x, _ in measured], [f for _, f in measured]),
+                "per": "doubling of the period",
+            }
+        except ValueError as exc:
+            out["forgetting_trend"] = {"undetermined": str(exc)}
     return out
 
 

@@ -54,13 +54,23 @@ def test_dose_response_study_recommends_a_dose(tmp_path: Path) -> None:
     assert path.stat().st_size > 10_000
 
 
-def test_spacing_study_reads_periods() -> None:
+def test_spacing_study_reads_periods_and_forgetting(tmp_path: Path) -> None:
     rep = report()
     periods = {"d0.5": 1, "d1": 2, "d2": 4, "d4": 8, "d8": 16}
+    for run in rep["runs"]:  # the verification's per-run forgetting; none at period 1
+        period = periods.get(run["arm"])
+        value = None if period in (None, 1) else 0.01 * period + 0.001 * run["seed"]
+        run["forgetting"] = {"cmp": {"forgetting": value, "n_pairs": 0 if value is None else 9}}
     runs = [r for r in study.runs_from_verification(rep, "cmp", 0.0, periods) if r.period]
     body = study.analyse("spacing", runs)
     assert [p["period"] for p in body["points"]] == [1, 2, 4, 8, 16]
     assert "p_trend" in body["trend"]["nano"]
+    by_period = {p["period"]: p for p in body["points"]}
+    assert by_period[1]["forgetting"] is None and by_period[1]["n_forgetting"] == 0
+    assert by_period[8]["forgetting"] == pytest.approx(0.08 + 0.001 * 3.5)
+    assert body["trend"]["nano"]["forgetting_trend"]["n"] == 4 * 8
+    (path,) = plots.spacing(runs, tmp_path)
+    assert path.name == "spacing_nano.png" and path.stat().st_size > 10_000
 
 
 def test_size_transfer_needs_two_sizes() -> None:

@@ -49,6 +49,20 @@ def test_spacing_reads_a_falling_trend() -> None:
     assert [pt["period"] for pt in out["points"]] == [1, 2, 4, 8, 16]
     assert out["readout_trend"]["ci95"][1] < 0
     assert out["p_trend"]["value"] < 0
+    assert "forgetting_trend" not in out
+
+
+def test_spacing_trends_forgetting_over_the_runs_that_measured_it() -> None:
+    periods = np.repeat([1, 2, 4, 8], 6)
+    rng = np.random.default_rng(3)
+    rise = 0.02 * np.log2(periods) + rng.normal(0, 0.005, periods.size)
+    # Period 1 has an exposure in every batch: nothing between exposures to measure.
+    forgetting = [None if n == 1 else float(f) for n, f in zip(periods, rise, strict=True)]
+    out = trends.spacing(periods.tolist(), [1] * periods.size, [0.9] * periods.size, forgetting)
+    fit = stats.linregress(np.log2(periods[periods > 1]), rise[periods > 1])
+    assert out["forgetting_trend"]["n"] == 18
+    assert out["forgetting_trend"]["slope"] == pytest.approx(fit.slope)
+    assert out["forgetting_trend"]["ci95"][0] > 0
 
 
 def test_sawtooth_recovers_a_half_life() -> None:

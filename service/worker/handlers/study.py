@@ -109,10 +109,12 @@ def run_study_job(ctx: JobContext) -> dict[str, Any]:
         if kind == "repetition":
             for path in plots.repetition(cell, ctx.artifact_dir / "plots", ref["name"]):
                 ctx.add_artifact(f"{ref['id']}_{path.name}", path, "image/png")
-        elif kind != "spacing":
+        elif kind == "spacing":
+            for path in plots.spacing(cell, ctx.artifact_dir / "plots", ref["name"]):
+                ctx.add_artifact(f"{ref['id']}_{path.name}", path, "image/png")
+        else:
             for path in plots.dose_response(cell, ctx.artifact_dir / "plots", ref["name"]):
-                name = f"{ref['id']}_{path.name}"
-                ctx.add_artifact(name, path, "image/png")
+                ctx.add_artifact(f"{ref['id']}_{path.name}", path, "image/png")
     report_path = ctx.artifact_dir / "study.json"
     write_json_atomic(report_path, out, indent=1, default=str)
     ctx.add_artifact("study.json", report_path, "application/json")
