@@ -182,3 +182,23 @@ def test_a_repetition_study_from_the_command_line() -> None:
     console.print(study_table(Study(id="stu_1", kind="repetition", skills=skills, report=report)))
     text = console.export_text()
     assert "compare" in text and "fresh" in text and "2e+03" in text and "0.01 [0, 0.02]" in text
+
+
+def test_a_spacing_study_table_reads_per_period_and_trend() -> None:
+    """A spacing study's result table has a row per period (P with its interval, readout,
+    forgetting) and one of trends; it used to print an empty dose table."""
+    report = {"skills": {"skill_01abc": {
+        "points": [{"period": 1, "size": "nano", "p_retained": 1.0, "ci95": [0.72, 1.0],
+                    "readout": 0.95, "forgetting": None},
+                   {"period": 8, "size": "nano", "p_retained": 0.5, "ci95": [0.24, 0.76],
+                    "readout": 0.81, "forgetting": 0.031}],
+        "trend": {"nano": {"p_trend": {"value": -0.9, "ci95": [-1.7, -0.2]},
+                           "readout_trend": {"slope": -0.047, "ci95": [-0.08, -0.01]},
+                           "forgetting_trend": {"slope": 0.012, "ci95": [0.004, 0.02]}}},
+    }}}  # fmt: skip
+    skills = [{"id": "skill_01abc", "version": 1, "name": "compare"}]
+    console = Console(record=True, width=200)
+    console.print(study_table(Study(id="stu_1", kind="spacing", skills=skills, report=report)))
+    text = console.export_text()
+    assert "0.5 [0.24, 0.76]" in text and "0.031" in text
+    assert "-0.9 [-1.7, -0.2]" in text and "+0.012 [0.004, 0.02]" in text

@@ -59,12 +59,45 @@ def repetition_table(study: Any) -> Table:
     return rows_table(f"study {study.id}", columns, rows)
 
 
+def _slope(trend: Any, key: str = "slope") -> str:
+    if not isinstance(trend, dict) or trend.get(key) is None:
+        return ""
+    low, high = trend.get("ci95", [None, None])
+    return f"{trend[key]:+.3g} [{_num(low)}, {_num(high)}]"
+
+
+def spacing_table(study: Any) -> Table:
+    """Per skill, size and dosing period: P(retained) with its Wilson interval, the mean
+    final readout and forgetting between exposures; then each trend per doubling of the
+    period (P's logistic slope, the readout's and forgetting's least-squares slopes)."""
+    names = {s["id"]: s.get("name", s["id"]) for s in study.skills}
+    rows = []
+    for sid, body in study.report["skills"].items():
+        for point in body.get("points", []):
+            low, high = point.get("ci95", [None, None])
+            rows.append([
+                names.get(sid, sid), point["size"], str(point["period"]),
+                f"{_num(point['p_retained'])} [{_num(low)}, {_num(high)}]",
+                _num(point.get("readout")), _num(point.get("forgetting")),
+            ])  # fmt: skip
+        for size, trend in body.get("trend", {}).items():
+            rows.append([
+                names.get(sid, sid), size, "trend / doubling",
+                _slope(trend.get("p_trend"), "value"), _slope(trend.get("readout_trend")),
+                _slope(trend.get("forgetting_trend")),
+            ])  # fmt: skip
+    columns = ["skill", "size", "period", "P(retained) [95% CI]", "readout", "forgetting"]
+    return rows_table(f"study {study.id}", columns, rows)
+
+
 def study_table(study: Any) -> Table:
     """Per skill and size: the recommendation (or why there is none) and the fit."""
     if not study.report:
         return rows_table("study", ["id", "state"], [[study.id, study.job.state]])
     if study.kind == "repetition":
         return repetition_table(study)
+    if study.kind == "spacing":
+        return spacing_table(study)
     names = {s["id"]: s.get("name", s["id"]) for s in study.skills}
     rows = []
     for sid, body in study.report["skills"].items():
