@@ -278,6 +278,31 @@ def held_units(job_id: str) -> dict[str, int]:
         }
 
 
+def kill_a_checkpointed_unit(job_id: str, workers: list, what: str) -> tuple[str, set[str]]:
+    """Wait until a held unit of the verification job has a checkpoint and no result yet,
+    then SIGKILL its worker's process group: (that unit, every unit the worker held)."""
+    work = get_settings().work_dir / job_id
+
+    def checkpointed_and_held() -> dict[str, int]:
+        with session_scope() as session:
+            units = {u.id: u for u in training_runs.units_of(session, job_id)}
+        out = {}
+        for unit_id, pid in held_units(job_id).items():
+            unit = units[unit_id]
+            run = work / unit.arm / unit.size / str(unit.seeds[0])
+            if (run / "checkpoint.pt").exists() and not (run / "result.json").exists():
+                out[unit_id] = pid
+        return out
+
+    wait_for(lambda: bool(checkpointed_and_held()), 300, what)
+    unit_id, pid = next(iter(checkpointed_and_held().items()))
+    (victim,) = [w for w in workers if os.getpgid(pid) == w.pid]
+    lost = {u for u, p in held_units(job_id).items() if os.getpgid(p) == victim.pid}
+    kill_group(victim)
+    assert unit_id in lost
+    return unit_id, lost
+
+
 def trained_lines(stack: Stack) -> list[str]:
     """The run each "trained N steps" line names: one per run trained to its end."""
     text = "".join(p.read_text(errors="replace") for p in stack.logs.glob("worker-*.log"))
@@ -303,25 +328,7 @@ def test_three_training_workers_share_a_verification_and_survive_a_kill(stack: S
     assert runner.execute(baseline["job"]["id"]) == "succeeded"  # sends the verification
     workers = [stack.worker("training") for _ in range(3)]
     work = get_settings().work_dir / job_id
-
-    def checkpointed_and_held() -> dict[str, int]:
-        """Held units whose run has a checkpoint and no result yet."""
-        with session_scope() as session:
-            units = {u.id: u for u in training_runs.units_of(session, job_id)}
-        out = {}
-        for unit_id, pid in held_units(job_id).items():
-            unit = units[unit_id]
-            run = work / unit.arm / unit.size / str(unit.seeds[0])
-            if (run / "checkpoint.pt").exists() and not (run / "result.json").exists():
-                out[unit_id] = pid
-        return out
-
-    wait_for(lambda: bool(checkpointed_and_held()), 300, "a unit mid-way, checkpointed")
-    unit_id, pid = next(iter(checkpointed_and_held().items()))
-    (victim,) = [w for w in workers if os.getpgid(pid) == w.pid]
-    lost = {u for u, p in held_units(job_id).items() if os.getpgid(p) == victim.pid}
-    kill_group(victim)
-    assert unit_id in lost
+    unit_id, lost = kill_a_checkpointed_unit(job_id, workers, "a unit mid-way, checkpointed")
     with session_scope() as session:
         unit = session.get(TrainingRun, unit_id)
         assert unit is not None and unit.state == "running"
@@ -417,25 +424,7 @@ def test_a_study_survives_a_killed_training_worker(stack: Stack) -> None:
     ver_job = stack.client.get(f"/v1/verifications/{ver_id}").json()["job"]["id"]
     stack.worker("curation")
     workers = [stack.worker("training") for _ in range(2)]
-    work = get_settings().work_dir / ver_job
-
-    def checkpointed_and_held() -> dict[str, int]:
-        with session_scope() as session:
-            units = {u.id: u for u in training_runs.units_of(session, ver_job)}
-        out = {}
-        for unit_id, pid in held_units(ver_job).items():
-            unit = units[unit_id]
-            run = work / unit.arm / unit.size / str(unit.seeds[0])
-            if (run / "checkpoint.pt").exists() and not (run / "result.json").exists():
-                out[unit_id] = pid
-        return out
-
-    wait_for(lambda: bool(checkpointed_and_held()), 300, "a study's unit mid-way, checkpointed")
-    unit_id, pid = next(iter(checkpointed_and_held().items()))
-    (victim,) = [w for w in workers if os.getpgid(pid) == w.pid]
-    lost = {u for u, p in held_units(ver_job).items() if os.getpgid(p) == victim.pid}
-    kill_group(victim)
-    assert unit_id in lost
+    _, lost = kill_a_checkpointed_unit(ver_job, workers, "a study's unit mid-way, checkpointed")
 
     job = stack.wait_final(study["job"]["id"], timeout=400)
     assert job["state"] == "succeeded", (job, stack.log_tails())

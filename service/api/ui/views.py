@@ -450,7 +450,8 @@ def mixtures_page(
 
 MIXTURE_FIELDS = (
     "corpus_id", "scan_id", "skill_id", "target_kind", "target_value", "every_n", "every_k",
-    "source", "spacing", "max_repeats", "batch_tokens", "seq_len", "seed", "max_batches",
+    "source", "spacing", "max_repeats", "pool_size", "batch_tokens", "seq_len", "seed",
+    "max_batches",
 )  # fmt: skip
 
 
@@ -466,7 +467,7 @@ def mixture_body(fields: dict[str, Any], dry_run: bool) -> MixtureCreate:
             else {kind: value["target_value"]}
         )
         dose: dict[str, Any] = {"target": target}
-        for name in ("source", "spacing", "max_repeats"):
+        for name in ("source", "spacing", "max_repeats", "pool_size"):
             if value[name]:
                 dose[name] = value[name]
         plan[value["skill_id"]] = dose

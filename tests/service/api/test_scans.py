@@ -52,16 +52,9 @@ def post_cmp_scan(client: TestClient, key: str, planted: dict) -> tuple[dict, di
 
 
 def test_scan_report_equals_what_was_planted(client: TestClient, key_a: str, planted: dict) -> None:
-    corpus = register(client, key_a, planted["uri"])
+    scan, skill = post_cmp_scan(client, key_a, planted)
+    corpus = client.get(f"/v1/corpora/{scan['corpus_id']}", headers=auth(key_a)).json()
     assert corpus["files"] == 3 and corpus["total_bytes"] > 0
-    skill = cmp_skill(client, key_a)
-    r = client.post(
-        "/v1/scans",
-        headers=auth(key_a),
-        json={"corpus_id": corpus["id"], "skill_ids": [skill["id"]], "batch_tokens": 8192},
-    )
-    assert r.status_code == 202, r.text
-    scan = r.json()
     assert scan["job"]["state"] == "queued" and scan["report"] is None
     assert scan["skills"] == [{"id": skill["id"], "version": 1, "name": "cmp"}]
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from curation.mixture.format import COMPOSITION
 from service.api.app import create_app
 from service.api.ui.app import fmt
-from service.api.ui.views import _safe_next, composition, highlight
+from service.api.ui.views import _safe_next, composition, highlight, mixture_body
 from service.cli.embedded import refresh_settings
 from tests.service.conftest import new_key
 
@@ -133,3 +133,14 @@ def test_composition_bins_batches_into_at_most_points(tmp_path: Path) -> None:
     sizes = [3, 3, 3, 1]
     total = sum(m * n for m, n in zip(binned["skills"]["s"]["planned"], sizes, strict=True))
     assert total == pytest.approx(sum(b % 3 for b in range(10)))
+
+
+def test_the_mixture_form_passes_a_pool_size_into_the_plan() -> None:
+    fields = {"corpus_id": ["corpus_1"], "scan_id": ["scan_1"], "skill_id": ["skill_1"],
+              "target_kind": ["per_batch"], "target_value": ["2"], "source": ["synthesize"],
+              "pool_size": ["40"]}  # fmt: skip
+    body = mixture_body(fields, dry_run=True)
+    assert body.plan["skill_1"].pool_size == 40
+    assert (
+        mixture_body({**fields, "pool_size": [""]}, dry_run=True).plan["skill_1"].pool_size is None
+    )
