@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from skillmix_client.cli._runs import result_table
-from skillmix_client.cli._studies import parse_pool_sizes, study_table
+from skillmix_client.cli._studies import parse_bounds, parse_pool_sizes, study_table
 from skillmix_client.types import Mixture, Study, Verification
 from typer.testing import CliRunner
 
@@ -202,3 +202,17 @@ def test_a_spacing_study_table_reads_per_period_and_trend() -> None:
     text = console.export_text()
     assert "0.5 [0.24, 0.76]" in text and "0.031" in text
     assert "-0.9 [-1.7, -0.2]" in text and "+0.012 [0.004, 0.02]" in text
+
+
+def test_an_adaptive_study_from_the_command_line_checks_its_bounds() -> None:
+    """`--adaptive MIN:MAX` is the adaptive design's bounds; bad bounds, or both --doses and
+    --adaptive, are usage errors (exit 2) before any request."""
+    assert parse_bounds("0.25:16") == (0.25, 16.0)
+    base = ["study", "--kind", "dose_response", "--skill", "s", "--corpus", "c", "--scan", "x"]
+    nowhere = {"SKILLMIX_BASE_URL": "http://127.0.0.1:9", "SKILLMIX_API_KEY": "sk_x"}
+    code, out = run(nowhere, *base, "--adaptive", "16:0.25")
+    assert code == 2 and "0 < MIN < MAX" in out
+    code, out = run(nowhere, *base, "--adaptive", "a lot")
+    assert code == 2 and "is not MIN:MAX" in out
+    code, out = run(nowhere, *base, "--adaptive", "1:8", "--doses", "1,2")
+    assert code == 2 and "not both" in out

@@ -128,6 +128,19 @@ def parse_pool_sizes(text: str) -> list[int | None]:
     return out
 
 
+def parse_bounds(text: str) -> tuple[float, float]:
+    """`0.25:16` -> (0.25, 16.0): an adaptive design's dose bounds, lowest first."""
+    try:
+        low, high = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--adaptive: {text!r} is not MIN:MAX (instances per batch), e.g. 0.25:16"
+        ) from None
+    if not 0 < low < high:
+        raise typer.BadParameter(f"--adaptive: need 0 < MIN < MAX, got {text!r}")
+    return low, high
+
+
 @study_app.callback()
 def study_create(
     ctx: typer.Context,
@@ -148,6 +161,17 @@ def study_create(
             help="Repetition: unique instances per pool, fresh for none, e.g. fresh,400,40,4."
         ),
     ] = "",  # fmt: skip
+    adaptive: Annotated[
+        str,
+        typer.Option(
+            help="Dose-response placed look by look between MIN:MAX instances per batch "
+            "(instead of --doses), e.g. 0.25:16."
+        ),
+    ] = "",
+    max_runs: Annotated[int, typer.Option(help="Adaptive: run budget per size.")] = 64,
+    factor: Annotated[
+        float, typer.Option(help="Adaptive: stop once the ED interval is this wide.")
+    ] = 2.0,
     size: Annotated[list[str] | None, typer.Option(help="Model size (repeatable).")] = None,
     seeds_per_point: int = 8,
     token_budget: int | None = None,
@@ -159,7 +183,7 @@ def study_create(
 ) -> None:
     """Start a study: `skillmix study --kind dose_response --skill NAME --corpus ID --scan ID
     --doses 0.5,1,2,4,8 --wait` (spacing: `--dose 2 --every 2/1 --every 8/4`; repetition:
-    `--dose 2 --pool-sizes fresh,400,40,4`)."""
+    `--dose 2 --pool-sizes fresh,400,40,4`; adaptive: `--adaptive 0.25:16 --max-runs 64`)."""
     if ctx.invoked_subcommand is not None:
         return
     if not (kind and skill and corpus and scan):
@@ -178,9 +202,14 @@ def study_create(
                 "a repetition study needs --dose and --pool-sizes, e.g. fresh,400,40,4"
             )
         design = {"dose": dose, "pool_sizes": parse_pool_sizes(pool_sizes)}
+    elif adaptive:
+        if doses:
+            raise typer.BadParameter("give --doses or --adaptive MIN:MAX, not both")
+        low, high = parse_bounds(adaptive)
+        design = {"adaptive": {"min": low, "max": high, "max_runs": max_runs, "factor": factor}}
     else:
         if not doses:
-            raise typer.BadParameter("give --doses, e.g. 0.5,1,2,4,8")
+            raise typer.BadParameter("give --doses, e.g. 0.5,1,2,4,8 (or --adaptive MIN:MAX)")
         design = {"doses": parse_doses(doses)}
     with client(base_url, api_key, as_json) as c:
         study = c.studies.create(
