@@ -18,6 +18,7 @@ two registrations of one definition give the same variant for the same seed.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -146,14 +147,14 @@ def build_variant(
     out = os.fspath(out_dir)
     record_path = os.path.join(out, VARIANT_RECORD)
     if os.path.exists(record_path):
-        with open(record_path, encoding="utf-8") as fh:
-            return dict(json.load(fh))
+        _remove_stale_builds(out)
+        return _read_record(record_path)
     manifest = read_manifest(os.fspath(mixture_dir))
     plan = plan_from_manifest(manifest, seed)
     specs = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
+    work = tempfile.mkdtemp(prefix=_temporary_prefix(out), suffix=".tmp", dir=parent)
     try:
         result = build_mixture(
             corpus_source(manifest), specs, plan, work,
@@ -176,6 +177,32 @@ def build_variant(
         except OSError:
             if not os.path.exists(record_path):  # not another process's finished variant
                 raise
+        _remove_stale_builds(out)
         return record
+    except Exception:
+        # Another process finished the variant first and cleared this build's folder as
+        # stale (see _remove_stale_builds): its variant is the same one.
+        if os.path.exists(record_path):
+            return _read_record(record_path)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _temporary_prefix(out: str) -> str:
+    return f".{os.path.basename(out)}."
+
+
+def _read_record(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return dict(json.load(fh))
+
+
+def _remove_stale_builds(out: str) -> None:
+    """Once the variant is in place, delete the build folders of it that writers killed
+    before their rename left beside it (`.seed-3.<random>.tmp`): they are of no use. A
+    build still going finds its folder gone and returns the finished variant."""
+    parent = os.path.dirname(os.path.abspath(out))
+    pattern = os.path.join(glob.escape(parent), glob.escape(_temporary_prefix(out)) + "*.tmp")
+    for stale in glob.glob(pattern):
+        shutil.rmtree(stale, ignore_errors=True)

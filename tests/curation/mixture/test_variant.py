@@ -161,6 +161,21 @@ def test_a_finished_variant_is_reused_and_a_foreign_manifest_refused(corpus, sto
         plan_from_manifest(json.loads((tmp_path / "manifest.json").read_text()))
 
 
+def test_the_builds_a_killed_writer_left_are_removed_once_the_variant_exists(corpus, stored):
+    root, _ = corpus
+    out = Path(root) / "variants" / "seed-3"
+    out.parent.mkdir()
+    stale = out.parent / ".seed-3.k1ll3d.tmp"  # a build whose process was SIGKILLed
+    (stale / "tokens").mkdir(parents=True)
+    other = out.parent / ".seed-30.x.tmp"  # another variant's build: not ours to remove
+    other.mkdir()
+    build_variant(stored, 3, out, allowed_roots=[root])
+    assert not stale.exists() and other.exists()
+    stale.mkdir()
+    build_variant(stored, 3, out, allowed_roots=[root])  # reused: cleared all the same
+    assert not stale.exists() and other.exists()
+
+
 def test_a_seed_that_overfills_a_batch_is_a_plan_error(stored):
     recorded = manifest(stored)
     recorded["plan"]["skills"]["first-tp"]["per_batch"] = 14.0  # random: some batch > 16
