@@ -91,6 +91,39 @@ def test_may_match_rules_out_texts_without_hits():
     assert not SkillMatcher([]).may_match(b"anything")
 
 
+@pytest.mark.parametrize("pays", [True, False], ids=["screen kept", "screen dropped"])
+def test_may_match_never_rules_out_a_hit_before_during_or_after_its_screen_probe(pays, monkeypatch):
+    """may_match times its factor screen against its Set on the first texts and keeps the
+    screen only if it pays; either way, and while it probes, a text with a hit passes."""
+    monkeypatch.setattr(matcher_module, "SCREEN_WARMUP_TEXTS", 5)
+    monkeypatch.setattr(matcher_module, "SCREEN_PROBE_TEXTS", 40)
+    monkeypatch.setattr(matcher_module, "screen_pays", lambda *probe: pays)
+    rng = random.Random(3)
+    # Regexes and keyword sets with factors (`caf\pL+` has none: no screen at all).
+    matcher = SkillMatcher([s for s in SPECS[:8] if s.id != "cafe"])
+    assert matcher.screen is not None
+    modes = set()
+    for _ in range(150):
+        text = random_text(rng, risky=rng.random() < 0.3)
+        if matcher.find(text):
+            assert matcher.may_match(text.encode("utf-8", "surrogatepass")), text
+        else:
+            matcher.may_match(text.encode("utf-8", "surrogatepass"))
+        modes.add(matcher._screening)
+    assert modes == {"probe", "on" if pays else "off"}
+    assert matcher._probe[2] == 40
+
+
+def test_the_screen_pays_when_it_saves_a_tenth_of_the_set_pass():
+    # Set alone: 1.0 s; screen 0.2 s then the Set on half the texts: 0.7 s.
+    assert matcher_module.screen_pays(0.2, 1.0, 2000, 1000)
+    # A screen passing 95% of the texts costs more than it saves.
+    assert not matcher_module.screen_pays(0.2, 1.0, 2000, 1900)
+    # Saving less than a tenth is noise: not worth keeping.
+    assert not matcher_module.screen_pays(0.05, 1.0, 2000, 1900)
+    assert matcher_module.screen_pays(0.0, 0.0, 0, 0)
+
+
 def test_keys_are_of_the_normalised_matched_text():
     matcher = SkillMatcher([SPECS[1]])
     a, b = matcher.find("3 + 4 mod 13 = 7")["mod"], matcher.find("x 3 + 4 MOD 13 = 7")
