@@ -81,70 +81,94 @@ def _est(value: Any, key: str = "value") -> str:
     return f"{value[key]:.3g} {_ci(value)}"
 
 
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _header(*names: str) -> str:
+    return _row(*names) + "\n" + _row(*["---"] * len(names))
+
+
+def _dose_tables(body: dict[str, Any]) -> list[str]:
+    lines = [_header("dose per batch (placed + natural)", "seeds", "retained",
+                     "P [Wilson 95%]", "mean readout")]  # fmt: skip
+    for p in body["points"]:
+        k = sum(s["retained"] for s in p["seeds"])
+        p_ci = f"{p['p_retained']:.2f} {_ci(p, '.2f')}"
+        lines.append(_row(f"{p['dose']:.3g}", p["n_seeds"], k, p_ci, f"{p['readout']:.3f}"))
+    for size, fit in body["fit"].items():
+        lines.append(
+            f"\n{size}: slope per doubling {_est(fit.get('slope'))}; ED50 "
+            f"{_est(fit.get('ed50'))}; ED80 {_est(fit.get('ed80'))}; {fit.get('n_runs')} runs, "
+            f"{fit.get('excluded_runs')} excluded; separated: {fit.get('separated')}."
+        )
+    for size, rec in body["recommendation"].items():
+        lines.append(f"{size}: {rec.get('text') or 'not determined: ' + str(rec['undetermined'])}")
+    return lines
+
+
+def _spacing_tables(body: dict[str, Any]) -> list[str]:
+    lines = [_header("period (batches)", "seeds", "P [Wilson 95%]", "mean readout",
+                     "mean forgetting (runs measured)")]  # fmt: skip
+    for p in body["points"]:
+        f = "n/a" if p.get("forgetting") is None else f"{p['forgetting']:+.4f}"
+        p_ci = f"{p['p_retained']:.2f} {_ci(p, '.2f')}"
+        lines.append(_row(p["period"], p["n_seeds"], p_ci, f"{p['readout']:.3f}",
+                          f"{f} ({p.get('n_forgetting', 0)})"))  # fmt: skip
+    for size, trend in body["trend"].items():
+        lines.append(
+            f"\n{size}, per doubling of the period: P slope {_est(trend.get('p_trend'))}; "
+            f"readout slope {_est(trend.get('readout_trend'), 'slope')}; forgetting slope "
+            f"{_est(trend.get('forgetting_trend'), 'slope')}."
+        )
+    return lines
+
+
+def _repetition_tables(body: dict[str, Any]) -> list[str]:
+    lines = [_header("pool", "copies per unique", "seeds", "P [Wilson 95%]", "held-out", "seen",
+                     "seen - held-out [95%]", "loss - baseline [95%]",
+                     "within 2 SD of baseline")]  # fmt: skip
+    for size, trend in body["trend"].items():
+        points = {p["pool_size"]: p for p in body["points"] if p["size"] == size}
+        for row in trend["points"]:
+            p, loss, gap = (
+                points[row["pool_size"]],
+                row["loss_vs_baseline"],
+                row["seen_minus_heldout"],
+            )
+            pool = "fresh" if row["pool_size"] is None else row["pool_size"]
+            p_ci = f"{p['p_retained']:.2f} {_ci(p, '.2f')}"
+            lines.append(_row(
+                pool, f"{row['copies']:.3g}", p["n_seeds"], p_ci,
+                f"{p['readout']:.3f}", f"{p.get('seen_readout') or 0:.3f}",
+                f"{gap['mean']:+.3f} {_ci(gap)}", f"{loss['mean']:+.4f} {_ci(loss, '.4f')}",
+                loss.get("within_2sd"),
+            ))  # fmt: skip
+        for key in ("heldout_trend", "gap_trend"):
+            if key in trend:
+                lines.append(f"\n{size} {key} per doubling of copies: {_est(trend[key], 'slope')}")
+    for base in body.get("baseline", []):
+        lines.append(f"\nbaseline: {base['n_seeds']} seeds, P {base['p_retained']:.2f}, "
+                     f"mean readout {base['readout']:.3f}")  # fmt: skip
+    return lines
+
+
+TABLES = {"dose": _dose_tables, "spacing": _spacing_tables, "repetition": _repetition_tables}
+
+
 def markdown(out: Path) -> str:
     """RESULTS.md tables of the recorded studies (their reanalysed reports where present)."""
     text = []
-    for name in ("dose", "spacing", "repetition"):
+    for name, tables in TABLES.items():
         path = out / f"{name}.reanalysed.json"
         path = path if path.exists() else out / f"{name}.json"
         if not path.exists():
             continue
         study = json.loads(path.read_text())
         for body in (study.get("report") or {}).get("skills", {}).values():
-            text.append(f"**{name}** (study {study['id']}, natural "
-                        f"{body['natural_per_batch']:.3f} per batch)\n")  # fmt: skip
-            if name == "dose":
-                text.append("| dose per batch (placed + natural) | seeds | retained "
-                            "| P [Wilson 95%] | mean readout |\n|---|---|---|---|---|")  # fmt: skip
-                for p in body["points"]:
-                    k = sum(s["retained"] for s in p["seeds"])
-                    text.append(f"| {p['dose']:.3g} | {p['n_seeds']} | {k} "
-                                f"| {p['p_retained']:.2f} {_ci(p, '.2f')} | {p['readout']:.3f} |")  # fmt: skip
-                for size, fit in body["fit"].items():
-                    text.append(f"\n{size}: slope per doubling {_est(fit.get('slope'))}; "
-                                f"ED50 {_est(fit.get('ed50'))}; ED80 {_est(fit.get('ed80'))}; "
-                                f"{fit.get('n_runs')} runs, {fit.get('excluded_runs')} excluded; "
-                                f"separated: {fit.get('separated')}.")  # fmt: skip
-                for size, rec in body["recommendation"].items():
-                    text.append(
-                        f"{size}: {rec.get('text') or 'not determined: ' + str(rec.get('undetermined'))}"
-                    )  # noqa: E501
-            elif name == "spacing":
-                text.append("| period (batches) | seeds | P [Wilson 95%] | mean readout "
-                            "| mean forgetting (runs measured) |\n|---|---|---|---|---|")  # fmt: skip
-                for p in body["points"]:
-                    f = "n/a" if p.get("forgetting") is None else f"{p['forgetting']:+.4f}"
-                    text.append(f"| {p['period']} | {p['n_seeds']} | {p['p_retained']:.2f} "
-                                f"{_ci(p, '.2f')} | {p['readout']:.3f} "
-                                f"| {f} ({p.get('n_forgetting', 0)}) |")  # fmt: skip
-                for size, trend in body["trend"].items():
-                    text.append(f"\n{size}, per doubling of the period: P slope "
-                                f"{_est(trend.get('p_trend'))}; readout slope "
-                                f"{_est(trend.get('readout_trend'), 'slope')}; forgetting slope "
-                                f"{_est(trend.get('forgetting_trend'), 'slope')}.")  # fmt: skip
-            else:
-                text.append("| pool | copies per unique | seeds | P [Wilson 95%] | held-out "
-                            "| seen | seen - held-out [95%] | loss - baseline [95%] "
-                            "| within 2 SD of baseline |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
-                for size, trend in body["trend"].items():
-                    points = {p["pool_size"]: p for p in body["points"] if p["size"] == size}
-                    for row in trend["points"]:
-                        p = points[row["pool_size"]]
-                        loss, gap = row["loss_vs_baseline"], row["seen_minus_heldout"]
-                        text.append(
-                            f"| {'fresh' if row['pool_size'] is None else row['pool_size']} "
-                            f"| {row['copies']:.3g} | {p['n_seeds']} | {p['p_retained']:.2f} "
-                            f"{_ci(p, '.2f')} | {p['readout']:.3f} | {p.get('seen_readout', 0):.3f} "
-                            f"| {gap['mean']:+.3f} {_ci(gap)} | {loss['mean']:+.4f} {_ci(loss, '.4f')} "
-                            f"| {loss.get('within_2sd')} |")  # fmt: skip
-                    for key in ("heldout_trend", "gap_trend"):
-                        if key in trend:
-                            text.append(f"\n{size} {key} per doubling of copies: "
-                                        f"{_est(trend[key], 'slope')}")  # fmt: skip
-                for base in body.get("baseline", []):
-                    text.append(f"\nbaseline: {base['n_seeds']} seeds, P {base['p_retained']:.2f}, "
-                                f"mean readout {base['readout']:.3f}")  # fmt: skip
-            text.append("")
+            natural = body["natural_per_batch"]
+            text.append(f"**{name}** (study {study['id']}, natural {natural:.3f} per batch)\n")
+            text += [*tables(body), ""]
     return "\n".join(text)
 
 
