@@ -315,12 +315,14 @@ def _run(ctx: RunContext, kind: JobKind | None, kind_name: str) -> str:
 def _follow_up(follow_up: FollowUp, job_id: str, result: dict[str, Any]) -> None:
     """The kind's work after its result is stored (JobKind.follow_up); best effort."""
     started = time.monotonic()
+    # Logged as "follow-up of job <id>", not "job <id>: ...": that line, once per attempt,
+    # is the job's outcome (logged after this).
     try:
         follow_up(job_id, result)
     except Exception:
-        log.exception("job %s: its follow-up failed (done on first request instead)", job_id)
+        log.exception("follow-up of job %s failed (done on first request instead)", job_id)
     else:
-        log.info("job %s: follow-up done in %.1fs", job_id, time.monotonic() - started)
+        log.info("follow-up of job %s done in %.1fs", job_id, time.monotonic() - started)
 
 
 def describe_failure(exc: BaseException, settings: Settings) -> str:
