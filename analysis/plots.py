@@ -151,6 +151,11 @@ def spacing(runs: Sequence[RunPoint], out: Path, title: str = "") -> list[Path]:
             ax.plot(levels, means, "o-", color="C1")
             ax.set(xscale="log", xlabel="dosing period (batches)", ylabel=label)
         ax_f.axhline(0.0, color="0.6", lw=1)
+        ticks = sorted({r.period or 0 for r in cell})
+        for ax in (ax_p, ax_r, ax_f):  # the periods themselves, on a base-2 axis
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(n) for n in ticks])
+            ax.minorticks_off()
         paths.append(_save(fig, out / f"spacing_{size}.png"))
     return paths
 
