@@ -27,6 +27,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from typing import NamedTuple
@@ -204,6 +205,27 @@ def screen_pays(screen_seconds: float, set_seconds: float, texts: float, passed:
     return screen_seconds + set_seconds * passed / texts < 0.9 * set_seconds
 
 
+@dataclass
+class _ScreenProbe:
+    """may_match's trial of its factor screen: the warm-up texts seen, then the timed ones
+    (how many, how many the screen passed, and the seconds each pass took in all)."""
+
+    warmed: int = 0
+    texts: int = 0
+    passed: int = 0
+    screen_seconds: float = 0.0
+    set_seconds: float = 0.0
+
+    def record(self, screen_seconds: float, set_seconds: float, passed: bool) -> None:
+        self.texts += 1
+        self.passed += passed
+        self.screen_seconds += screen_seconds
+        self.set_seconds += set_seconds
+
+    def pays(self) -> bool:
+        return screen_pays(self.screen_seconds, self.set_seconds, self.texts, self.passed)
+
+
 class SkillMatcher:
     """Finds every skill of `specs` in a text; build once per worker, reuse per document."""
 
@@ -228,10 +250,9 @@ class SkillMatcher:
             patterns.append(risky_chars())
         self._set = _compile_set(patterns)
         self._match = self._set._set.Match if self._set is not None else None
-        # may_match's factor screen: None until first used, then "probe", "on" or "off";
-        # the probe's screen seconds, Set seconds, texts and texts passed.
+        # may_match's factor screen: None until first used, then "probe", "on" or "off".
         self._screening: str | None = None
-        self._probe, self._warmed = [0.0, 0.0, 0, 0], 0
+        self._probe = _ScreenProbe()
 
     @cached_property
     def screen(self) -> FactorScreen | None:
@@ -276,40 +297,37 @@ class SkillMatcher:
         if self._match is None:
             return False
         screening = self._screening or self._start_screening()
-        if screening == "on":
-            if not self.screen.may_match_text(data):  # type: ignore[union-attr]
-                return False
-        elif screening == "probe" and not self._probe_screen(data):
+        if screening == "probe":
+            hits = self._probe_screen(data)
+        elif screening == "on" and not self.screen.may_match_text(data):  # type: ignore[union-attr]
             return False
-        hits = self._match(data)
+        else:
+            hits = self._match(data)
         return bool(hits) and (len(hits) > 1 or hits[0] != self._risky)
 
     def _start_screening(self) -> str:
         self._screening = "off" if self.screen is None else "probe"
         return self._screening
 
-    def _probe_screen(self, data: bytes) -> bool:
-        """The screen's answer for `data`, timing it and the Set pass (run on every probed
-        text, passed or not, after SCREEN_WARMUP_TEXTS that build and warm both: the
-        screen compiles on first use, RE2 fills its DFA cache); after SCREEN_PROBE_TEXTS
-        timed texts, settles `_screening`."""
+    def _probe_screen(self, data: bytes) -> list[int]:
+        """The Set's hits for `data` ([] if the screen rules it out), timing the screen and
+        the Set pass (run on every probed text, passed or not, after SCREEN_WARMUP_TEXTS
+        that build and warm both: the screen compiles on first use, RE2 fills its DFA
+        cache); after SCREEN_PROBE_TEXTS timed texts, settles `_screening`."""
         assert self.screen is not None and self._match is not None
-        self._warmed += 1
-        if self._warmed <= SCREEN_WARMUP_TEXTS:
-            self._match(data)
-            return self.screen.may_match_text(data)
+        probe = self._probe
+        if probe.warmed < SCREEN_WARMUP_TEXTS:
+            probe.warmed += 1
+            hits = self._match(data)
+            return hits if self.screen.may_match_text(data) else []
         started = time.perf_counter()
         passed = self.screen.may_match_text(data)
         screened = time.perf_counter()
-        self._match(data)
-        probe = self._probe
-        probe[0] += screened - started
-        probe[1] += time.perf_counter() - screened
-        probe[2] += 1
-        probe[3] += passed
-        if probe[2] >= SCREEN_PROBE_TEXTS:
-            self._screening = "on" if screen_pays(*probe) else "off"
-        return passed
+        hits = self._match(data)
+        probe.record(screened - started, time.perf_counter() - screened, passed)
+        if probe.texts >= SCREEN_PROBE_TEXTS:
+            self._screening = "on" if probe.pays() else "off"
+        return hits if passed else []
 
     def find_spans(self, text: str) -> dict[int, list[Span]]:
         """Spans per skill index, for skills with at least one match."""

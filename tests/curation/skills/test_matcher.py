@@ -111,7 +111,7 @@ def test_may_match_never_rules_out_a_hit_before_during_or_after_its_screen_probe
             matcher.may_match(text.encode("utf-8", "surrogatepass"))
         modes.add(matcher._screening)
     assert modes == {"probe", "on" if pays else "off"}
-    assert matcher._probe[2] == 40
+    assert matcher._probe.texts == 40
 
 
 def test_the_screen_pays_when_it_saves_a_tenth_of_the_set_pass():
