@@ -9,7 +9,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from curation.mixture.tokenizer import TokenizerSpec
-from curation.scan_plots import SCAN_PLOTS, draw_scan_plots
+from curation.scan_plots import SCAN_PLOTS
 from service.ids import new_id
 from service.models import Job, JobState, Mixture, Scan, utcnow
 from service.problems import Problem, not_found
@@ -140,33 +140,5 @@ def delete_scan(session: Session, project_id: str, scan_id: str, settings: Setti
 
 def deferred_plots(report_dir: Path) -> dict[str, Path]:
     """The plots a scan job lists without drawing them (`add_artifact(deferred=True)`):
-    its report is stored first, the plots after it (`draw_plots`)."""
+    its report is stored first, the plots after it (`service.artifacts`)."""
     return {name: report_dir / name for name in SCAN_PLOTS}
-
-
-def draw_plots(session: Session, job_id: str, report: dict[str, Any] | None = None) -> None:
-    """Draw a scan job's deferred plots that are not on disk yet, from its stored report,
-    and record their sizes. The worker calls this right after the job succeeded; a download
-    that comes first calls it too. Files are written atomically and sizes read back from
-    disk under the job's row lock, so two drawing at once agree."""
-    job = session.get(Job, job_id)
-    if job is None or job.kind != "scan" or job.state != JobState.succeeded.value:
-        return
-    pending = [a for a in job.artifacts or [] if a.get("size") is None]
-    missing = [a for a in pending if not Path(a["path"]).is_file()]
-    if missing:
-        folder = Path(missing[0]["path"]).parent
-        names = [a["name"] for a in missing if a["name"] in SCAN_PLOTS]
-        draw_scan_plots(report if report is not None else job.result or {}, str(folder), names)
-    if not pending:
-        return
-    session.commit()  # the drawing's read ends here; the write below locks the row afresh
-    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
-    assert job is not None
-    job.artifacts = [
-        {**a, "size": Path(a["path"]).stat().st_size}
-        if a.get("size") is None and Path(a["path"]).is_file()
-        else a
-        for a in job.artifacts or []
-    ]
-    session.commit()

@@ -16,9 +16,10 @@ from service.api.errors import Problem, not_found
 from service.api.idempotency import CreateOnceDep
 from service.api.pagination import paginate
 from service.api.schemas import ArtifactsPublic, JobCreate, JobPublic, JobsPublic
+from service.artifacts import draw_deferred
 from service.db import get_sessionmaker
 from service.models import Job, JobState
-from service.store import jobs, scans
+from service.store import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -158,12 +159,13 @@ def list_artifacts(*, job_id: str, session: SessionDep, project: CurrentProject)
 def download_artifact(
     *, job_id: str, name: str, session: SessionDep, project: CurrentProject
 ) -> FileResponse:
-    """Download one artifact by name. A scan's plots are drawn after its report is stored
-    (their size is null until then); one asked for before that is drawn first."""
+    """Download one artifact by name. Some are drawn after the job's result is stored (a
+    scan's plots; their size is null until then): one asked for before that is drawn first."""
     job = jobs.get_job(session, project.id, job_id)
     if any(a["name"] == name and a.get("size") is None for a in job.artifacts or []):
-        scans.draw_plots(session, job.id)
-        job = jobs.get_job(session, project.id, job_id)
+        session.commit()  # end this request's read: the drawing writes in sessions of its own
+        draw_deferred(job.id)
+        session.refresh(job)
     for artifact in job.artifacts or []:
         if artifact["name"] == name and Path(artifact["path"]).is_file():
             return FileResponse(artifact["path"], media_type=artifact["media_type"], filename=name)

@@ -13,6 +13,7 @@ from curation.atomic import write_json_atomic
 from curation.corpus import compare_fingerprints
 from curation.scan import run_scan
 from curation.skills.probes import probe_match_keys
+from service.artifacts import draw_deferred
 from service.db import session_scope
 from service.models import Corpus, Scan
 from service.settings import Settings, get_settings
@@ -52,7 +53,7 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
         probe_keys={s.id: probe_match_keys(s) for s in specs if s.generator is not None},
         on_bad_record=options.get("on_bad_record", "fail"),
         tokens=options.get("tokenizer", {}).get("path", "bytes"),
-        plots=False,  # drawn after the report is stored: `draw_plots_after`
+        plots=False,  # drawn after the report is stored: `service.artifacts`
     )
     changed = compare_fingerprints(registered, report["corpus"]["fingerprint"])
     report["warnings"] = report.get("warnings", [])
@@ -69,16 +70,11 @@ def run_scan_job(ctx: JobContext) -> dict[str, Any]:
     return report
 
 
-def draw_plots_after(job_id: str, report: dict[str, Any]) -> None:
-    """The plots of 50 skills take seconds to draw, longer than a scan of a small corpus:
-    they are drawn once the report is stored, so a scan's result waits only for the scan."""
-    with session_scope() as session:
-        scans.draw_plots(session, job_id, report)
-
-
 KIND = job_kind(
     "scan",
     run_scan_job,
     "Profile a corpus against skill versions (frequency, gaps).",
-    follow_up=draw_plots_after,
+    # The plots of 50 skills take seconds to draw, longer than a scan of a small corpus:
+    # they are drawn once the report is stored, so a scan's result waits only for the scan.
+    follow_up=draw_deferred,
 )
