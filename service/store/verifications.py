@@ -23,24 +23,36 @@ HELDOUT_TOKENS = 65_536
 text of its general loss (the verification handler's heldout_tail)."""
 
 
+def trainable_batches(n_batches: int, batch_tokens: int) -> int:
+    """The batches in front of a mixture's held-out tail (its last HELDOUT_TOKENS, never
+    trained on), which is where that tail starts."""
+    return max(0, n_batches - max(1, -(-HELDOUT_TOKENS // batch_tokens)))
+
+
+def budget_overrun(token_budget: int, n_batches: int, batch_tokens: int) -> str | None:
+    """Why `token_budget` cannot be trained on in front of the held-out tail of a mixture of
+    `n_batches` batches, or None if it fits. Said at creation when max_batches bounds the
+    mixtures (`check_budget_fits`), and by the verification job on the mixture it got."""
+    usable = trainable_batches(n_batches, batch_tokens) * batch_tokens
+    if token_budget <= usable:
+        return None
+    tail = n_batches - trainable_batches(n_batches, batch_tokens)
+    return (
+        f"token_budget {token_budget:,} does not fit in mixtures of {n_batches:,} batches: "
+        f"their last {tail:,} batches ({HELDOUT_TOKENS:,} tokens) are held out for the "
+        f"general loss, which leaves {usable:,} tokens to train on; lower token_budget or "
+        f"raise max_batches to at least {tail + -(-token_budget // batch_tokens):,}"
+    )
+
+
 def check_budget_fits(token_budget: int | None, max_batches: int | None, batch_tokens: int) -> None:
     """422 when a run's token budget cannot fit in front of the held-out tail of a mixture
     of `max_batches` batches (known before it is built); said now, not by a failed job."""
     if token_budget is None or max_batches is None:
         return
-    tail = -(-HELDOUT_TOKENS // batch_tokens)
-    usable = max(0, max_batches - tail) * batch_tokens
-    if token_budget > usable:
-        raise Problem(
-            422,
-            "validation-error",
-            "Token budget too large for the mixtures",
-            f"token_budget {token_budget:,} does not fit in mixtures of max_batches "
-            f"{max_batches:,}: their last {tail:,} batches ({HELDOUT_TOKENS:,} tokens) are "
-            f"held out for the general loss, which leaves {usable:,} tokens to train on; "
-            f"lower token_budget or raise max_batches to at least "
-            f"{tail + -(-token_budget // batch_tokens):,}",
-        )
+    overrun = budget_overrun(token_budget, max_batches, batch_tokens)
+    if overrun:
+        raise Problem(422, "validation-error", "Token budget too large for the mixtures", overrun)
 
 
 def query(project_id: str) -> Select[Verification]:

@@ -27,8 +27,7 @@ from service import logs
 from service.db import session_scope
 from service.models import Job, JobState, Mixture, Verification, VerificationRun, utcnow
 from service.settings import Settings, get_settings
-from service.store import skills, training_runs
-from service.store.verifications import HELDOUT_TOKENS
+from service.store import skills, training_runs, verifications
 from service.worker.kinds import Detached, JobContext, JobInterrupted, job_kind
 from service.worker.tracking import VerificationTracker
 from training.events import Event, RunFinished, RunKey, StepDone, describe
@@ -64,10 +63,10 @@ def built_mixtures(session: Session, arms: dict[str, str]) -> dict[str, str | Pa
     return folders
 
 
-def heldout_tail(mixture: MixtureReader, tokens: int) -> tuple[np.ndarray, int]:
-    """The last `tokens` of a mixture as a flat array, and the batch where that tail starts."""
-    batches = max(1, -(-tokens // mixture.batch_tokens))
-    first = max(0, mixture.n_batches - batches)
+def heldout_tail(mixture: MixtureReader) -> tuple[np.ndarray, int]:
+    """The mixture's held-out tail (its last HELDOUT_TOKENS, rounded up to whole batches) as
+    a flat array, and the batch where it starts."""
+    first = verifications.trainable_batches(mixture.n_batches, mixture.batch_tokens)
     n = mixture.seqs_per_batch
     return np.asarray(mixture.sequences(first * n, mixture.n_batches * n)).ravel(), first
 
@@ -219,14 +218,11 @@ def setup(verification_id: str, settings: Settings) -> Setup:
     reference = open_mixture(
         folders["baseline"] if "baseline" in folders else next(iter(folders.values()))
     )
-    heldout, tail_start = heldout_tail(reference, HELDOUT_TOKENS)
+    heldout, tail_start = heldout_tail(reference)
     budget = params.get("token_budget") or tail_start * reference.batch_tokens
-    if budget > tail_start * reference.batch_tokens:
-        raise ValueError(
-            f"token_budget {budget:,} reaches into the last {HELDOUT_TOKENS:,} tokens, which "
-            f"are held out for the general loss; use at most "
-            f"{tail_start * reference.batch_tokens:,} or a longer mixture"
-        )
+    overrun = verifications.budget_overrun(budget, reference.n_batches, reference.batch_tokens)
+    if overrun:
+        raise ValueError(overrun)
     # Several training processes on a CPU machine (SKILLMIX_TRAINING_WORKERS): one torch
     # thread each (on 2 cores two single-thread runs beat one two-thread run).
     threads = 1 if settings.training_workers > 1 else None

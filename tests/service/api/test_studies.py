@@ -13,9 +13,8 @@ from service.cli.embedded import refresh_settings
 from service.db import session_scope
 from service.models import Job, Study
 from service.settings import get_settings
-from service.store import studies
+from service.store import studies, verifications
 from service.worker import runner
-from service.worker.handlers import verification
 from tests.service.api.test_mixtures import scanned  # noqa: F401  (fixture)
 from tests.service.conftest import auth
 
@@ -184,7 +183,7 @@ def test_an_adaptive_dose_response_runs_look_by_look_until_its_budget_is_spent(
     refresh_settings()
     # The general loss over 64k held-out tokens is most of a tiny run's time (read twice a
     # run); the looks are the point here, so a shorter tail.
-    env.setattr(verification, "HELDOUT_TOKENS", 8192)
+    env.setattr(verifications, "HELDOUT_TOKENS", 8192)
     sid = scanned["skill"]["id"]
     assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
     # Look 1: the grid's ends (1 and 4, two doublings apart) and the baseline, 2 seeds
