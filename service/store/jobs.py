@@ -509,6 +509,28 @@ def waiting() -> ColumnElement[bool]:
     )
 
 
+NEED_PROGRESS = " · "
+"""Separates a waiting job's own message from how far the job it waits for has got."""
+
+
+def note_need_progress(session: Session, need: Job, fraction: float) -> None:
+    """Tell the jobs waiting for `need` how far it has got (a study waiting for its look's
+    verification, which trains for many minutes): their own message, then `need`'s kind,
+    id and percentage. Their progress fraction stays their own. Does not commit."""
+    waiting = session.scalars(
+        select(Job).where(
+            Job.state == JobState.queued.value,
+            Job.enqueued_at.is_(None),
+            Job.id.in_(select(JobDependency.job_id).where(JobDependency.needs_job_id == need.id)),
+        )
+    ).all()
+    for job in waiting:
+        own = (job.progress_message or "").split(NEED_PROGRESS)[0]
+        note = f"{NEED_PROGRESS}{need.kind} job {need.id} at {fraction:.0%}"
+        job.progress_message = own[: 2000 - len(note)] + note
+        job.updated_at = utcnow()
+
+
 def needs_of(session: Session, job_id: str) -> list[Job]:
     """The jobs `job_id` waits for (succeeded or not)."""
     return list(

@@ -164,18 +164,22 @@ def _open_units(job_id: str) -> Any:
 
 
 def sync_progress(session: Session, job_id: str, message: str) -> None:
-    """The detached job's progress: the mean of its units' (each the mean of its seeds')."""
-    mean = (
-        select(func.coalesce(func.avg(TrainingRun.progress), 0.0))
-        .where(TrainingRun.job_id == job_id)
-        .scalar_subquery()
+    """The detached job's progress: the mean of its units' (each the mean of its seeds');
+    the jobs waiting for it (a study) are told it too (`jobs.note_need_progress`)."""
+    mean = session.scalar(
+        select(func.coalesce(func.avg(TrainingRun.progress), 0.0)).where(
+            TrainingRun.job_id == job_id
+        )
     )
-    session.execute(
+    res = session.execute(
         update(Job)
         .where(_detached(job_id))
         .values(progress=mean, progress_message=message[:2000], updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    job = session.get(Job, job_id)
+    if res.rowcount == 1 and job is not None:  # type: ignore[attr-defined]
+        jobs.note_need_progress(session, job, float(mean or 0.0))
 
 
 def report_progress(

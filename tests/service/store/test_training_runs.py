@@ -137,6 +137,31 @@ def test_a_unit_is_claimed_by_one_worker_at_a_time_and_fenced(db: str) -> None:
     assert {u.state for u in units(job_id) if u.id not in (unit, other)} == {"cancelled"}
 
 
+def test_a_job_waiting_for_the_verification_hears_how_far_its_training_got(db: str) -> None:
+    job_id = verification()
+    with session_scope() as session:
+        waiter, _ = jobs.start_job(
+            session, project_id=job_row(job_id).project_id, kind="sleep",
+            params={"seconds": 0}, max_attempts=1, max_active=0, after=[job_row(job_id)],
+        )  # fmt: skip
+        session.commit()
+        waiter_id = waiter.id
+    own = f"waiting for verification job {job_id}"
+    assert job_row(waiter_id).progress_message == own
+    detach(job_id)
+    unit, other = (u.id for u in units(job_id)[:2])
+    with session_scope() as session:
+        assert jobs.claim(session, unit, "w1", LEASE, TrainingRun)
+        assert jobs.claim(session, other, "w2", LEASE, TrainingRun)
+        assert training_runs.report_progress(session, unit, job_id, "w1", 0.6, "a", LEASE)
+    assert job_row(waiter_id).progress_message == f"{own} · verification job {job_id} at 10%"
+    with session_scope() as session:  # a later report replaces the note, not the message
+        assert training_runs.report_progress(session, other, job_id, "w2", 1.0, "b", LEASE)
+    waiting = job_row(waiter_id)
+    assert waiting.progress_message == f"{own} · verification job {job_id} at 27%"
+    assert (waiting.state, waiting.progress) == ("queued", 0.0)
+
+
 def succeed(unit_id: str) -> None:
     with session_scope() as session:
         assert jobs.claim(session, unit_id, f"w-{unit_id}", LEASE, TrainingRun)
