@@ -79,9 +79,11 @@ test-latest:
 demo: install
 	$(VENV)/bin/skillmix demo
 
-# SCIENCE.md "Studies" protocol (a) at demo scale: 7 doses + the baseline x 8 seeds.
+# SCIENCE.md "Studies" protocol (a), cut to fit 30 minutes on 2 cores: 5 doses + the
+# natural baseline x 4 seeds = 24 runs (the full protocol, 64 runs, is
+# benchmarks/study_protocols.py --only dose).
 study-demo: install
-	$(VENV)/bin/skillmix demo --study dose --seeds 8
+	$(VENV)/bin/skillmix demo --study dose --seeds 4 --doses 1,2,3,4,6
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
