@@ -515,8 +515,9 @@ NEED_PROGRESS = " · "
 
 def note_need_progress(session: Session, need: Job, fraction: float) -> None:
     """Tell the jobs waiting for `need` how far it has got (a study waiting for its look's
-    verification, which trains for many minutes): their own message, then `need`'s kind,
-    id and percentage. Their progress fraction stays their own. Does not commit."""
+    verification, which trains for many minutes): their own message (which names the jobs
+    they wait for), then `need`'s kind and percentage. Their progress fraction stays their
+    own. Does not commit."""
     waiting = session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,
@@ -526,7 +527,7 @@ def note_need_progress(session: Session, need: Job, fraction: float) -> None:
     ).all()
     for job in waiting:
         own = (job.progress_message or "").split(NEED_PROGRESS)[0]
-        note = f"{NEED_PROGRESS}{need.kind} job {need.id} at {fraction:.0%}"
+        note = f"{NEED_PROGRESS}{need.kind} at {fraction:.0%}"
         job.progress_message = own[: 2000 - len(note)] + note
         job.updated_at = utcnow()
 

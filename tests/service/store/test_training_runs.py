@@ -154,11 +154,11 @@ def test_a_job_waiting_for_the_verification_hears_how_far_its_training_got(db: s
         assert jobs.claim(session, unit, "w1", LEASE, TrainingRun)
         assert jobs.claim(session, other, "w2", LEASE, TrainingRun)
         assert training_runs.report_progress(session, unit, job_id, "w1", 0.6, "a", LEASE)
-    assert job_row(waiter_id).progress_message == f"{own} · verification job {job_id} at 10%"
+    assert job_row(waiter_id).progress_message == f"{own} · verification at 10%"
     with session_scope() as session:  # a later report replaces the note, not the message
         assert training_runs.report_progress(session, other, job_id, "w2", 1.0, "b", LEASE)
     waiting = job_row(waiter_id)
-    assert waiting.progress_message == f"{own} · verification job {job_id} at 27%"
+    assert waiting.progress_message == f"{own} · verification at 27%"
     assert (waiting.state, waiting.progress) == ("queued", 0.0)
 
 
