@@ -50,7 +50,7 @@ REPLACEMENT = "\ufffd"
 LEFT_BOUNDARY = "(?:^|[^0-9A-Za-z_\\x5c]|\\x5c[\\x5cbfnrt]|\\x5cu[0-9a-fA-F]{4})"
 _LEFT = "<left boundary>"  # in a stored pattern; which one depends on the engine
 SHORT_KEYWORD = 5  # keywords up to this long are searched at word boundaries
-CACHE_VERSION = "4"  # of the patterns made from factors: bump when that changes
+CACHE_VERSION = "5"  # of the patterns made from factors, and of the compiled databases' keys
 
 
 def _byte(b: int) -> str:
@@ -157,14 +157,20 @@ class _Engine:
         flags += [hyperscan.HS_FLAG_SINGLEMATCH] * len(self.patterns)
         return expressions, flags
 
+    def _database_key(self) -> str:
+        """The compiled database's cache key: the literals and patterns it is made of (the
+        expressions and flags follow from them, by `_expressions` at CACHE_VERSION). Not
+        the expressions themselves: spelling 50,000 literals as hex escapes only to hash
+        them took more than half a second of every scan task's start."""
+        digest = hashlib.sha256(b"%s\0%d\0" % (CACHE_VERSION.encode(), len(self.literals)))
+        digest.update(b"\0".join(self.literals))
+        digest.update("\0".join(["", *self.patterns]).encode())
+        return digest.hexdigest()
+
     def _database(self) -> Any:
         import hyperscan
 
-        expressions, flags = self._expressions()
-        digest = hashlib.sha256(CACHE_VERSION.encode())
-        for expression, flag in zip(expressions, flags, strict=True):
-            digest.update(b"%d\0%s\0" % (flag, expression))
-        path = os.path.join(_cache_dir(), digest.hexdigest() + ".hsdb")
+        path = os.path.join(_cache_dir(), self._database_key() + ".hsdb")
         try:
             with open(path, "rb") as f:
                 loaded = hyperscan.loadb(f.read(), hyperscan.HS_MODE_BLOCK)
@@ -172,6 +178,7 @@ class _Engine:
             return loaded
         except (OSError, hyperscan.error):
             pass
+        expressions, flags = self._expressions()
         database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         database.compile(
             expressions=expressions,
