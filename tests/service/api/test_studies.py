@@ -5,6 +5,7 @@ look by look, each look's children the study job's."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -37,6 +38,20 @@ def study_body(scanned: dict, **extra: object) -> dict:  # noqa: F811
     }
 
 
+def train_and_analyse(client: TestClient, key: str, study: dict) -> dict:
+    """Train the study's (built) verification and run its analysis; the study then."""
+    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key)).json()
+    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
+    assert runner.execute(study["job"]["id"]) == "succeeded"
+    return client.get(f"/v1/studies/{study['id']}", headers=auth(key)).json()
+
+
+def apply_nano(client: TestClient, key: str, study: dict, scanned: dict) -> httpx.Response:  # noqa: F811
+    """POST /v1/studies/{id}/apply for nano, on the scanned corpus."""
+    body = {"size": "nano", "corpus_id": scanned["corpus"]["id"], "scan_id": scanned["scan"]["id"]}
+    return client.post(f"/v1/studies/{study['id']}/apply", headers=auth(key), json=body)
+
+
 def test_a_dose_response_study_runs_its_children_and_analyses_them(
     client: TestClient,
     key_a: str,
@@ -65,9 +80,7 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
     ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
     assert ver["study_id"] == study["id"] and set(ver["arms"]) == set(study["points"])
     assert ver["params"]["seed_scope"] == "both"  # the study's (default), passed on
-    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
-    assert runner.execute(study["job"]["id"]) == "succeeded"
-    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    done = train_and_analyse(client, key_a, study)
     body = done["report"]["skills"][scanned["skill"]["id"]]
     # 3 arms x 2 seeds; the baseline sits at the corpus' natural rate
     assert sum(p["n_seeds"] for p in body["points"]) == 6
@@ -77,12 +90,7 @@ def test_a_dose_response_study_runs_its_children_and_analyses_them(
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert "study.json" in names and any(n.endswith("dose_response_nano.png") for n in names)
     # apply refuses an undetermined recommendation, with its reason
-    apply = client.post(
-        f"/v1/studies/{study['id']}/apply",
-        headers=auth(key_a),
-        json={"size": "nano", "corpus_id": scanned["corpus"]["id"],
-              "scan_id": scanned["scan"]["id"]},
-    )  # fmt: skip
+    apply = apply_nano(client, key_a, study, scanned)
     assert apply.status_code == 422 and "too few runs" in apply.json()["detail"]
     # another project sees nothing
     assert client.get(f"/v1/studies/{study['id']}", headers=auth(key_b)).status_code == 404
@@ -126,10 +134,7 @@ def test_a_repetition_study_draws_each_point_from_its_pool(
             assert placed["copies_per_unique"]["mean"] == planned["placements"] / 4
         else:
             assert "pool_size" not in planned and placed["unique_instances"] > 4
-    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a)).json()
-    assert runner.execute_all(ver["job"]["id"]) == "succeeded"
-    assert runner.execute(study["job"]["id"]) == "succeeded"
-    done = client.get(f"/v1/studies/{study['id']}", headers=auth(key_a)).json()
+    done = train_and_analyse(client, key_a, study)
     report = done["report"]["skills"][sid]
     # 4 steps at 2 a batch: 8 placements, all fresh, or 2 copies of each of the pool's 4
     assert [(p["pool_size"], p["copies"], p["n_seeds"]) for p in report["points"]] == [
@@ -144,12 +149,7 @@ def test_a_repetition_study_draws_each_point_from_its_pool(
     assert "slope" in trend["heldout_trend"] and "slope" in trend["gap_trend"]
     names = {a["name"] for a in done["job"]["artifacts"]}
     assert any(n.endswith("repetition_nano.png") for n in names)
-    apply = client.post(
-        f"/v1/studies/{study['id']}/apply",
-        headers=auth(key_a),
-        json={"size": "nano", "corpus_id": scanned["corpus"]["id"],
-              "scan_id": scanned["scan"]["id"]},
-    )  # fmt: skip
+    apply = apply_nano(client, key_a, study, scanned)
     assert apply.status_code == 422 and "recommends none" in apply.json()["detail"]
 
 
