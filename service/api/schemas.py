@@ -1527,7 +1527,8 @@ class AdaptiveDesign(StrictModel):
 
 class StudyDesign(StrictModel):
     """One of: `doses` (dose_response, size_transfer: instances per batch), `adaptive`
-    (dose_response: doses placed look by look), `dose` and `schedules` (spacing: every
+    (dose_response, size_transfer: doses placed look by look, until every size's fit
+    stops), `dose` and `schedules` (spacing: every
     {n, k} with n/k = dose), or `dose` and `pool_sizes` (repetition: each point's placements
     drawn from a fixed pool of that many unique instances; null = fresh)."""
 

@@ -93,10 +93,10 @@ def design_points(
     """Arm name -> the point it measures and its dose target (and pool), from a study's
     design (an adaptive one's first look). 422 for a design this version cannot run."""
     if adaptive := design.get("adaptive"):
-        if kind != "dose_response":
+        if kind not in ("dose_response", "size_transfer"):
             raise Problem(422, "study-unavailable", "Adaptive designs are dose-responses",
                           f"A {kind} study takes a fixed design; design.adaptive places the "
-                          "doses of a dose_response study.")  # fmt: skip
+                          "doses of a dose_response or size_transfer study.")  # fmt: skip
         first = first_look(adaptive, seeds_per_point, target_p)
         return {_label(d): _dose_point(d, look=1) for d in first.doses}
     if kind in ("dose_response", "size_transfer"):

@@ -237,6 +237,25 @@ def test_an_adaptive_dose_response_runs_look_by_look_until_its_budget_is_spent(
     assert seeds == {0, 1, 2, 3}
 
 
+def test_an_adaptive_size_transfer_starts_with_the_coarse_grid_for_every_size(
+    client: TestClient,
+    key_a: str,
+    scanned: dict,  # noqa: F811
+) -> None:
+    assert runner.execute(scanned["scan"]["job"]["id"]) == "succeeded"
+    adaptive = {"min": 1, "max": 16, "max_runs": 24}
+    body = study_body(scanned, kind="size_transfer", sizes=["nano", "micro"],
+                      design={"adaptive": adaptive})  # fmt: skip
+    r = client.post("/v1/studies", headers=auth(key_a), json=body)
+    assert r.status_code == 202, r.text
+    study = r.json()
+    [first] = study["looks"]
+    assert first["doses"] == [1.0, 4.0, 16.0] and first["reason"].startswith("coarse grid")
+    assert set(study["points"]) == {"dose_1", "dose_4", "dose_16", "baseline"}
+    ver = client.get(f"/v1/verifications/{study['verification_id']}", headers=auth(key_a))
+    assert ver.json()["params"]["sizes"] == ["nano", "micro"]  # one look trains every size
+
+
 def test_cancelling_an_adaptive_study_cancels_every_looks_children(
     client: TestClient,
     key_a: str,
@@ -309,7 +328,7 @@ def test_bad_designs_are_refused_with_a_reason(
         ({"design": {"adaptive": {"min": 1, "max": 16, "max_runs": 5}}}, 422,
          "validation-error", "need 6 runs"),
         ({"kind": "spacing", "design": {"adaptive": {"min": 1, "max": 16}}}, 422,
-         "study-unavailable", "design.adaptive places the doses of a dose_response"),
+         "study-unavailable", "design.adaptive places the doses of a dose_response or"),
         ({"kind": "spacing", "design": {"dose": 2, "schedules": [{"n": 2, "k": 1},
                                                                   {"n": 3, "k": 2}]}},
          422, "validation-error", ""),
