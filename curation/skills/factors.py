@@ -17,7 +17,9 @@ which is why positions are sets rather than one character each.
   spellings the two read differently (`[[:alpha:]]`, `{,n}`): those, and
   anything Python cannot parse (`\\pL`, `\\x{263a}`, `\\Q..\\E`, `\\z`, `(?U)`),
   give no factors. Of the factor sets the tree offers (runs of literal
-  characters, small classes, alternations), the most selective is kept.
+  characters, small classes, alternations, and runs joined across the edges of
+  groups and repeats: every match of `(?P<a>\\d{3,4})` ends with three digits,
+  which the `\\+` after it follows), the most selective is kept.
 - Keywords: every keyword is a factor of its own.
 """
 
@@ -137,13 +139,33 @@ def _power(exact: Factors, times: int) -> Factors | None:
     return result
 
 
+EMPTY: Factors = frozenset({()})  # the empty string alone: says nothing of a match's text
+
+
 class _Node:
-    """What a node can match: `exact` (all its strings, if few) and `required` factors."""
+    """What a node can match: `exact` (all its strings, if few), `required` factors, and
+    its edges: `prefix` and `suffix`, strings one of which every non-empty match begins
+    (ends) with, which join with what comes before (after) it in a sequence, so a factor
+    can span a group's edge (`(?P<a>\\d{4})\\+` has `\\d+`). An edge holding the empty string
+    says nothing. `nullable`: the node can match the empty string."""
 
-    __slots__ = ("exact", "required")
+    __slots__ = ("exact", "required", "prefix", "suffix", "nullable")
 
-    def __init__(self, exact: Factors | None, required: Factors | None):
+    def __init__(
+        self,
+        exact: Factors | None,
+        required: Factors | None,
+        prefix: Factors = EMPTY,
+        suffix: Factors = EMPTY,
+        nullable: bool = False,
+    ):
         self.exact, self.required = exact, required
+        self.prefix, self.suffix, self.nullable = prefix, suffix, nullable
+
+
+def _exact_node(exact: Factors, required: Factors | None = None) -> _Node:
+    """A node whose strings are all known (`required`, default: them): its edges too."""
+    return _Node(exact, exact if required is None else required, exact, exact, () in exact)
 
 
 def _position(chars: Iterable[str], icase: bool) -> Position:
@@ -170,13 +192,18 @@ def _class(items: Sequence[tuple[Any, Any]], icase: bool) -> Position | None:
 
 
 def _sequence(items: Sequence[tuple[Any, Any]], icase: bool) -> _Node:
-    """A concatenation: runs of exact items multiply out; any run or child may be required."""
+    """A concatenation: runs of exact items multiply out, and join the edges of the items
+    either side of them; any run, join or child may be required. `run` holds the strings
+    the text matched so far ends with (right before the next item)."""
     candidates: list[Factors | None] = []
-    run: Factors | None = frozenset({()})
-    exact_all: Factors | None = frozenset({()})
+    run: Factors = EMPTY
+    exact_all: Factors | None = EMPTY
+    lead: Factors = EMPTY  # the exact strings the match begins with, until `prefix` is known
+    prefix: Factors | None = None
+    nullable = True
 
-    def extend(run: Factors | None, part: Factors) -> Factors:
-        joined = _concat(run, part) if run is not None else None
+    def extend(run: Factors, part: Factors) -> Factors:
+        joined = _concat(run, part)
         if joined is None:  # too many: what came before stands on its own
             candidates.append(run)
             return part
@@ -186,24 +213,28 @@ def _sequence(items: Sequence[tuple[Any, Any]], icase: bool) -> _Node:
         node = _item(op, av, icase)
         if node is None:  # zero-width (an anchor, a word boundary): runs go on across it
             continue
+        nullable = nullable and node.nullable
         candidates.append(node.required)
         if exact_all is not None:
             exact_all = _concat(exact_all, node.exact) if node.exact is not None else None
+        if prefix is None:
+            if node.exact is not None and (joined := _concat(lead, node.exact)) is not None:
+                lead = joined
+            else:
+                prefix = lead if node.nullable else (_concat(lead, node.prefix) or lead)
         if node.exact is not None:
             run = extend(run, node.exact)
             continue
-        if op in _REPEATS and node.required is not None:
-            low, _high, sub = av
-            inner = _sub(sub, icase)
-            copies = _power(inner.exact, low) if inner.exact is not None else None
-            if copies is not None:  # the first copies touch what is before, the last what follows
-                candidates.append(extend(run, copies))
-                run = copies
-                continue
         candidates.append(run)
-        run = frozenset({()})
+        if node.nullable:  # right before what follows: this node's end, or what came before
+            run = node.suffix | run
+        else:  # this node's match is not empty: it begins right after `run`
+            candidates.append(_concat(run, node.prefix))
+            run = node.suffix
     candidates.append(run)
-    return _Node(exact_all, _best(candidates))
+    if nullable:  # every item can be empty: an edge says nothing
+        return _Node(exact_all, _best(candidates), EMPTY, EMPTY, True)
+    return _Node(exact_all, _best(candidates), lead if prefix is None else prefix, run)
 
 
 def _sub(sub: Any, icase: bool) -> _Node:
@@ -217,16 +248,23 @@ def _union(sets: Sequence[Factors | None]) -> Factors | None:
     return union if len(union) <= MAX_ALTERNATIVES and all(union) else None
 
 
+def _edge_union(edges: Sequence[Factors], keep: slice) -> Factors:
+    """Branches' edges together; if too many, each cut to its `keep` (first or last)
+    position, else nothing known."""
+    union: Factors = frozenset().union(*edges)
+    if len(union) > MAX_ALTERNATIVES:
+        union = frozenset(edge[keep] for edge in union)
+    return union if len(union) <= MAX_ALTERNATIVES else EMPTY
+
+
 def _item(op: Any, av: Any, icase: bool) -> _Node | None:
     """The node of one parsed item, or None for a zero-width one."""
     exact: Factors | None
     if op is _LITERAL:
-        exact = frozenset({(_position(chr(av), icase),)})
-        return _Node(exact, exact)
+        return _exact_node(frozenset({(_position(chr(av), icase),)}))
     if op is _IN:
         position = _class(av, icase)
-        exact = frozenset({(position,)}) if position is not None else None
-        return _Node(exact, exact)
+        return _exact_node(frozenset({(position,)})) if position is not None else _Node(None, None)
     if op is _AT:
         return None
     if op is _SUBPATTERN:
@@ -240,15 +278,27 @@ def _item(op: Any, av: Any, icase: bool) -> _Node | None:
         branches = [_sub(b, icase) for b in av[1]]
         exact = _union([b.exact for b in branches])
         required = _union([b.required for b in branches])
-        return _Node(exact, required if exact is None else _best([exact, required]))
+        if exact is not None:
+            return _exact_node(exact, _best([exact, required]))
+        prefix = _edge_union([b.prefix for b in branches], slice(None, 1))
+        suffix = _edge_union([b.suffix for b in branches], slice(-1, None))
+        return _Node(None, required, prefix, suffix, any(b.nullable for b in branches))
     if op in _REPEATS:
         low, high, sub = av
         inner = _sub(sub, icase)
         if low == 0:  # `x?` of an exact x is exact: {"", "x"}; runs go on across it
             optional = high == 1 and inner.exact is not None and len(inner.exact) < MAX_PRODUCT
-            return _Node(inner.exact | {()} if optional else None, None)  # type: ignore[operator]
+            if optional:
+                exact = inner.exact | EMPTY  # type: ignore[operator]
+                return _Node(exact, None, exact, exact, True)
+            return _Node(None, None, inner.prefix, inner.suffix, True)
         exact = _power(inner.exact, low) if inner.exact is not None and low == high else None
-        return _Node(exact, inner.required if exact is None else _best([exact, inner.required]))
+        if exact is not None:
+            return _exact_node(exact, _best([exact, inner.required]))
+        # The first `low` copies begin every match, the last `low` end it.
+        copies = _power(inner.exact, low) if inner.exact is not None else None
+        edge_in, edge_out = (copies, copies) if copies else (inner.prefix, inner.suffix)
+        return _Node(None, inner.required, edge_in, edge_out, inner.nullable)
     if op in (sre_constants.ANY, sre_constants.NOT_LITERAL, sre_constants.CATEGORY):
         return _Node(None, None)
     raise _Unknown(str(op))
@@ -296,6 +346,6 @@ def factors_version() -> str:
     from importlib.metadata import version
 
     return (
-        f"factors/1 python {sys.version_info[:3]} unicode {unicodedata.unidata_version} "
+        f"factors/2 python {sys.version_info[:3]} unicode {unicodedata.unidata_version} "
         f"re2 {version('google-re2')}"  # case orbits are RE2's
     )

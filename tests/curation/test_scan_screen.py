@@ -94,6 +94,20 @@ def test_what_python_reads_otherwise_or_has_no_literal_gets_no_factors(pattern):
     assert regex_factors(pattern) is None
 
 
+def test_a_factor_spans_the_edges_of_groups_and_repeats():
+    digit, nonzero = frozenset("0123456789"), frozenset("123456789")
+    # `\d{3,4}` ends with three digits, the group `b` begins with [1-9]\d{3}: "+" joins them.
+    (factor,) = regex_factors(r"\b(?P<a>[1-9]\d{3,4})\+(?P<b>[1-9]\d{3,4})=(?P<c>\d+)\b")
+    assert factor == (digit, digit, digit, frozenset("+"), nonzero, digit, digit, digit)
+    # An optional group that may be absent: the digit before it, or its own last digit,
+    # ends what precedes the unit either way.
+    unit = (frozenset("k"), frozenset("gm"))  # Python's parser makes km|kg into k[gm]
+    assert regex_factors(r"\d+(?:\.\d+)? ?(?:km|kg)\b") == {
+        (digit, *unit),
+        (digit, frozenset(" "), *unit),
+    }
+
+
 def test_case_orbits_come_from_re2():
     assert re2_case_orbit("k") == {"k", "K", KELVIN}
     assert re2_case_orbit("s") == {"s", "S", LONG_S}
