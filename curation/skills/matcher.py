@@ -253,6 +253,9 @@ class SkillMatcher:
         # may_match's factor screen: None until first used, then "probe", "on" or "off".
         self._screening: str | None = None
         self._probe = _ScreenProbe()
+        # may_match_line's: "probe" until settled, then "on" or "off".
+        self._line_screening = "probe"
+        self._line_probe = _ScreenProbe()
 
     @cached_property
     def screen(self) -> FactorScreen | None:
@@ -283,9 +286,31 @@ class SkillMatcher:
         return factors, bounded
 
     def may_match_line(self, line: bytes) -> bool:
-        """False if no skill matches the text of any string in the JSON line `line`."""
+        """False if no skill matches the text of any string in the JSON line `line`.
+
+        Like `may_match`'s, the line screen stays on only while it pays: a line it rules
+        out saves the Set pass over its text (and building its document), so the first
+        SCREEN_PROBE_TEXTS lines time the screen against the Set over the raw line, a
+        stand-in for the text; then `screen_pays` settles it. Off, every line passes (and
+        the reader stops asking: curation.sources.reader)."""
         screen = self.screen
-        return screen is None or screen.may_match_line(line)
+        if screen is None or self._line_screening == "off":
+            return True
+        if self._line_screening == "on" or self._match is None:
+            return screen.may_match_line(line)
+        probe = self._line_probe
+        if probe.warmed < SCREEN_WARMUP_TEXTS:
+            probe.warmed += 1
+            self._match(line)
+            return screen.may_match_line(line)
+        started = time.perf_counter()
+        passed = screen.may_match_line(line)
+        screened = time.perf_counter()
+        self._match(line)
+        probe.record(screened - started, time.perf_counter() - screened, passed)
+        if probe.texts >= SCREEN_PROBE_TEXTS:
+            self._line_screening = "on" if probe.pays() else "off"
+        return passed
 
     def may_match(self, data: bytes) -> bool:
         """False if no skill matches the text whose UTF-8 is `data` (then `find` gives {}).

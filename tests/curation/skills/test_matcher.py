@@ -1,5 +1,6 @@
 """SkillMatcher: planted instances come back exactly; one pass equals the slow reference."""
 
+import json
 import random
 from types import SimpleNamespace
 
@@ -112,6 +113,28 @@ def test_may_match_never_rules_out_a_hit_before_during_or_after_its_screen_probe
         modes.add(matcher._screening)
     assert modes == {"probe", "on" if pays else "off"}
     assert matcher._probe.texts == 40
+
+
+@pytest.mark.parametrize("pays", [True, False], ids=["line screen kept", "line screen dropped"])
+def test_the_line_screen_is_kept_only_if_it_pays_and_never_rules_out_a_hit(pays, monkeypatch):
+    monkeypatch.setattr(matcher_module, "SCREEN_WARMUP_TEXTS", 5)
+    monkeypatch.setattr(matcher_module, "SCREEN_PROBE_TEXTS", 40)
+    monkeypatch.setattr(matcher_module, "screen_pays", lambda *probe: pays)
+    rng = random.Random(4)
+    matcher = SkillMatcher([s for s in SPECS[:8] if s.id != "cafe"])
+    ruled_out = []
+    for i in range(150):
+        text = random_text(rng, risky=rng.random() < 0.3) if i % 2 else "plain words only"
+        # (the screen reads keys too: "text" would hold `x+`'s factor)
+        line = json.dumps({"body": text}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        passed = matcher.may_match_line(line)
+        if matcher.find(text):
+            assert passed, text
+        elif not passed:
+            ruled_out.append(i)
+    assert matcher._line_probe.texts == 40 and matcher._line_screening == ("on" if pays else "off")
+    # Dropped, every line after the probe passes; kept, the screen goes on ruling lines out.
+    assert any(i >= 45 for i in ruled_out) == pays and ruled_out
 
 
 def test_the_screen_pays_when_it_saves_a_tenth_of_the_set_pass():
