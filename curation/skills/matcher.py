@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -207,8 +207,9 @@ def screen_pays(screen_seconds: float, set_seconds: float, texts: float, passed:
 
 @dataclass
 class _ScreenProbe:
-    """may_match's trial of its factor screen: the warm-up texts seen, then the timed ones
-    (how many, how many the screen passed, and the seconds each pass took in all)."""
+    """A factor screen's trial against the Set (may_match's on texts, may_match_line's on
+    raw lines): the warm-up texts seen, then the timed ones (how many, how many the screen
+    passed, and the seconds each pass took in all)."""
 
     warmed: int = 0
     texts: int = 0
@@ -216,14 +217,35 @@ class _ScreenProbe:
     screen_seconds: float = 0.0
     set_seconds: float = 0.0
 
-    def record(self, screen_seconds: float, set_seconds: float, passed: bool) -> None:
+    def trial(
+        self, screen: Callable[[bytes], bool], match: Callable[[bytes], list[int]], data: bytes
+    ) -> tuple[bool, list[int]]:
+        """The screen's answer and the Set's hits for `data`: both run, and timed once
+        SCREEN_WARMUP_TEXTS have built and warmed them (the screen compiles on first use,
+        RE2 fills its DFA cache)."""
+        if self.warmed < SCREEN_WARMUP_TEXTS:
+            self.warmed += 1
+            return screen(data), match(data)
+        started = time.perf_counter()
+        passed = screen(data)
+        screened = time.perf_counter()
+        hits = match(data)
         self.texts += 1
         self.passed += passed
-        self.screen_seconds += screen_seconds
-        self.set_seconds += set_seconds
+        self.screen_seconds += screened - started
+        self.set_seconds += time.perf_counter() - screened
+        return passed, hits
 
-    def pays(self) -> bool:
-        return screen_pays(self.screen_seconds, self.set_seconds, self.texts, self.passed)
+    def verdict(self) -> str:
+        """ "probe" until SCREEN_PROBE_TEXTS texts are timed, then "on" if the screen pays
+        (`screen_pays`), else "off"."""
+        if self.texts < SCREEN_PROBE_TEXTS:
+            return "probe"
+        return (
+            "on"
+            if screen_pays(self.screen_seconds, self.set_seconds, self.texts, self.passed)
+            else "off"
+        )
 
 
 class SkillMatcher:
@@ -298,18 +320,8 @@ class SkillMatcher:
             return True
         if self._line_screening == "on" or self._match is None:
             return screen.may_match_line(line)
-        probe = self._line_probe
-        if probe.warmed < SCREEN_WARMUP_TEXTS:
-            probe.warmed += 1
-            self._match(line)
-            return screen.may_match_line(line)
-        started = time.perf_counter()
-        passed = screen.may_match_line(line)
-        screened = time.perf_counter()
-        self._match(line)
-        probe.record(screened - started, time.perf_counter() - screened, passed)
-        if probe.texts >= SCREEN_PROBE_TEXTS:
-            self._line_screening = "on" if probe.pays() else "off"
+        passed, _ = self._line_probe.trial(screen.may_match_line, self._match, line)
+        self._line_screening = self._line_probe.verdict()
         return passed
 
     def may_match(self, data: bytes) -> bool:
@@ -335,23 +347,11 @@ class SkillMatcher:
         return self._screening
 
     def _probe_screen(self, data: bytes) -> list[int]:
-        """The Set's hits for `data` ([] if the screen rules it out), timing the screen and
-        the Set pass (run on every probed text, passed or not, after SCREEN_WARMUP_TEXTS
-        that build and warm both: the screen compiles on first use, RE2 fills its DFA
-        cache); after SCREEN_PROBE_TEXTS timed texts, settles `_screening`."""
+        """The Set's hits for `data` ([] if the screen rules it out), the screen on trial
+        (`_ScreenProbe`; the Set runs on every probed text, passed or not)."""
         assert self.screen is not None and self._match is not None
-        probe = self._probe
-        if probe.warmed < SCREEN_WARMUP_TEXTS:
-            probe.warmed += 1
-            hits = self._match(data)
-            return hits if self.screen.may_match_text(data) else []
-        started = time.perf_counter()
-        passed = self.screen.may_match_text(data)
-        screened = time.perf_counter()
-        hits = self._match(data)
-        probe.record(screened - started, time.perf_counter() - screened, passed)
-        if probe.texts >= SCREEN_PROBE_TEXTS:
-            self._screening = "on" if probe.pays() else "off"
+        passed, hits = self._probe.trial(self.screen.may_match_text, self._match, data)
+        self._screening = self._probe.verdict()
         return hits if passed else []
 
     def find_spans(self, text: str) -> dict[int, list[Span]]:

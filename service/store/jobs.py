@@ -513,21 +513,24 @@ NEED_PROGRESS = " · "
 """Separates a waiting job's own message from how far the job it waits for has got."""
 
 
-def note_need_progress(session: Session, need: Job, fraction: float) -> None:
-    """Tell the jobs waiting for `need` how far it has got (a study waiting for its look's
-    verification, which trains for many minutes): their own message (which names the jobs
-    they wait for), then `need`'s kind and percentage. Their progress fraction stays their
-    own. Does not commit."""
+def note_need_progress(session: Session, need_id: str, fraction: float) -> None:
+    """Tell the jobs waiting for job `need_id` how far it has got (a study waiting for its
+    look's verification, which trains for many minutes): their own message (which names
+    the jobs they wait for), then the job's kind and percentage. Their progress fraction
+    stays their own. Does not commit."""
     waiting = session.scalars(
         select(Job).where(
             Job.state == JobState.queued.value,
             Job.enqueued_at.is_(None),
-            Job.id.in_(select(JobDependency.job_id).where(JobDependency.needs_job_id == need.id)),
+            Job.id.in_(select(JobDependency.job_id).where(JobDependency.needs_job_id == need_id)),
         )
     ).all()
+    if not waiting:
+        return
+    kind = session.scalar(select(Job.kind).where(Job.id == need_id))
+    note = f"{NEED_PROGRESS}{kind} at {fraction:.0%}"
     for job in waiting:
         own = (job.progress_message or "").split(NEED_PROGRESS)[0]
-        note = f"{NEED_PROGRESS}{need.kind} at {fraction:.0%}"
         job.progress_message = own[: 2000 - len(note)] + note
         job.updated_at = utcnow()
 

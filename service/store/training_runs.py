@@ -177,9 +177,8 @@ def sync_progress(session: Session, job_id: str, message: str) -> None:
         .values(progress=mean, progress_message=message[:2000], updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    job = session.get(Job, job_id)
-    if res.rowcount == 1 and job is not None:  # type: ignore[attr-defined]
-        jobs.note_need_progress(session, job, float(mean or 0.0))
+    if res.rowcount == 1:  # type: ignore[attr-defined]
+        jobs.note_need_progress(session, job_id, float(mean or 0.0))
 
 
 def report_progress(

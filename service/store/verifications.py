@@ -33,10 +33,10 @@ def budget_overrun(token_budget: int, n_batches: int, batch_tokens: int) -> str 
     """Why `token_budget` cannot be trained on in front of the held-out tail of a mixture of
     `n_batches` batches, or None if it fits. Said at creation when max_batches bounds the
     mixtures (`check_budget_fits`), and by the verification job on the mixture it got."""
-    usable = trainable_batches(n_batches, batch_tokens) * batch_tokens
+    first = trainable_batches(n_batches, batch_tokens)
+    usable, tail = first * batch_tokens, n_batches - first
     if token_budget <= usable:
         return None
-    tail = n_batches - trainable_batches(n_batches, batch_tokens)
     return (
         f"token_budget {token_budget:,} does not fit in mixtures of {n_batches:,} batches: "
         f"their last {tail:,} batches ({HELDOUT_TOKENS:,} tokens) are held out for the "
