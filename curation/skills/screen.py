@@ -50,7 +50,7 @@ REPLACEMENT = "\ufffd"
 LEFT_BOUNDARY = "(?:^|[^0-9A-Za-z_\\x5c]|\\x5c[\\x5cbfnrt]|\\x5cu[0-9a-fA-F]{4})"
 _LEFT = "<left boundary>"  # in a stored pattern; which one depends on the engine
 SHORT_KEYWORD = 5  # keywords up to this long are searched at word boundaries
-CACHE_VERSION = "5"  # of the patterns made from factors, and of the compiled databases' keys
+CACHE_VERSION = "6"  # of the patterns made from factors, and of the compiled databases' keys
 
 
 def _byte(b: int) -> str:
@@ -250,31 +250,36 @@ class FactorScreen:
         cls,
         key: str,
         factors: Callable[
-            [], tuple[Iterable[frozenset[Factor]], Iterable[tuple[Factor, bool, bool]]]
+            [], tuple[Iterable[frozenset[Factor]], Iterable[tuple[Factor, bool, bool]]] | None
         ],
-    ) -> FactorScreen:
+    ) -> FactorScreen | None:
+        """The screen for `key`, from the cache or built from `factors()` and cached; None
+        (cached too) where `factors()` says there is no screen (a skill without factors)."""
         found = _load_cached(key)
+        if found is not None and found.get("none"):
+            return None
         if found is not None:
-            screen = cls.__new__(cls)
-            screen._setup(
+            loaded = cls.__new__(cls)
+            loaded._setup(
                 [lit.encode("latin-1") for lit in found["literals"]],
                 found["patterns"],
                 found["escape_patterns"],
             )
-            return screen
-        screen = cls(*factors())
+            return loaded
+        made = factors()
+        screen = None if made is None else cls(*made)
+        entry: dict[str, Any] = {"version": CACHE_VERSION, "none": True}
+        if screen is not None:
+            entry = {
+                "version": CACHE_VERSION,
+                "literals": [lit.decode("latin-1") for lit in screen.literals],
+                "patterns": screen.patterns,
+                "escape_patterns": screen.escape_patterns,
+            }
         try:
             os.makedirs(_cache_dir(), exist_ok=True)
             with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:
-                json.dump(
-                    {
-                        "version": CACHE_VERSION,
-                        "literals": [lit.decode("latin-1") for lit in screen.literals],
-                        "patterns": screen.patterns,
-                        "escape_patterns": screen.escape_patterns,
-                    },
-                    f,
-                )
+                json.dump(entry, f)
         except OSError:  # a read-only home: build again next time
             pass
         return screen

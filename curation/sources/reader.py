@@ -102,17 +102,21 @@ SCREEN_MAX_PASS = 0.5  # a screen passing more than this share of them is turned
 
 
 class _AdaptiveScreen:
-    """A line screen that turns itself off (passing every line, which is always exact)
-    when it passes most lines: then it only adds a pass over each line (skills with
-    weak factors, such as a two-letter unit or four digits, hit most lines)."""
+    """A line screen that turns itself off (None: every line passes, which is always exact,
+    and the file reader stops asking) when it passes most lines, or when the screen itself
+    says it is off: then it would only add a pass over each line (skills with weak factors,
+    such as a two-letter unit or four digits, hit most lines)."""
 
     def __init__(self, screen: LineScreen):
         self.screen, self.seen, self.passed, self.on = screen, 0, 0, True
 
-    def __call__(self, line: bytes) -> bool:
+    def __call__(self, line: bytes) -> bool | None:
         if not self.on:
-            return True
+            return None
         passed = self.screen(line)
+        if passed is None:
+            self.on = False
+            return None
         self.seen += 1
         self.passed += passed
         if self.seen == SCREEN_PROBE_LINES and self.passed > SCREEN_MAX_PASS * self.seen:
@@ -180,7 +184,7 @@ class CorpusReader(PipelineStep):
                     skipped_bytes += record
                     skipped_sq += record * record
                     continue
-                if isinstance(record, BadRecord):
+                if type(record) is BadRecord:
                     if self.on_bad_record == "fail":
                         raise ScanInputError(
                             f"{path} {record.where}: {record.reason}", path, record.index
@@ -188,7 +192,7 @@ class CorpusReader(PipelineStep):
                     self.stat_update("bad_records")
                     state.bad(path, record)
                     continue
-                assert isinstance(record, Record)
+                assert type(record) is Record
                 state.data["docs"] += 1
                 state.tick(finished_units + records.done)
                 if prefilter is not None:

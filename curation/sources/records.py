@@ -20,7 +20,9 @@ import orjson
 
 FORMATS = ("jsonl", "jsonl.gz", "parquet", "hf_disk")
 TABLE_FORMATS = ("parquet", "hf_disk")
-LineScreen = Callable[[bytes], bool]  # False: no skill in this raw JSONL line (see screen.py)
+# False: no skill in this raw JSONL line (see screen.py). None: no answer, and none will come
+# (the screen is off for good): the line passes, and the reader stops asking.
+LineScreen = Callable[[bytes], bool | None]
 
 
 class ScanInputError(RuntimeError):
@@ -126,11 +128,15 @@ class RecordFile:
                     else:
                         self.done += len(line)
                     if not line.isspace():
-                        if screen is not None and not screen(line):
-                            size = self._text_bytes(line)
-                            if size is not None:
-                                yield size
-                                continue
+                        if screen is not None:
+                            verdict = screen(line)
+                            if verdict is None:
+                                screen = None  # off for good: not asked again
+                            elif not verdict:
+                                size = self._text_bytes(line)
+                                if size is not None:
+                                    yield size
+                                    continue
                         yield self._parse(line, index)
                 if gz:
                     self.done = raw.tell()  # the whole file, trailer included

@@ -57,8 +57,9 @@ class SkillTagger(PipelineStep):
         """False if the text whose UTF-8 is `data` has no skill: a prefilter for CorpusReader."""
         return self.matcher.may_match(data)
 
-    def may_match_line(self, line: bytes) -> bool:
-        """False if no string of the JSON line `line` has a skill: CorpusReader's line screen."""
+    def may_match_line(self, line: bytes) -> bool | None:
+        """False if no string of the JSON line `line` has a skill: CorpusReader's line screen
+        (None: no screen to ask, every line passes; see `SkillMatcher.may_match_line`)."""
         return self.matcher.may_match_line(line)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:

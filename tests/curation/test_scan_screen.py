@@ -225,7 +225,7 @@ def test_a_line_the_screen_rules_out_has_no_match():
         text = json.loads(line)["text"]
         found = matcher.find(text)
         matched += bool(found)
-        if not matcher.may_match_line(line.encode()):
+        if matcher.may_match_line(line.encode()) is False:  # None: no screen, passes
             ruled_out += 1
             assert not found, (line, found)
         if "\ud800" not in text and not matcher.may_match(text.encode()):  # tables: on the text
@@ -238,7 +238,11 @@ def test_a_skill_without_factors_makes_every_line_a_candidate():
     specs = [*SPECS, SkillSpec.model_validate(blanks)]
     matcher = SkillMatcher(specs)
     assert matcher.screen is None
-    assert matcher.may_match_line(b'{"text": "nothing"}')
+    assert matcher.may_match_line(b'{"text": "nothing"}') is None  # no screen: every line passes
+    # The answer is cached too: the next matcher of these skills looks for no factors.
+    again = SkillMatcher(specs)
+    again._screen_factors = lambda: pytest.fail("factors searched again")  # type: ignore[method-assign]
+    assert again.screen is None
 
 
 # ---------------------------------------------------------------- whole scans, every format
@@ -351,3 +355,25 @@ def test_a_screen_that_passes_most_lines_is_turned_off(tmp_path):
     reader = CorpusReader([str(path)], "jsonl", prefilter=lambda data: True, line_screen=screen)
     assert sum(1 for _ in reader()) == 2500  # every document still comes through
     assert len(calls) == SCREEN_PROBE_LINES
+
+
+def test_a_screen_that_says_it_is_off_is_not_asked_again(tmp_path):
+    """None from the line screen (SkillMatcher's, settled off) ends the asking for the whole
+    rank: a per-line call that only says "pass" cost ~5% of a rare-skill scan."""
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        path.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(50)))
+    calls = []
+
+    def screen(line: bytes) -> bool | None:
+        calls.append(line)
+        return False if len(calls) < 3 else None
+
+    reader = CorpusReader(
+        [str(p) for p in paths], "jsonl", prefilter=lambda data: True, line_screen=screen
+    )
+    out = list(reader())
+    skipped = sum(d.metadata[SKIPPED]["docs"] for d in out if SKIPPED in d.metadata)
+    built = [d for d in out if SKIPPED not in d.metadata]
+    assert len(calls) == 3  # two lines ruled out, then None: never asked again
+    assert skipped == 2 and len(built) == 98
