@@ -112,6 +112,13 @@ class SkillFrequencyStats(PipelineStep):
             file_totals[2] += doc_bytes**2
             self.stat_update("documents")
             yield doc
+        # One stat per skill and rank, not per document: the tagger's `skill/<id>` already
+        # has the per-document figures, and an update per skill and document cost ~5% of a
+        # scan where most documents hit.
+        for sid, counts in skills.items():
+            instances = sum(c.instances for c in counts.files.values())
+            if instances:
+                self.stat_update(f"instances_{sid}", value=instances, unit="rank")
         self._write(rank, world_size, files, skills)
 
     def _count(
@@ -122,12 +129,16 @@ class SkillFrequencyStats(PipelineStep):
         doc_bytes: int,
         skills: dict[str, SkillCounts],
     ) -> None:
-        tagged = doc.metadata.get("skills") or {}
-        spans_by_skill = {sid: m.get("spans", []) for sid, m in tagged.items()}
-        starts_and_ends = (o for spans in spans_by_skill.values() for span in spans for o in span)
-        to_bytes = char_to_byte_offsets(doc.text, starts_and_ends)
+        tagged = doc.metadata.get("skills")
+        if not tagged:
+            return
+        # Spans are character offsets; in an ASCII text (most) they are byte offsets already.
+        to_bytes = None
+        if not doc.text.isascii():
+            ends = (o for m in tagged.values() for span in m.get("spans", []) for o in span)
+            to_bytes = char_to_byte_offsets(doc.text, ends)
         for sid, match in tagged.items():
-            spans, keys = spans_by_skill[sid], match.get("keys", [])
+            spans, keys = match.get("spans", []), match.get("keys", [])
             if not (match.get("count") == len(spans) == len(keys)):
                 raise ValueError(
                     f"document {doc.id}: skill {sid} has count={match.get('count')}, "
@@ -136,20 +147,24 @@ class SkillFrequencyStats(PipelineStep):
                 )
             if not spans:
                 continue
-            counts = skills.setdefault(sid, SkillCounts())
-            per_file = counts.files.setdefault(path, SkillFileCounts())
+            counts = skills.get(sid) or skills.setdefault(sid, SkillCounts())
+            per_file = counts.files.get(path) or counts.files.setdefault(path, SkillFileCounts())
+            n = len(spans)
             per_file.matched_docs += 1
-            per_file.instances += len(spans)
-            per_file.instances_sq += len(spans) ** 2
-            per_file.instances_x_bytes += len(spans) * doc_bytes
-            for start, end in spans:
-                per_file.positions.append(file_offset + to_bytes[start])
-                per_file.instance_bytes += to_bytes[end] - to_bytes[start]
+            per_file.instances += n
+            per_file.instances_sq += n * n
+            per_file.instances_x_bytes += n * doc_bytes
+            if to_bytes is None:
+                per_file.positions.extend([file_offset + start for start, _ in spans])
+                per_file.instance_bytes += sum([end - start for start, end in spans])
+            else:
+                for start, end in spans:
+                    per_file.positions.append(file_offset + to_bytes[start])
+                    per_file.instance_bytes += to_bytes[end] - to_bytes[start]
             counts.keys.update(keys)
             probes = self.probe_keys.get(sid)
             if probes:
                 per_file.probe_collisions += sum(1 for k in keys if k in probes)
-            self.stat_update(f"instances_{sid}", value=len(spans))
 
     def _write(
         self,
