@@ -540,7 +540,7 @@ def record(text: str, verdicts: list[str], info: dict, out: dict, args) -> None:
     kinds = {k: sum(s.detector.kind == k for s in fifty) for k in ("builtin", "regex", "keywords")}
     docs = sum(info["docs"])
     section = (
-        f"\n## bench_scan.py (issue 18: plots after the report), {datetime.date.today()}\n\n"
+        f"\n## bench_scan.py ({args.title}), {datetime.date.today()}\n\n"
         f"Machine: {machine()}. "
         f"Each job in a fresh process, started only once the 1-minute load average was below "
         f"{args.max_load} (load at the starts {min(loads):.2f}-{max(loads):.2f}); "
@@ -586,6 +586,9 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="delete benchmarks/data/scan after")
     parser.add_argument(
         "--from-results", action="store_true", help="tabulate data/scan/results.json again"
+    )
+    parser.add_argument(
+        "--title", default="issue 18", help="what the RESULTS.md section's heading names"
     )
     args = parser.parse_args()
     if args.child:

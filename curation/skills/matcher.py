@@ -397,11 +397,19 @@ class SkillMatcher:
 
     def find(self, text: str) -> dict[str, list[Match]]:
         """Matches per skill id, in the order of the specs, for skills with at least one match."""
+        return {
+            skill_id: [Match(s, e, k) for (s, e), k in zip(spans, keys, strict=True)]
+            for skill_id, (spans, keys) in self.find_keyed(text).items()
+        }
+
+    def find_keyed(self, text: str) -> dict[str, tuple[list[Span], list[str]]]:
+        """`find` as (spans, match keys) per skill id: what a tagger stores, without a
+        `Match` per instance (where most documents hit, a scan makes hundreds of thousands)."""
         found = self.find_spans(text)
         if found and not text.isascii() and _SURROGATES.search(text):
             text = _SURROGATES.sub("\ufffd", text)  # as find_spans matched it
         return {
-            self.skill_ids[index]: [Match(s, e, match_key(text[s:e])) for s, e in spans]
+            self.skill_ids[index]: (spans, [match_key(text[s:e]) for s, e in spans])
             for index, spans in found.items()
         }
 
