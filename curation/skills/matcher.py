@@ -16,8 +16,9 @@ can match then gets its exact pass, compiled on first use:
   automaton, which also takes the first texts of a large set (see
   `_KeywordSkill`). Either way: leftmost-longest, word boundaries, case folding.
 
-`find` gives every match (a scan counts them all); `first_matches` gives the
-first few of one skill with work bounded by what it returns (a preview).
+`find` gives every match (a scan counts them all; `find_keyed` gives the same as spans
+and keys); `first_matches` gives the first few of one skill with work bounded by what it
+returns (a preview).
 Spans are character offsets into the str.
 """
 

@@ -84,6 +84,20 @@ def test_one_pass_equals_the_slow_reference(seed, rent, monkeypatch):
             assert matcher.may_match(text.encode("utf-8", "surrogatepass")), text
 
 
+def test_find_after_may_match_equals_the_reference_on_the_same_text_or_another():
+    """A scan asks may_match, then find on the text it let through: find reuses that Set pass
+    only for the very same bytes; any other text gets its own."""
+    rng = random.Random(7)
+    matcher = SkillMatcher(SPECS)
+    texts = [random_text(rng, risky=rng.random() < 0.5) for _ in range(200)]
+    for text, other in zip(texts, texts[1:] + texts[:1], strict=True):
+        asked = text if rng.random() < 0.5 else other
+        matcher.may_match(asked.encode("utf-8", "surrogatepass"))
+        got = {sid: [(m.start, m.end) for m in ms] for sid, ms in matcher.find(text).items()}
+        assert got == reference_find(SPECS, text), (text, asked == text)
+    assert any(reference_find(SPECS, t) for t in texts)  # hits were among them
+
+
 def test_may_match_rules_out_texts_without_hits():
     matcher = SkillMatcher([SPECS[0], SPECS[6]])  # a date regex, keywords
     assert not matcher.may_match(b"nothing to see here")
