@@ -268,14 +268,16 @@ class FactorScreen:
             return loaded
         made = factors()
         screen = None if made is None else cls(*made)
-        entry: dict[str, Any] = {"version": CACHE_VERSION, "none": True}
-        if screen is not None:
-            entry = {
+        entry: dict[str, Any] = (
+            {"version": CACHE_VERSION, "none": True}
+            if screen is None
+            else {
                 "version": CACHE_VERSION,
                 "literals": [lit.decode("latin-1") for lit in screen.literals],
                 "patterns": screen.patterns,
                 "escape_patterns": screen.escape_patterns,
             }
+        )
         try:
             os.makedirs(_cache_dir(), exist_ok=True)
             with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:

@@ -7,6 +7,7 @@ from typing import Any
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import MetricStats
 
 from curation.skills.matcher import SkillMatcher
 from curation.skills.spec import SkillSpec
@@ -67,7 +68,7 @@ class SkillTagger(PipelineStep):
         # Each skill's stat, looked up once (on its first match, so a skill never seen has
         # none): where most documents hit, `stat_update` per skill and document, formatting
         # its label each time, was a few percent of a scan.
-        per_skill: dict[str, Any] = {}
+        per_skill: dict[str, MetricStats] = {}
         for doc in data:
             with self.track_time():
                 found = matcher.find_keyed(doc.text)
