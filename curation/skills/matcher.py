@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,7 +36,7 @@ from typing import NamedTuple
 
 import re2
 
-from curation.skills.detectors import KeywordsDetector
+from curation.skills.detectors import ConcreteDetector, KeywordsDetector
 from curation.skills.factors import Factor, detector_factors, factors_version, keyword_factors
 from curation.skills.instance import match_key
 from curation.skills.keywords import (
@@ -48,7 +49,7 @@ from curation.skills.keywords import (
     safe_pattern,
 )
 from curation.skills.regex import effective_pattern, re2_options
-from curation.skills.screen import SHORT_KEYWORD, FactorScreen
+from curation.skills.screen import SHORT_KEYWORD, FactorScreen, read_cached, write_cached
 from curation.skills.spec import SkillSpec
 
 SET_MAX_MEM = 512 << 20  # a budget, not an allocation: large keyword sets need room
@@ -181,6 +182,32 @@ class _KeywordSkill:
         return KeywordAutomaton(self.detector)
 
 
+SET_PATTERNS_VERSION = "1"  # of what set_patterns makes; risky_chars also follows Unicode's
+
+
+def set_patterns(detectors: Sequence[ConcreteDetector], digest: str) -> list[str]:
+    """The Set's patterns for `detectors` (whose digest is `digest`): per detector its regex,
+    or its keywords' `prefilter_pattern`; then `risky_chars` if there are keywords.
+
+    Cached like the factor screens: for 50,000 keywords, and the Unicode tables behind
+    risky_chars, making them took ~0.2 s of every scan task's start; loading takes ~5 ms."""
+    version = f"{SET_PATTERNS_VERSION}/{unicodedata.unidata_version}"
+    key = "set-" + hashlib.sha256(f"{version}\0{digest}".encode()).hexdigest()
+    cached = read_cached(key, version)
+    if cached is not None:
+        return list(cached["patterns"])
+    patterns = [
+        prefilter_pattern(d)
+        if isinstance(d, KeywordsDetector)
+        else effective_pattern(d.pattern, d.case_sensitive)
+        for d in detectors
+    ]
+    if any(isinstance(d, KeywordsDetector) for d in detectors):
+        patterns.append(risky_chars())
+    write_cached(key, {"version": version, "patterns": patterns})
+    return patterns
+
+
 def _compile_set(patterns: list[str]) -> re2.Set | None:
     if not patterns:
         return None
@@ -259,18 +286,19 @@ class SkillMatcher:
             raise ValueError(f"duplicate skill ids: {', '.join(duplicates)}")
         self._skills: list[_RegexSkill | _KeywordSkill] = []  # by index in the Set
         self._detectors = [spec.concrete_detector() for spec in specs]
-        patterns: list[str] = []
+        digest = hashlib.sha256()  # of the detectors: names their cached patterns and screen
         for detector in self._detectors:
-            if isinstance(detector, KeywordsDetector):
-                self._skills.append(_KeywordSkill(detector))
-                patterns.append(prefilter_pattern(detector))
-            else:
-                pattern = effective_pattern(detector.pattern, detector.case_sensitive)
-                self._skills.append(_RegexSkill(pattern))
-                patterns.append(pattern)
-        self._risky = len(patterns)  # the index of risky_chars in the Set, if keywords
-        if any(isinstance(skill, _KeywordSkill) for skill in self._skills):
-            patterns.append(risky_chars())
+            digest.update(detector.model_dump_json().encode() + b"\0")
+        self._digest = digest.hexdigest()
+        for detector in self._detectors:
+            self._skills.append(
+                _KeywordSkill(detector)
+                if isinstance(detector, KeywordsDetector)
+                else _RegexSkill(effective_pattern(detector.pattern, detector.case_sensitive))
+            )
+        patterns = set_patterns(self._detectors, self._digest)
+        # The index of risky_chars in the Set, if there are keywords (then it is the last).
+        self._risky = len(self._detectors)
         self._set = _compile_set(patterns)
         self._match = self._set._set.Match if self._set is not None else None
         # may_match's factor screen: None until first used, then "probe", "on" or "off".
@@ -287,10 +315,8 @@ class SkillMatcher:
 
         Looked up in the screen cache first: finding 40 regexes' factors takes ~0.3 s of
         every scan task's start, and a cached screen (or a cached None) needs none of it."""
-        digest = hashlib.sha256(factors_version().encode())
-        for detector in self._detectors:
-            digest.update(detector.model_dump_json().encode() + b"\0")
-        return FactorScreen.cached(digest.hexdigest(), self._screen_factors)
+        key = hashlib.sha256(f"{factors_version()}\0{self._digest}".encode()).hexdigest()
+        return FactorScreen.cached(key, self._screen_factors)
 
     def _screen_factors(
         self,

@@ -229,13 +229,25 @@ class _Engine:
         return lambda data: bool(match(data))
 
 
-def _load_cached(key: str) -> dict[str, Any] | None:
+def read_cached(key: str, version: str) -> dict[str, Any] | None:
+    """The cache entry `key` (a JSON object) if it was written at `version`, else None."""
     try:
         with open(os.path.join(_cache_dir(), key + ".json")) as f:
             cached: dict[str, Any] = json.load(f)
     except (OSError, ValueError):
         return None
-    return cached if cached.get("version") == CACHE_VERSION else None
+    return cached if cached.get("version") == version else None
+
+
+def write_cached(key: str, entry: dict[str, Any]) -> None:
+    """Store `entry` (with its "version") under `key`, atomically; a read-only cache folder
+    is no error: the caller builds again next time."""
+    try:
+        os.makedirs(_cache_dir(), exist_ok=True)
+        with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:
+            json.dump(entry, f)
+    except OSError:
+        pass
 
 
 class FactorScreen:
@@ -255,7 +267,7 @@ class FactorScreen:
     ) -> FactorScreen | None:
         """The screen for `key`, from the cache or built from `factors()` and cached; None
         (cached too) where `factors()` says there is no screen (a skill without factors)."""
-        found = _load_cached(key)
+        found = read_cached(key, CACHE_VERSION)
         if found is not None and found.get("none"):
             return None
         if found is not None:
@@ -278,12 +290,7 @@ class FactorScreen:
                 "escape_patterns": screen.escape_patterns,
             }
         )
-        try:
-            os.makedirs(_cache_dir(), exist_ok=True)
-            with atomic_file(os.path.join(_cache_dir(), key + ".json"), "w") as f:
-                json.dump(entry, f)
-        except OSError:  # a read-only home: build again next time
-            pass
+        write_cached(key, entry)
         return screen
 
     def __init__(

@@ -18,7 +18,7 @@ import re2
 from curation.corpus import CorpusSource
 from curation.scan import run_scan
 from curation.skills.factors import Factor, re2_case_orbit, regex_factors
-from curation.skills.matcher import SkillMatcher
+from curation.skills.matcher import SkillMatcher, set_patterns
 from curation.skills.regex import PatternError, compile_pattern, effective_pattern
 from curation.skills.screen import FactorScreen
 from curation.skills.spec import SkillSpec
@@ -334,13 +334,25 @@ def test_a_screen_loaded_from_the_cache_says_the_same(tmp_path, monkeypatch):
     lines = [json_line(adversarial_text(rng), rng, i).encode() for i in range(300)]
     built = SkillMatcher(SPECS)
     first = [built.may_match_line(line) for line in lines]
-    assert sorted(p.suffix for p in (tmp_path / "skillmix" / "screens").iterdir()) == [
-        ".hsdb",
-        ".json",
-    ]
+    cached = sorted((tmp_path / "skillmix" / "screens").iterdir())
+    assert sorted(p.suffix for p in cached) == [".hsdb", ".json", ".json"]
+    assert sum(p.name.startswith("set-") for p in cached) == 1  # the Set's patterns
     loaded = SkillMatcher(SPECS)  # patterns and compiled database from the cache
     assert [loaded.may_match_line(line) for line in lines] == first
     assert 0 < sum(first) < len(lines)
+
+
+def test_the_sets_patterns_loaded_from_the_cache_are_those_built(tmp_path, monkeypatch):
+    detectors = [spec.concrete_detector() for spec in SPECS]
+    monkeypatch.setenv("SKILLMIX_SCREEN_CACHE", str(tmp_path / "a"))
+    built = set_patterns(detectors, "digest")
+    assert set_patterns(detectors, "digest") == built  # now from the cache
+    (entry,) = (tmp_path / "a").iterdir()
+    stored = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**stored, "patterns": ["changed"] + stored["patterns"][1:]}))
+    assert set_patterns(detectors, "digest")[0] == "changed"  # it was read, not made again
+    monkeypatch.setenv("SKILLMIX_SCREEN_CACHE", str(tmp_path / "b"))
+    assert set_patterns(detectors, "digest") == built
 
 
 def test_a_screen_that_passes_most_lines_is_turned_off(tmp_path):

@@ -12,8 +12,10 @@ import re2
 
 from curation.skills.detectors import KeywordsDetector
 from curation.skills.keywords import (
+    MAX_TREE_DEPTH,
     KeywordAutomaton,
     TooManyHits,
+    _prefix_tree,
     fold,
     prefilter_pattern,
     risky_chars,
@@ -87,6 +89,23 @@ def test_engines_match_the_reference_on_random_texts(case_sensitive, word_bounda
         assert automaton.find(text) == expected, text
         assert [(m.start, m.end) for m in matcher.find(text).get("k", [])] == expected, text
         assert prefilter.search(text) is not None or not expected, text
+
+
+def test_prefix_tree_is_the_same_language_as_the_flat_alternation():
+    """The factored alternation accepts exactly the keywords: checked on every keyword, and on
+    every string one edit away from one (prefixes, extensions, changed characters)."""
+    rng = random.Random(11)
+    alphabet = "ab+.(é?|\\ "
+    for _ in range(200):
+        keys = sorted({"".join(rng.choices(alphabet, k=rng.randint(1, 6))) for _ in range(30)})
+        tree = re2.compile(_prefix_tree(keys))
+        near = {k[:i] + c + k[j:] for k in keys for i in range(len(k) + 1)
+                for j in (i, i + 1) for c in ("", "a", "é")}  # fmt: skip
+        for candidate in near | set(keys):
+            assert (tree.fullmatch(candidate) is not None) == (candidate in keys), (keys, candidate)
+    nested = ["a" * n for n in range(1, 3 * MAX_TREE_DEPTH)]  # deeper than the tree goes
+    tree = re2.compile(_prefix_tree(nested))
+    assert all(tree.fullmatch(k) for k in nested) and not tree.fullmatch("a" * 3 * MAX_TREE_DEPTH)
 
 
 def test_fifty_thousand_names():
