@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import json
 import os
@@ -197,6 +198,20 @@ def atomic_dir(
         raise DiskFull(final, needed, what=what, code=exc.errno) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path: PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) for the block: for a
+    read, then rewrite, of a file that other processes update the same way. An advisory
+    `flock`; on a shared filesystem it holds across machines where the filesystem supports
+    it (NFSv4, Lustre with flock)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: PathLike, data: Any, **options: Any) -> None:

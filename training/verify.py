@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.atomic import write_json_atomic
+from curation.atomic import locked, write_json_atomic
 from curation.mixture.format import AUDIT
 from curation.skills.probes import probe_instances
 from curation.skills.spec import SkillSpec
@@ -146,7 +146,10 @@ def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str,
     audit.json when that audits every one of them and lists where their natural instances
     lie (which a run's forgetting readout reads), else the mixture audited again
     (curation.mixture.audit.audit_mixture, at the stored audit's tolerance) for its own
-    skills and these, which rewrites audit.json. A baseline is audited like any mixture:
+    skills and these, which rewrites audit.json keeping the rows of skills other
+    verifications had it audit (one audit at a time, under a lock beside audit.json, so
+    that two verifications of different skills on one mixture do not drop each other's
+    rows). A baseline is audited like any mixture:
     skills it does not dose are audited for their natural instances. None for a mixture
     without a builder's plan (nothing to audit against)."""
     from curation.mixture.audit import DEFAULT_TOLERANCE, audit_mixture
@@ -157,15 +160,20 @@ def arm_audit(mixture_dir: str | Path, skills: Sequence[SkillSpec]) -> dict[str,
     plan = manifest.get("plan")
     if not isinstance(plan, dict) or not {"skills", "n_batches"} <= set(plan):
         return None  # (the test of curation.mixture.variant.plan_from_manifest)
-    stored = json.loads((path / AUDIT).read_text()) if (path / AUDIT).exists() else None
-    rows = (stored or {}).get("skills", {})
-    located = all("batches" in rows.get(s.id, {}).get("natural", {}) for s in skills)
-    if stored is not None and located:
-        return dict(stored)  # audits every skill, its natural instances located
-    own = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
-    extra = [s for s in skills if s.id not in manifest.get("skills", {})]
-    tolerance = (stored or {}).get("tolerance", DEFAULT_TOLERANCE)
-    return audit_mixture(str(path), [*own, *extra], tolerance, plots=False)
+    # Verifications of other skills may audit this mixture at the same time: one at a time,
+    # and each keeps the rows the others added (their runs read them from audit.json).
+    with locked(path / (AUDIT + ".lock")):
+        stored = json.loads((path / AUDIT).read_text()) if (path / AUDIT).exists() else None
+        rows = (stored or {}).get("skills", {})
+        located = all("batches" in rows.get(s.id, {}).get("natural", {}) for s in skills)
+        if stored is not None and located:
+            return dict(stored)  # audits every skill, its natural instances located
+        own = [SkillSpec.model_validate(s["spec"]) for s in manifest.get("skills", {}).values()]
+        extra = [s for s in skills if s.id not in manifest.get("skills", {})]
+        tolerance = (stored or {}).get("tolerance", DEFAULT_TOLERANCE)
+        audited = {s.id for s in [*own, *extra]}
+        kept = {sid: row for sid, row in rows.items() if sid not in audited}
+        return audit_mixture(str(path), [*own, *extra], tolerance, plots=False, kept_rows=kept)
 
 
 NATURAL_LOCATIONS = ("batches", "sequences")

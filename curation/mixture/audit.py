@@ -330,12 +330,15 @@ def audit_mixture(
     progress: Progress | None = None,
     progress_range: tuple[float, float] = (0.0, 1.0),
     plots: bool = True,
+    kept_rows: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Re-scan the mixture in `out_dir`; returns the audit (also written to audit.json).
 
     `skills` must include every skill of the manifest; the others given are audited for
-    their natural instances (after the manifest's, in the order given). Never raises for
-    a miss: read `passed` (build_mixture raises AuditFailed).
+    their natural instances (after the manifest's, in the order given). `kept_rows` are
+    rows of other skills an earlier audit of this mixture made (the mixture does not
+    change): they stay in the audit, after these. Never raises for a miss: read `passed`
+    (build_mixture raises AuditFailed).
     """
     manifest = read_manifest(out_dir)
     given = {s.id: s for s in (SkillSpec.model_validate(s) for s in skills)}
@@ -365,6 +368,8 @@ def audit_mixture(
             for sid, tally in scanner.tallies.items()
         },
     }
+    for sid, row in (kept_rows or {}).items():
+        report["skills"].setdefault(sid, row)
     report["passed"] = report["shards"]["ok"] and all(
         s["passed"] for s in report["skills"].values()
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from curation.corpus import CorpusSource
@@ -124,3 +126,13 @@ def test_the_baseline_arm_is_audited_and_reported_like_the_upweighted_one(
     again = arm_audit(built / "baseline", [skill, other])
     assert again is not None and set(again["skills"]) == {"cmp", "cmp2"}
     assert again["skills"]["cmp2"]["natural"] == again["skills"]["cmp"]["natural"]
+    # Another verification's skill: audited too, and the rows of cmp2 stay (its runs read them).
+    third = skill.model_copy(update={"id": "cmp3"})
+    last = arm_audit(built / "baseline", [skill, third])
+    assert last is not None and list(last["skills"]) == ["cmp", "cmp3", "cmp2"]
+    stored = json.loads((built / "baseline" / "audit.json").read_text())
+    assert stored["skills"]["cmp2"] == again["skills"]["cmp2"] and set(stored["skills"]) == {
+        "cmp",
+        "cmp2",
+        "cmp3",
+    }
