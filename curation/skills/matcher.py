@@ -289,13 +289,12 @@ class SkillMatcher:
         digest = hashlib.sha256()  # of the detectors: names their cached patterns and screen
         for detector in self._detectors:
             digest.update(detector.model_dump_json().encode() + b"\0")
-        self._digest = digest.hexdigest()
-        for detector in self._detectors:
             self._skills.append(
                 _KeywordSkill(detector)
                 if isinstance(detector, KeywordsDetector)
                 else _RegexSkill(effective_pattern(detector.pattern, detector.case_sensitive))
             )
+        self._digest = digest.hexdigest()
         patterns = set_patterns(self._detectors, self._digest)
         # The index of risky_chars in the Set, if there are keywords (then it is the last).
         self._risky = len(self._detectors)
